@@ -1,0 +1,1 @@
+"""ExpoScholar infrastructure components: one ComponentResource per module."""

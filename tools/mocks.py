@@ -1,0 +1,208 @@
+"""Pulumi mocks that stand in for the engine and the providers during the offline preview.
+
+``RealisticMocks`` answers each registration with the outputs the real provider would return
+(ids in the provider's own format, ARNs in the stack's region and account, endpoints, generated
+names), deterministic for the same stack so plans can be compared. ``CapturingMonitor`` records
+every registration — type, name, URN, parent, provider, protect, dependencies and inputs — and the
+stack's outputs, which is what ``pulumi preview`` would see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
+from pulumi.runtime.sync_await import _sync_await
+
+SECRET_SIG = rpc._special_sig_key
+SECRET_VALUE = rpc._special_secret_sig
+MASK = "[secret]"
+UNKNOWN = "[unknown]"
+
+
+def mask(value: Any) -> Any:
+    """A JSON-able copy of ``value`` with every secret replaced by ``[secret]``."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_VALUE:
+            return MASK
+        return {str(k): mask(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if type(value).__name__ == "Unknown":
+        return UNKNOWN
+    return str(value)
+
+
+def _hex(seed: str, length: int) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()[:length]
+
+
+@dataclass
+class _Target:
+    region: str = "us-east-1"
+    account: str = "000000000000"
+
+
+@dataclass
+class RealisticMocks(Mocks):
+    """Per-type realistic outputs, keyed by the stack name for determinism."""
+
+    stack: str
+    providers: dict[str, _Target] = field(default_factory=dict)
+    """Provider reference (``urn::id``) to the region and account it targets."""
+
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        # Components must not call the cloud while constructing (DESIGN.md): any invoke is a bug.
+        raise RuntimeError(f"unexpected provider function call {args.token} during the program")
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        seed = f"{self.stack}/{args.typ}/{args.name}"
+        if args.typ.startswith("pulumi:providers:"):
+            return f"{_hex(seed, 8)}-{_hex(seed + 'p', 4)}-4{_hex(seed + 'q', 3)}", dict(args.inputs)
+        target = self.providers.get(args.provider or "", _Target())
+        region = args.inputs.get("region") or target.region
+        state = dict(args.inputs)
+        resource_id = _aws_outputs(args.typ, args.name, seed, region, target.account, state)
+        return resource_id, state
+
+
+_EC2_PREFIXES = {
+    "aws:ec2/vpc:Vpc": ("vpc", "vpc"),
+    "aws:ec2/subnet:Subnet": ("subnet", "subnet"),
+    "aws:ec2/internetGateway:InternetGateway": ("igw", "internet-gateway"),
+    "aws:ec2/eip:Eip": ("eipalloc", "elastic-ip"),
+    "aws:ec2/natGateway:NatGateway": ("nat", "natgateway"),
+    "aws:ec2/routeTable:RouteTable": ("rtb", "route-table"),
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": ("rtbassoc", None),
+    "aws:ec2/route:Route": ("r-rtb", None),
+    "aws:ec2/securityGroup:SecurityGroup": ("sg", "security-group"),
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": ("sg", "security-group"),
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": ("sgr", "security-group-rule"),
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": ("sgr", "security-group-rule"),
+    "aws:ec2/vpcEndpoint:VpcEndpoint": ("vpce", "vpc-endpoint"),
+    "aws:ec2/flowLog:FlowLog": ("fl", "vpc-flow-log"),
+    "aws:ec2/launchTemplate:LaunchTemplate": ("lt", "launch-template"),
+}
+
+
+def _aws_outputs(
+    typ: str, name: str, seed: str, region: str, account: str, state: dict[str, Any]
+) -> str:
+    """Fill ``state`` with the outputs of an AWS resource and return its id."""
+    service = typ.split(":")[1].split("/")[0] if ":" in typ else "unknown"
+    if typ in _EC2_PREFIXES:
+        prefix, arn_kind = _EC2_PREFIXES[typ]
+        resource_id = f"{prefix}-{_hex(seed, 17)}"
+        if arn_kind:
+            state["arn"] = f"arn:aws:ec2:{region}:{account}:{arn_kind}/{resource_id}"
+        if typ == "aws:ec2/vpc:Vpc":
+            state["defaultSecurityGroupId"] = f"sg-{_hex(seed + 'sg', 17)}"
+            state["mainRouteTableId"] = f"rtb-{_hex(seed + 'rt', 17)}"
+            state["ownerId"] = account
+        if typ == "aws:ec2/eip:Eip":
+            state["allocationId"] = resource_id
+            state["publicIp"] = f"203.0.113.{int(_hex(seed, 2), 16) % 254 + 1}"
+        if typ == "aws:ec2/natGateway:NatGateway":
+            state["publicIp"] = f"203.0.113.{int(_hex(seed, 2), 16) % 254 + 1}"
+        if typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
+            service_name = str(state.get("serviceName", ""))
+            state["dnsEntries"] = [
+                {"dnsName": f"{resource_id}.{service_name.split('.', 3)[-1]}.{region}.vpce.amazonaws.com"}
+            ]
+        return resource_id
+    if typ == "aws:cloudwatch/logGroup:LogGroup":
+        group = str(state.get("name") or f"{name}-{_hex(seed, 7)}")
+        state["name"] = group
+        state["arn"] = f"arn:aws:logs:{region}:{account}:log-group:{group}"
+        return group
+    if typ == "aws:iam/role:Role":
+        role = str(state.get("name") or f"{name}-{_hex(seed, 7)}")
+        state["name"] = role
+        state["arn"] = f"arn:aws:iam::{account}:role/{role}"
+        state["uniqueId"] = f"AROA{_hex(seed, 17).upper()}"
+        return role
+    if typ == "aws:iam/rolePolicy:RolePolicy":
+        return f"{state.get('role', name)}:{state.get('name') or name}"
+    # Any other AWS type: a generated physical name and a plausible ARN.
+    physical = str(state.get("name") or f"{name}-{_hex(seed, 7)}")
+    state.setdefault("name", physical)
+    state.setdefault("arn", f"arn:aws:{service}:{region}:{account}:{typ.split(':')[-1].lower()}/{physical}")
+    return physical
+
+
+@dataclass
+class CapturedResource:
+    """One registration, as ``pulumi preview`` would see it."""
+
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str | None
+    provider: str | None
+    protect: bool
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    inputs: dict[str, Any]
+    id: str | None = None
+
+
+class CapturingMonitor(MockMonitor):
+    """A mock monitor that also records the resource graph and the stack outputs."""
+
+    def __init__(self, mocks: RealisticMocks) -> None:
+        super().__init__(mocks)
+        self.realistic = mocks
+        self.captured: list[CapturedResource] = []
+        self.stack_urn: str | None = None
+        self.stack_outputs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            self.stack_urn = response.urn
+            return response
+        inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
+        record = CapturedResource(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            custom=bool(request.custom),
+            parent=request.parent or None,
+            provider=request.provider or None,
+            protect=bool(request.protect),
+            dependencies=sorted(set(request.dependencies)),
+            property_dependencies={
+                key: sorted(set(deps.urns)) for key, deps in request.propertyDependencies.items()
+            },
+            inputs=mask(inputs),
+            id=response.id or None,
+        )
+        with self._lock:
+            self.captured.append(record)
+            if request.type.startswith("pulumi:providers:"):
+                accounts = inputs.get("allowedAccountIds") or "[]"
+                if isinstance(accounts, str):  # provider inputs travel as JSON strings
+                    accounts = json.loads(accounts)
+                self.realistic.providers[f"{response.urn}::{response.id}"] = _Target(
+                    region=str(inputs.get("region") or "us-east-1"),
+                    account=str(accounts[0]) if accounts else "000000000000",
+                )
+        return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        if self.stack_urn is not None and request.urn == self.stack_urn:
+            outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
+            self.stack_outputs = mask(outputs)
+        return super().RegisterResourceOutputs(request)
+
+
+__all__ = ["CapturedResource", "CapturingMonitor", "RealisticMocks", "_sync_await", "mask"]

@@ -1,0 +1,190 @@
+"""Offline preview: run the Pulumi program for one stack with no cloud account and no CLI.
+
+    python -m tools.preview [staging|prod] [--out build] [--quiet]
+
+A pipeline of stages over one ``PreviewContext``:
+
+1. ``config``  — load Pulumi.yaml and Pulumi.<stack>.yaml as the CLI would (defaults, declared
+   types, placeholders for secrets);
+2. ``program`` — run ``__main__.py`` under the Pulumi mock runtime, capturing every resource;
+3. ``plan``    — write ``build/<stack>/plan.json``;
+4. ``summary`` — print the resource tree grouped by component, with counts per type.
+
+Later stages (policy check, rendered artifacts) append to ``STAGES``. Exit codes: 0 success,
+2 configuration problems (one line per problem, naming the key), 1 the program itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextvars
+import runpy
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from pulumi.runtime.sync_await import _sync_await
+
+from tools.mocks import CapturingMonitor, RealisticMocks
+from tools.plan import Plan
+from tools.project import ConfigFileError, StackConfig, load_stack_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+EXIT_OK = 0
+EXIT_PROGRAM_FAILED = 1
+EXIT_CONFIG = 2
+
+
+class StageFailed(Exception):
+    """Stops the pipeline with an exit code and the lines to print on stderr."""
+
+    def __init__(self, exit_code: int, lines: Sequence[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.exit_code = exit_code
+        self.lines = list(lines)
+
+
+@dataclass
+class PreviewContext:
+    stack: str
+    project_dir: Path = REPO_ROOT
+    out_root: Path = REPO_ROOT / "build"
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    quiet: bool = False
+    # Filled in by the stages:
+    config: StackConfig | None = None
+    plan: Plan | None = None
+
+    @property
+    def out_dir(self) -> Path:
+        return self.out_root / self.stack
+
+    def say(self, text: str = "") -> None:
+        if not self.quiet:
+            print(text, file=self.stdout)
+
+
+Stage = Callable[[PreviewContext], None]
+
+
+def stage_config(ctx: PreviewContext) -> None:
+    try:
+        ctx.config = load_stack_config(ctx.project_dir, ctx.stack)
+    except ConfigFileError as exc:
+        raise StageFailed(
+            EXIT_CONFIG,
+            [f"error: stack {ctx.stack!r}: {len(exc.problems)} configuration problem(s):"]
+            + [f"  - {problem}" for problem in exc.problems],
+        ) from None
+
+
+def stage_program(ctx: PreviewContext) -> None:
+    assert ctx.config is not None
+    ctx.plan = run_program(ctx.project_dir, ctx.config)
+
+
+def stage_plan(ctx: PreviewContext) -> None:
+    assert ctx.plan is not None
+    ctx.plan.write(ctx.out_dir / "plan.json")
+
+
+def stage_summary(ctx: PreviewContext) -> None:
+    assert ctx.plan is not None and ctx.config is not None
+    ctx.say(ctx.plan.render_tree())
+    if ctx.config.placeholders:
+        ctx.say(
+            "\nOffline placeholders stand in for the secrets: "
+            + ", ".join(ctx.config.placeholders)
+        )
+    ctx.say(f"\nPlan written to {ctx.out_dir / 'plan.json'}")
+
+
+STAGES: list[tuple[str, Stage]] = [
+    ("config", stage_config),
+    ("program", stage_program),
+    ("plan", stage_plan),
+    ("summary", stage_summary),
+]
+
+
+def run_program(project_dir: Path, config: StackConfig) -> Plan:
+    """Run ``__main__.py`` for the stack under the mock runtime and return the captured plan.
+
+    Each run happens in a fresh ``contextvars`` context, so the Pulumi runtime state of one run
+    (root stack, settings, config) never leaks into the next one in the same process.
+    """
+    return contextvars.Context().run(_run_program, project_dir, config)
+
+
+def _run_program(project_dir: Path, config: StackConfig) -> Plan:
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+    from pulumi.runtime import stack as runtime_stack
+
+    from components.settings import PROJECT, SettingsError
+
+    mocks = RealisticMocks(config.stack)
+    monitor = CapturingMonitor(mocks)
+    runtime_config.set_all_config(dict(config.values), list(config.secret_keys))
+    pulumi.runtime.set_mocks(
+        mocks, project=PROJECT, stack=config.stack, preview=True, monitor=monitor
+    )
+    if str(project_dir) not in sys.path:
+        sys.path.insert(0, str(project_dir))
+    try:
+        runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
+        _sync_await(runtime_stack.wait_for_rpcs())
+    except SettingsError as exc:
+        raise StageFailed(
+            EXIT_CONFIG,
+            [f"error: stack {exc.stack!r}: {len(exc.problems)} configuration problem(s):"]
+            + [f"  - {problem}" for problem in exc.problems],
+        ) from None
+    except Exception:
+        raise StageFailed(
+            EXIT_PROGRAM_FAILED,
+            ["error: the program failed under the mock runtime:", traceback.format_exc()],
+        ) from None
+    assert monitor.stack_urn is not None
+    return Plan(
+        PROJECT,
+        config.stack,
+        monitor.stack_urn,
+        monitor.captured,
+        monitor.stack_outputs,
+        config.placeholders,
+    )
+
+
+def run_pipeline(ctx: PreviewContext, stages: Sequence[tuple[str, Stage]] = STAGES) -> int:
+    for _, stage in stages:
+        try:
+            stage(ctx)
+        except StageFailed as failure:
+            print("\n".join(failure.lines), file=sys.stderr)
+            return failure.exit_code
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.preview",
+        description="Offline preview of a stack: no cloud account, no Pulumi CLI.",
+    )
+    parser.add_argument("stack", nargs="?", default="staging", help="stack name (default: staging)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "build", help="output root folder")
+    parser.add_argument("--project-dir", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
+    parser.add_argument("--quiet", action="store_true", help="print only errors")
+    args = parser.parse_args(argv)
+    ctx = PreviewContext(
+        stack=args.stack, project_dir=args.project_dir.resolve(), out_root=args.out, quiet=args.quiet
+    )
+    return run_pipeline(ctx)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
