@@ -61,7 +61,9 @@ class Naming:
             "CostCenter": self.cost_center,
         }
 
-    def tags(self, component: str, name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def tags(
+        self, component: str, name: str, extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
         """Per-resource tags: Component and Name, plus any resource-specific ones."""
         return {"Component": component, "Name": self.physical(component, name), **(extra or {})}
 

@@ -28,10 +28,8 @@ import json
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws.cloudwatch as cloudwatch
-import pulumi_aws.ec2 as ec2
-import pulumi_aws.iam as iam
 import pulumi_aws.vpc as vpc_rules
+from pulumi_aws import cloudwatch, ec2, iam
 
 from components.naming import Naming
 from components.settings import NetworkSettings
@@ -131,7 +129,9 @@ class Network(pulumi.ComponentResource):
             Tier.ISOLATED: {},
         }
         subnets: dict[Tier, list[ec2.Subnet]] = {tier: [] for tier in Tier}
-        plans = plan_subnets(settings.vpc_cidr, settings.availability_zones, settings.subnet_prefixes)
+        plans = plan_subnets(
+            settings.vpc_cidr, settings.availability_zones, settings.subnet_prefixes
+        )
         for plan in plans:
             label = f"{plan.tier}-{plan.zone}"
             subnets[plan.tier].append(

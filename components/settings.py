@@ -27,8 +27,15 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import pulumi
+from pulumi.runtime import config as runtime_config
 
-from components.subnets import MAX_ZONES, SMALLEST_SUBNET_PREFIX, SubnetPlanError, Tier, plan_subnets
+from components.subnets import (
+    MAX_ZONES,
+    SMALLEST_SUBNET_PREFIX,
+    SubnetPlanError,
+    Tier,
+    plan_subnets,
+)
 
 PROJECT = "exposcholar"
 STACKS = ("staging", "prod")
@@ -110,7 +117,7 @@ class SettingsError(pulumi.RunError):
         )
 
 
-class Invalid(ValueError):
+class InvalidValueError(ValueError):
     """Raised by a parser: ``expected`` says what a valid value looks like."""
 
     def __init__(self, expected: str) -> None:
@@ -208,7 +215,7 @@ class StackSettings:
 
 
 # --------------------------------------------------------------------------------------------
-# Reusable parsers (each raises Invalid with what was expected)
+# Reusable parsers (each raises InvalidValueError with what was expected)
 # --------------------------------------------------------------------------------------------
 
 CLOUDWATCH_RETENTION_DAYS = (
@@ -217,11 +224,15 @@ CLOUDWATCH_RETENTION_DAYS = (
 )  # fmt: skip
 """The retention values CloudWatch Logs accepts (PutRetentionPolicy)."""
 
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-(central|north|south|east|west|northeast|northwest|southeast|southwest)-\d$")
+_REGION = re.compile(
+    r"^[a-z]{2}(-gov|-iso[a-z]?)?-(central|north|south|east|west|northeast|northwest|southeast|southwest)-\d$"
+)
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _COST_CENTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{1,31}$")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
 _INSTANCE_SIZE = r"(nano|micro|small|medium|large|metal|\d*xlarge|metal-\d+xl)"
 _INSTANCE_FAMILY = r"[a-z][a-z0-9-]*\d[a-z0-9-]*"
 INSTANCE_TYPE_PATTERNS = {
@@ -234,7 +245,7 @@ INSTANCE_TYPE_PATTERNS = {
 def text(pattern: re.Pattern[str], expected: str) -> Parser[str]:
     def parse(raw: str) -> str:
         if not pattern.fullmatch(raw):
-            raise Invalid(expected)
+            raise InvalidValueError(expected)
         return raw
 
     return parse
@@ -253,9 +264,9 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Parser[in
         try:
             value = int(raw.strip())
         except ValueError:
-            raise Invalid(f"an integer{bounds}") from None
+            raise InvalidValueError(f"an integer{bounds}") from None
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise Invalid(f"an integer{bounds}")
+            raise InvalidValueError(f"an integer{bounds}")
         return value
 
     return parse
@@ -270,7 +281,7 @@ def one_of_ints(allowed: Iterable[int], what: str) -> Parser[int]:
         except ValueError:
             value = None
         if value not in allowed:
-            raise Invalid(f"{what}: one of {', '.join(map(str, allowed))}")
+            raise InvalidValueError(f"{what}: one of {', '.join(map(str, allowed))}")
         return value
 
     return parse
@@ -280,7 +291,7 @@ def boolean(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    raise Invalid("a boolean, true or false")
+    raise InvalidValueError("a boolean, true or false")
 
 
 def choice(enum: type[T]) -> Parser[T]:
@@ -289,7 +300,7 @@ def choice(enum: type[T]) -> Parser[T]:
 
     def parse(raw: str) -> T:
         if raw not in values:
-            raise Invalid(f"one of {', '.join(values)}")
+            raise InvalidValueError(f"one of {', '.join(values)}")
         return enum(raw)  # type: ignore[call-arg]
 
     return parse
@@ -316,7 +327,7 @@ def https_url(raw: str) -> str:
     expected = "an https:// URL with a host name, such as https://hooks.example.org/T0/B0"
     match = re.fullmatch(r"https://([^/:?#\s]+)(:\d{1,5})?(/[^\s]*)?", raw)
     if not match or not _HOSTNAME.fullmatch(match.group(1)):
-        raise Invalid(expected)
+        raise InvalidValueError(expected)
     return raw
 
 
@@ -330,12 +341,12 @@ def cidr(*, private: bool = False, min_prefix: int = 0, max_prefix: int = 32) ->
         try:
             network = ipaddress.IPv4Network(raw.strip(), strict=True)
         except ValueError:
-            raise Invalid(f"{expected}, with the host bits zero") from None
+            raise InvalidValueError(f"{expected}, with the host bits zero") from None
         if not min_prefix <= network.prefixlen <= max_prefix:
-            raise Invalid(expected)
+            raise InvalidValueError(expected)
         rfc1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
         if private and not any(network.subnet_of(ipaddress.IPv4Network(r)) for r in rfc1918):
-            raise Invalid(expected)
+            raise InvalidValueError(expected)
         return str(network)
 
     return parse
@@ -351,13 +362,15 @@ def cidr_allowlist(*, allow_world: bool = False) -> Parser[tuple[str, ...]]:
         for value in values:
             try:
                 network = item(value)
-            except Invalid:
-                raise Invalid(f"a list of IPv4 CIDRs; {value!r} is not one") from None
+            except InvalidValueError:
+                raise InvalidValueError(f"a list of IPv4 CIDRs; {value!r} is not one") from None
             if network == "0.0.0.0/0" and not allow_world:
-                raise Invalid("a list of specific CIDRs; 0.0.0.0/0 opens it to the whole internet")
+                raise InvalidValueError(
+                    "a list of specific CIDRs; 0.0.0.0/0 opens it to the whole internet"
+                )
             result.append(network)
         if len(set(result)) != len(result):
-            raise Invalid("a list of distinct CIDRs")
+            raise InvalidValueError("a list of distinct CIDRs")
         return tuple(result)
 
     return parse
@@ -368,9 +381,9 @@ def string_list(raw: str) -> tuple[str, ...]:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
-        raise Invalid("a list of strings") from None
+        raise InvalidValueError("a list of strings") from None
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise Invalid("a list of strings")
+        raise InvalidValueError("a list of strings")
     return tuple(value)
 
 
@@ -398,7 +411,7 @@ class _Reader:
             return None
         try:
             return parse(raw)
-        except Invalid as exc:
+        except InvalidValueError as exc:
             self.problem(key, exc.expected, raw)
             return None
 
@@ -435,9 +448,8 @@ def parse_settings(stack: str, raw: Mapping[str, str]) -> StackSettings:
     network = _network(reader, account.region if account else None)
     alerting = _alerting(reader)
 
-    if reader.problems:
+    if reader.problems or account is None or network is None or alerting is None:
         raise SettingsError(stack, reader.problems)
-    assert account and network and alerting  # no problems means every part parsed
     return StackSettings(PROJECT, stack, account, network, alerting)
 
 
@@ -457,13 +469,13 @@ def _zones(region: str | None) -> Parser[tuple[str, ...]]:
     def parse(raw: str) -> tuple[str, ...]:
         zones = string_list(raw)
         if not 2 <= len(zones) <= MAX_ZONES:
-            raise Invalid(f"2 or {MAX_ZONES} availability zones, got {len(zones)}")
+            raise InvalidValueError(f"2 or {MAX_ZONES} availability zones, got {len(zones)}")
         if len(set(zones)) != len(zones):
-            raise Invalid("distinct availability zones")
+            raise InvalidValueError("distinct availability zones")
         if region is not None:
             wrong = [z for z in zones if not re.fullmatch(rf"{re.escape(region)}[a-z]", z)]
             if wrong:
-                raise Invalid(
+                raise InvalidValueError(
                     f"zones of the stack's region {region} (such as {region}a); "
                     f"not in it: {', '.join(wrong)}"
                 )
@@ -520,10 +532,10 @@ def raw_config_from_pulumi() -> dict[str, str]:
     """Every configuration value the engine gave this program, keyed ``namespace:key``."""
     # pulumi.Config reads one key at a time; to find unknown keys (typos) the whole map is
     # needed, which the SDK keeps in pulumi.runtime.config.
-    from pulumi.runtime import config as runtime_config
-
     values: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}
+    return {
+        key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()
+    }
 
 
 def load_settings() -> StackSettings:

@@ -65,11 +65,15 @@ class RealisticMocks(Mocks):
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         seed = f"{self.stack}/{args.typ}/{args.name}"
         if args.typ.startswith("pulumi:providers:"):
-            return f"{_hex(seed, 8)}-{_hex(seed + 'p', 4)}-4{_hex(seed + 'q', 3)}", dict(args.inputs)
+            return f"{_hex(seed, 8)}-{_hex(seed + 'p', 4)}-4{_hex(seed + 'q', 3)}", dict(
+                args.inputs
+            )
         target = self.providers.get(args.provider or "", _Target())
         region = args.inputs.get("region") or target.region
         state = dict(args.inputs)
-        resource_id = _aws_outputs(args.typ, args.name, seed, region, target.account, state)
+        resource_id = _aws_outputs(
+            args.typ, args.name, seed=seed, region=region, account=target.account, state=state
+        )
         return resource_id, state
 
 
@@ -93,10 +97,10 @@ _EC2_PREFIXES = {
 
 
 def _aws_outputs(
-    typ: str, name: str, seed: str, region: str, account: str, state: dict[str, Any]
+    typ: str, name: str, *, seed: str, region: str, account: str, state: dict[str, Any]
 ) -> str:
     """Fill ``state`` with the outputs of an AWS resource and return its id."""
-    service = typ.split(":")[1].split("/")[0] if ":" in typ else "unknown"
+    service = typ.split(":")[1].split("/", maxsplit=1)[0] if ":" in typ else "unknown"
     if typ in _EC2_PREFIXES:
         prefix, arn_kind = _EC2_PREFIXES[typ]
         resource_id = f"{prefix}-{_hex(seed, 17)}"
@@ -113,8 +117,9 @@ def _aws_outputs(
             state["publicIp"] = f"203.0.113.{int(_hex(seed, 2), 16) % 254 + 1}"
         if typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
             service_name = str(state.get("serviceName", ""))
+            short = service_name.split(".", 3)[-1]
             state["dnsEntries"] = [
-                {"dnsName": f"{resource_id}.{service_name.split('.', 3)[-1]}.{region}.vpce.amazonaws.com"}
+                {"dnsName": f"{resource_id}.{short}.{region}.vpce.amazonaws.com"}
             ]
         return resource_id
     if typ == "aws:cloudwatch/logGroup:LogGroup":
@@ -133,7 +138,8 @@ def _aws_outputs(
     # Any other AWS type: a generated physical name and a plausible ARN.
     physical = str(state.get("name") or f"{name}-{_hex(seed, 7)}")
     state.setdefault("name", physical)
-    state.setdefault("arn", f"arn:aws:{service}:{region}:{account}:{typ.split(':')[-1].lower()}/{physical}")
+    kind = typ.rsplit(":", maxsplit=1)[-1].lower()
+    state.setdefault("arn", f"arn:aws:{service}:{region}:{account}:{kind}/{physical}")
     return physical
 
 
@@ -166,7 +172,7 @@ class CapturingMonitor(MockMonitor):
         self._lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             self.stack_urn = response.urn
             return response
@@ -202,7 +208,7 @@ class CapturingMonitor(MockMonitor):
         if self.stack_urn is not None and request.urn == self.stack_urn:
             outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
             self.stack_outputs = mask(outputs)
-        return super().RegisterResourceOutputs(request)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
 
 __all__ = ["CapturedResource", "CapturingMonitor", "RealisticMocks", "_sync_await", "mask"]

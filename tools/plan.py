@@ -133,4 +133,3 @@ class Plan:
             lines.append(f"{indent}{'└─' if last else '├─'} {label}")
             if component is not None:
                 self._render(component.urn, indent + ("   " if last else "│  "), lines)
-

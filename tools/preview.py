@@ -26,8 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import pulumi
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import stack as runtime_stack
 from pulumi.runtime.sync_await import _sync_await
 
+from components.settings import PROJECT, SettingsError
 from tools.mocks import CapturingMonitor, RealisticMocks
 from tools.plan import Plan
 from tools.project import ConfigFileError, StackConfig, load_stack_config
@@ -39,7 +43,7 @@ EXIT_PROGRAM_FAILED = 1
 EXIT_CONFIG = 2
 
 
-class StageFailed(Exception):
+class StageError(Exception):
     """Stops the pipeline with an exit code and the lines to print on stderr."""
 
     def __init__(self, exit_code: int, lines: Sequence[str]) -> None:
@@ -63,6 +67,16 @@ class PreviewContext:
     def out_dir(self) -> Path:
         return self.out_root / self.stack
 
+    def require_config(self) -> StackConfig:
+        if self.config is None:
+            raise RuntimeError("the config stage has not run")
+        return self.config
+
+    def require_plan(self) -> Plan:
+        if self.plan is None:
+            raise RuntimeError("the program stage has not run")
+        return self.plan
+
     def say(self, text: str = "") -> None:
         if not self.quiet:
             print(text, file=self.stdout)
@@ -75,7 +89,7 @@ def stage_config(ctx: PreviewContext) -> None:
     try:
         ctx.config = load_stack_config(ctx.project_dir, ctx.stack)
     except ConfigFileError as exc:
-        raise StageFailed(
+        raise StageError(
             EXIT_CONFIG,
             [f"error: stack {ctx.stack!r}: {len(exc.problems)} configuration problem(s):"]
             + [f"  - {problem}" for problem in exc.problems],
@@ -83,23 +97,18 @@ def stage_config(ctx: PreviewContext) -> None:
 
 
 def stage_program(ctx: PreviewContext) -> None:
-    assert ctx.config is not None
-    ctx.plan = run_program(ctx.project_dir, ctx.config)
+    ctx.plan = run_program(ctx.project_dir, ctx.require_config())
 
 
 def stage_plan(ctx: PreviewContext) -> None:
-    assert ctx.plan is not None
-    ctx.plan.write(ctx.out_dir / "plan.json")
+    ctx.require_plan().write(ctx.out_dir / "plan.json")
 
 
 def stage_summary(ctx: PreviewContext) -> None:
-    assert ctx.plan is not None and ctx.config is not None
-    ctx.say(ctx.plan.render_tree())
-    if ctx.config.placeholders:
-        ctx.say(
-            "\nOffline placeholders stand in for the secrets: "
-            + ", ".join(ctx.config.placeholders)
-        )
+    ctx.say(ctx.require_plan().render_tree())
+    placeholders = ctx.require_config().placeholders
+    if placeholders:
+        ctx.say("\nOffline placeholders stand in for the secrets: " + ", ".join(placeholders))
     ctx.say(f"\nPlan written to {ctx.out_dir / 'plan.json'}")
 
 
@@ -121,12 +130,6 @@ def run_program(project_dir: Path, config: StackConfig) -> Plan:
 
 
 def _run_program(project_dir: Path, config: StackConfig) -> Plan:
-    import pulumi
-    from pulumi.runtime import config as runtime_config
-    from pulumi.runtime import stack as runtime_stack
-
-    from components.settings import PROJECT, SettingsError
-
     mocks = RealisticMocks(config.stack)
     monitor = CapturingMonitor(mocks)
     runtime_config.set_all_config(dict(config.values), list(config.secret_keys))
@@ -139,17 +142,18 @@ def _run_program(project_dir: Path, config: StackConfig) -> Plan:
         runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
         _sync_await(runtime_stack.wait_for_rpcs())
     except SettingsError as exc:
-        raise StageFailed(
+        raise StageError(
             EXIT_CONFIG,
             [f"error: stack {exc.stack!r}: {len(exc.problems)} configuration problem(s):"]
             + [f"  - {problem}" for problem in exc.problems],
         ) from None
     except Exception:
-        raise StageFailed(
+        raise StageError(
             EXIT_PROGRAM_FAILED,
             ["error: the program failed under the mock runtime:", traceback.format_exc()],
         ) from None
-    assert monitor.stack_urn is not None
+    if monitor.stack_urn is None:
+        raise StageError(EXIT_PROGRAM_FAILED, ["error: the program registered no stack"])
     return Plan(
         PROJECT,
         config.stack,
@@ -164,7 +168,7 @@ def run_pipeline(ctx: PreviewContext, stages: Sequence[tuple[str, Stage]] = STAG
     for _, stage in stages:
         try:
             stage(ctx)
-        except StageFailed as failure:
+        except StageError as failure:
             print("\n".join(failure.lines), file=sys.stderr)
             return failure.exit_code
     return EXIT_OK
@@ -181,7 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="print only errors")
     args = parser.parse_args(argv)
     ctx = PreviewContext(
-        stack=args.stack, project_dir=args.project_dir.resolve(), out_root=args.out, quiet=args.quiet
+        stack=args.stack,
+        project_dir=args.project_dir.resolve(),
+        out_root=args.out,
+        quiet=args.quiet,
     )
     return run_pipeline(ctx)
 

@@ -148,52 +148,19 @@ def load_stack_config(project_dir: Path, stack: str) -> StackConfig:
     problems: list[SettingsProblem] = []
     values: dict[str, str] = {}
     secret_keys: list[str] = []
-    placeholders: list[str] = []
-    prefix = f"{PROJECT}:"
-    for full_key, value in config.items():
-        full_key = str(full_key)
-        if ":" not in full_key:
-            problems.append(
-                SettingsProblem(full_key, to_cli_string(value), f"a namespaced key such as {prefix}{full_key}")
-            )
+    for raw_key, value in config.items():
+        full_key = str(raw_key)
+        outcome = _check_entry(full_key, value, declarations)
+        if isinstance(outcome, SettingsProblem):
+            problems.append(outcome)
             continue
-        if not full_key.startswith(prefix):
-            values[full_key] = to_cli_string(value)
-            continue
-        key = full_key.removeprefix(prefix)
-        declaration = declarations.get(key)
-        if declaration is None:
-            problems.append(
-                SettingsProblem(full_key, to_cli_string(value), "no such key (a typo?); known keys are declared in Pulumi.yaml")
-            )
-            continue
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            # An encrypted value: there is no secrets provider offline.
-            values[full_key] = placeholder_for(key)
+        values[full_key] = outcome
+        if _is_encrypted(value):
             secret_keys.append(full_key)
-            placeholders.append(key)
-            continue
-        if declaration.secret:
-            problems.append(
-                SettingsProblem(full_key, "****", "no plain-text value: set secrets with `pulumi config set --secret`")
-            )
-            continue
-        if not _has_type(value, declaration.type):
-            problems.append(
-                SettingsProblem(full_key, to_cli_string(value), f"a value of the declared type {declaration.type}")
-            )
-            continue
-        if declaration.type == "array" and declaration.items_type and not all(
-            _has_type(item, declaration.items_type) for item in value
-        ):
-            problems.append(
-                SettingsProblem(full_key, to_cli_string(value), f"an array of {declaration.items_type} values")
-            )
-            continue
-        values[full_key] = to_cli_string(value)
 
+    placeholders = [k.removeprefix(_PREFIX) for k in secret_keys]
     for key, declaration in declarations.items():
-        full_key = prefix + key
+        full_key = _PREFIX + key
         if full_key in values or any(p.key == full_key for p in problems):
             continue
         if declaration.secret:
@@ -205,3 +172,40 @@ def load_stack_config(project_dir: Path, stack: str) -> StackConfig:
     if problems:
         raise ConfigFileError(problems)
     return StackConfig(stack, values, tuple(secret_keys), tuple(placeholders))
+
+
+_PREFIX = f"{PROJECT}:"
+
+
+def _is_encrypted(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"secure"}
+
+
+def _check_entry(
+    full_key: str, value: Any, declarations: dict[str, Declaration]
+) -> str | SettingsProblem:
+    """The CLI string for one stack-file entry, or the problem with it."""
+    shown = to_cli_string(value)
+    if ":" not in full_key:
+        return SettingsProblem(full_key, shown, f"a namespaced key such as {_PREFIX}{full_key}")
+    if not full_key.startswith(_PREFIX):
+        return shown  # other namespaces: settings decides which are allowed
+    key = full_key.removeprefix(_PREFIX)
+    declaration = declarations.get(key)
+    if declaration is None:
+        return SettingsProblem(
+            full_key, shown, "no such key (a typo?); known keys are declared in Pulumi.yaml"
+        )
+    if _is_encrypted(value):
+        # An encrypted value (`pulumi config set --secret`): no secrets provider offline.
+        return placeholder_for(key)
+    if declaration.secret:
+        return SettingsProblem(
+            full_key, "****", "no plain-text value: set secrets with `pulumi config set --secret`"
+        )
+    if not _has_type(value, declaration.type):
+        return SettingsProblem(full_key, shown, f"a value of the declared type {declaration.type}")
+    items_type = declaration.items_type
+    if items_type and not all(_has_type(item, items_type) for item in value):
+        return SettingsProblem(full_key, shown, f"an array of {declaration.items_type} values")
+    return shown
