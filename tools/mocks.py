@@ -33,6 +33,8 @@ def mask(value: Any) -> Any:
         return {str(k): mask(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [mask(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # protobuf carries every number as a double
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     if type(value).__name__ == "Unknown":
@@ -170,6 +172,12 @@ class CapturingMonitor(MockMonitor):
         self.stack_urn: str | None = None
         self.stack_outputs: dict[str, Any] = {}
         self._lock = threading.Lock()
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """URNs as the engine makes them: the root stack's type is not part of a child's."""
+        if parent and parent.split("::")[2] == "pulumi:pulumi:Stack":
+            parent = ""
+        return super().make_urn(parent, type_, name)  # type: ignore[no-untyped-call]
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]

@@ -28,6 +28,7 @@ from typing import TextIO
 
 import pulumi
 from pulumi.runtime import config as runtime_config
+from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime import stack as runtime_stack
 from pulumi.runtime.sync_await import _sync_await
 
@@ -138,9 +139,12 @@ def _run_program(project_dir: Path, config: StackConfig) -> Plan:
     )
     if str(project_dir) not in sys.path:
         sys.path.insert(0, str(project_dir))
+    program = str(project_dir / "__main__.py")
+    # set_mocks registered a root stack and closed its outputs; run the program in a new root
+    # stack, as the Python language host does, so its exports are registered as stack outputs.
+    runtime_settings.ROOT.set(None)
     try:
-        runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
-        _sync_await(runtime_stack.wait_for_rpcs())
+        _sync_await(runtime_stack.run_in_stack(lambda: runpy.run_path(program, run_name="__main__")))
     except SettingsError as exc:
         raise StageError(
             EXIT_CONFIG,

@@ -1,0 +1,176 @@
+"""Pulumi.yaml and the stack files, checked as the Pulumi CLI would (there is no CLI here),
+plus the project's own rules: every key declared and documented, no secret in git, and stacks
+that differ only in sizes, counts, retention and identity."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from components.settings import KEYS, STACKS
+from tools.preview import REPO_ROOT
+from tools.project import ConfigFileError, load_declarations, load_stack_config
+
+SCHEMA = REPO_ROOT.parent / "shared" / "reference" / "pulumi-project.schema.json"
+
+
+def _stack_file(stack: str) -> dict[str, object]:
+    document = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())
+    config = document["config"]
+    assert isinstance(config, dict)
+    return config
+
+
+def test_project_file_matches_the_official_schema() -> None:
+    schema = json.loads(SCHEMA.read_text())
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(project)
+    assert project["name"] == "exposcholar"
+    assert project["runtime"]["name"] == "python"
+    assert project["runtime"]["options"]["virtualenv"] == ".venv"
+    assert project["description"]
+
+
+def test_schema_check_would_catch_a_malformed_project_file() -> None:
+    schema = json.loads(SCHEMA.read_text())
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    project["config"]["region"]["type"] = "object"  # not a type the CLI accepts
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate(project)
+
+
+def test_declarations_and_settings_keys_agree() -> None:
+    declarations = load_declarations(REPO_ROOT)
+    assert {d.key: (d.type, d.secret) for d in declarations.values()} == {
+        k.name: (k.type, k.secret) for k in KEYS
+    }
+    for declaration in declarations.values():
+        assert len(declaration.description) > 20, declaration.key
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_values_have_their_declared_types(stack: str) -> None:
+    declarations = load_declarations(REPO_ROOT)
+    python_type = {"string": str, "integer": int, "boolean": bool, "array": list}
+    for full_key, value in _stack_file(stack).items():
+        namespace, key = full_key.split(":", 1)
+        if namespace != "exposcholar":
+            continue
+        declared = declarations[key]
+        assert isinstance(value, python_type[declared.type]), full_key
+        if declared.type == "integer":
+            assert not isinstance(value, bool), full_key
+        if declared.items_type:
+            assert all(isinstance(item, python_type[declared.items_type]) for item in value)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_files_hold_every_required_non_secret_key_and_no_secret(stack: str) -> None:
+    declarations = load_declarations(REPO_ROOT)
+    config = _stack_file(stack)
+    for declaration in declarations.values():
+        full_key = f"exposcholar:{declaration.key}"
+        if declaration.secret:
+            assert full_key not in config, f"{full_key} is a secret: never commit it"
+        else:
+            assert full_key in config, f"{stack} must set {full_key} explicitly"
+    assert config["pulumi:disable-default-providers"] == ["*"]
+
+
+def test_stacks_differ_only_in_sizes_counts_retention_and_identity() -> None:
+    staging, prod = _stack_file("staging"), _stack_file("prod")
+    varies = {f"exposcholar:{k.name}" for k in KEYS if k.varies}
+    differing = {k for k in staging.keys() | prod.keys() if staging.get(k) != prod.get(k)}
+    assert differing <= varies, f"safety features must match across stacks: {differing - varies}"
+
+
+def test_stack_networks_do_not_overlap() -> None:
+    """Distinct ranges keep peering, VPN and restore-across-stacks possible."""
+    staging = ipaddress.ip_network(str(_stack_file("staging")["exposcholar:vpcCidr"]))
+    prod = ipaddress.ip_network(str(_stack_file("prod")["exposcholar:vpcCidr"]))
+    assert not staging.overlaps(prod)
+
+
+def test_secrets_get_marked_placeholders_offline() -> None:
+    config = load_stack_config(REPO_ROOT, "staging")
+    assert config.placeholders == ("alertWebhookUrl",)
+    assert "exposcholar:alertWebhookUrl" in config.secret_keys
+    assert "placeholder" in config.values["exposcholar:alertWebhookUrl"]
+
+
+def test_declared_defaults_fill_keys_a_stack_leaves_out(
+    project_copy: Callable[[], Path],
+) -> None:
+    project = project_copy()
+    path = project / "Pulumi.staging.yaml"
+    document = yaml.safe_load(path.read_text())
+    del document["config"]["exposcholar:flowLogTrafficType"]
+    path.write_text(yaml.safe_dump(document))
+    config = load_stack_config(project, "staging")
+    assert config.values["exposcholar:flowLogTrafficType"] == "ALL"
+
+
+def test_encrypted_values_are_accepted_as_secrets(project_copy: Callable[[], Path]) -> None:
+    project = project_copy()
+    path = project / "Pulumi.staging.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"]["exposcholar:alertWebhookUrl"] = {"secure": "v1:AAAAencrypted"}
+    path.write_text(yaml.safe_dump(document))
+    config = load_stack_config(project, "staging")
+    assert config.placeholders == ("alertWebhookUrl",)
+    assert "v1:AAAA" not in json.dumps(config.values)
+
+
+STACK_FILE_ERRORS: list[tuple[str, object, str]] = [
+    ("exposcholar:flowLogRetentionDays", "ninety", "declared type integer"),
+    ("exposcholar:interfaceEndpoints", "yes", "declared type boolean"),
+    ("exposcholar:publicSubnetPrefix", True, "declared type integer"),
+    ("exposcholar:availabilityZones", "eu-west-1a", "declared type array"),
+    ("exposcholar:availabilityZones", ["eu-west-1a", 7], "array of string"),
+    ("exposcholar:natGateway", "single", "no such key"),
+    ("exposcholar:alertWebhookUrl", "https://hooks.example.org/T0", "pulumi config set --secret"),
+    ("vpcCidr", "10.20.0.0/16", "namespaced key"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), STACK_FILE_ERRORS)
+def test_stack_file_errors_name_the_key(
+    project_copy: Callable[[], Path], key: str, value: object, expected: str
+) -> None:
+    project = project_copy()
+    path = project / "Pulumi.staging.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"][key] = value
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(ConfigFileError) as caught:
+        load_stack_config(project, "staging")
+    assert [p.key for p in caught.value.problems] == [key]
+    assert expected in caught.value.problems[0].expected
+
+
+def test_missing_stack_file_and_unknown_stack(project_copy: Callable[[], Path]) -> None:
+    project = project_copy()
+    (project / "Pulumi.prod.yaml").unlink()
+    with pytest.raises(ConfigFileError) as caught:
+        load_stack_config(project, "prod")
+    assert caught.value.problems[0].key == "Pulumi.prod.yaml"
+    assert "a stack file" in caught.value.problems[0].expected
+    with pytest.raises(ConfigFileError) as caught:
+        load_stack_config(project, "qa")
+    assert caught.value.problems[0].key == "stack"
+
+
+def test_unparseable_stack_file_names_the_file(project_copy: Callable[[], Path]) -> None:
+    project = project_copy()
+    (project / "Pulumi.staging.yaml").write_text("config:\n  exposcholar:region: [eu-west-1\n")
+    with pytest.raises(ConfigFileError) as caught:
+        load_stack_config(project, "staging")
+    assert caught.value.problems[0].key == "Pulumi.staging.yaml"
+    assert "valid YAML" in caught.value.problems[0].expected

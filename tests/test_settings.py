@@ -1,0 +1,199 @@
+"""Stack settings: both stacks load, and every bad value is refused with a message naming the
+key, the value given and what was expected, all problems reported together."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.settings import (
+    KEYS,
+    NatGatewayMode,
+    SettingsError,
+    StackSettings,
+    cidr_allowlist,
+    instance_type,
+    parse_settings,
+    port,
+)
+from components.settings import InvalidValueError as Invalid
+from components.subnets import Tier
+from tools.project import StackConfig
+
+P = "exposcholar:"
+
+
+def _parse(config: StackConfig, **changes: str | None) -> StackSettings:
+    raw = dict(config.values)
+    for key, value in changes.items():
+        full = key if ":" in key else P + key
+        if value is None:
+            raw.pop(full, None)
+        else:
+            raw[full] = value
+    return parse_settings(config.stack, raw)
+
+
+def test_both_stacks_load(stack_configs: dict[str, StackConfig]) -> None:
+    staging = _parse(stack_configs["staging"])
+    prod = _parse(stack_configs["prod"])
+    assert staging.stack == "staging" and prod.stack == "prod"
+    assert staging.network.nat_gateways is NatGatewayMode.SINGLE
+    assert staging.network.nat_gateway_count == 1
+    assert prod.network.nat_gateways is NatGatewayMode.ONE_PER_ZONE
+    assert prod.network.nat_gateway_count == 3
+    assert prod.network.availability_zones == ("eu-west-1a", "eu-west-1b", "eu-west-1c")
+    assert prod.network.subnet_prefixes == {Tier.PUBLIC: 22, Tier.PRIVATE: 19, Tier.ISOLATED: 22}
+    assert prod.is_production and not staging.is_production
+
+
+def test_settings_are_frozen(stack_configs: dict[str, StackConfig]) -> None:
+    settings = _parse(stack_configs["prod"])
+    with pytest.raises(AttributeError):
+        settings.network.vpc_cidr = "10.99.0.0/16"  # type: ignore[misc]
+
+
+def test_secret_never_shows_in_repr(stack_configs: dict[str, StackConfig]) -> None:
+    settings = _parse(stack_configs["staging"], alertWebhookUrl="https://hooks.example.org/T0/SECRETXYZ")
+    assert "SECRETXYZ" not in repr(settings)
+
+
+BAD_VALUES: list[tuple[str, str | None, str]] = [
+    # (key, value given, fragment of what is expected)
+    ("region", "europe-1", "AWS region"),
+    ("accountId", "12345", "12-digit"),
+    ("accountId", "12345678901a", "12-digit"),
+    ("owner", "platform-team", "email address"),
+    ("costCenter", "x", "2 to 32"),
+    ("costCenter", "has space", "2 to 32"),
+    ("vpcCidr", "10.20.0.0/33", "IPv4 CIDR"),
+    ("vpcCidr", "10.20.0.1/16", "host bits zero"),
+    ("vpcCidr", "8.8.0.0/16", "private (RFC 1918)"),
+    ("vpcCidr", "10.0.0.0/8", "from /16 to /22"),
+    ("vpcCidr", "10.20.0.0/23", "from /16 to /22"),
+    ("vpcCidr", "10.20.0.0/20", "room for the subnet plan"),
+    ("availabilityZones", '["eu-west-1a"]', "2 or 3 availability zones"),
+    ("availabilityZones", json.dumps([f"eu-west-1{z}" for z in "abcd"]), "2 or 3"),
+    ("availabilityZones", '["eu-west-1a", "eu-west-1a"]', "distinct"),
+    ("availabilityZones", '["us-east-1a", "us-east-1b"]', "region eu-west-1"),
+    ("availabilityZones", "eu-west-1a,eu-west-1b", "a list of strings"),
+    ("publicSubnetPrefix", "29", "from 17 to 28"),
+    ("privateSubnetPrefix", "16", "from 17 to 28"),
+    ("isolatedSubnetPrefix", "abc", "an integer"),
+    ("natGateways", "two", "one of one-per-zone, single"),
+    ("interfaceEndpoints", "yes", "true or false"),
+    ("flowLogRetentionDays", "45", "CloudWatch retention"),
+    ("flowLogTrafficType", "all", "one of ALL, ACCEPT, REJECT"),
+    ("alertEmail", "alerts@", "email address"),
+    ("alertWebhookUrl", "http://hooks.example.org/T0", "https://"),
+    ("alertWebhookUrl", "https://", "https://"),
+    ("region", None, "set it in the stack file"),
+    ("alertWebhookUrl", None, "pulumi config set --secret"),
+    ("vpcCidrr", "10.20.0.0/16", "no such key"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), BAD_VALUES)
+def test_bad_value_names_key_value_and_expectation(
+    stack_configs: dict[str, StackConfig], key: str, value: str | None, expected: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        _parse(stack_configs["staging"], **{key: value})
+    problems = {p.key: p for p in caught.value.problems}
+    assert P + key in problems, caught.value
+    problem = problems[P + key]
+    assert expected in problem.expected
+    if value is not None and key != "alertWebhookUrl":
+        assert problem.value == value
+    assert f"{P}{key}: got" in str(caught.value)
+
+
+def test_secret_value_is_masked_in_errors(stack_configs: dict[str, StackConfig]) -> None:
+    with pytest.raises(SettingsError) as caught:
+        _parse(stack_configs["staging"], alertWebhookUrl="http://hooks.example.org/TOKEN123")
+    assert "TOKEN123" not in str(caught.value)
+    assert "exposcholar:alertWebhookUrl: got '****'" in str(caught.value)
+
+
+def test_foreign_key_that_would_be_ignored_is_refused(
+    stack_configs: dict[str, StackConfig],
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        _parse(stack_configs["staging"], **{"aws:region": "us-east-1"})
+    assert [p.key for p in caught.value.problems] == ["aws:region"]
+    assert "ignored" in caught.value.problems[0].expected
+
+
+def test_unknown_stack_is_refused(stack_configs: dict[str, StackConfig]) -> None:
+    with pytest.raises(SettingsError) as caught:
+        parse_settings("dev", stack_configs["staging"].values)
+    assert caught.value.problems[0].key == "stack"
+    assert "staging, prod" in caught.value.problems[0].expected
+
+
+def test_all_problems_are_reported_together(stack_configs: dict[str, StackConfig]) -> None:
+    with pytest.raises(SettingsError) as caught:
+        _parse(
+            stack_configs["prod"],
+            vpcCidr="8.8.0.0/16",
+            natGateways="many",
+            flowLogRetentionDays="2",
+            owner="nobody",
+        )
+    keys = sorted(p.key for p in caught.value.problems)
+    assert keys == sorted(
+        P + k for k in ("vpcCidr", "natGateways", "flowLogRetentionDays", "owner")
+    )
+    assert "4 configuration problem(s)" in str(caught.value)
+
+
+def test_settings_error_is_a_clean_pulumi_run_error() -> None:
+    """The Pulumi CLI prints a RunError's message without a Python traceback."""
+    import pulumi
+
+    assert issubclass(SettingsError, pulumi.RunError)
+
+
+def test_every_key_has_a_bad_value_case() -> None:
+    covered = {key for key, _, _ in BAD_VALUES}
+    assert {spec.name for spec in KEYS} <= covered
+
+
+# Reusable parsers that later components bind to their own keys.
+
+
+@pytest.mark.parametrize(
+    ("kind", "good", "bad"),
+    [
+        ("ec2", ["m7i.large", "t3.medium", "c6gn.16xlarge", "m7i.metal-24xl"], ["m7i", "db.r7g.large", "M7i.large"]),
+        ("rds", ["db.r7g.large", "db.t4g.micro"], ["r7g.large", "db.r7g", "cache.r7g.large"]),
+        ("elasticache", ["cache.r7g.large", "cache.t4g.small"], ["cache.r7g", "db.r7g.large"]),
+    ],
+)
+def test_instance_type_patterns(kind: str, good: list[str], bad: list[str]) -> None:
+    parse = instance_type(kind)
+    for value in good:
+        assert parse(value) == value
+    for value in bad:
+        with pytest.raises(Invalid, match="instance type"):
+            parse(value)
+
+
+def test_port_bounds() -> None:
+    assert port("5432") == 5432
+    for bad in ("0", "65536", "http"):
+        with pytest.raises(Invalid, match="from 1 to 65535"):
+            port(bad)
+
+
+def test_cidr_allowlist() -> None:
+    parse = cidr_allowlist()
+    assert parse('["203.0.113.0/24", "198.51.100.7/32"]') == ("203.0.113.0/24", "198.51.100.7/32")
+    with pytest.raises(Invalid, match="whole internet"):
+        parse('["0.0.0.0/0"]')
+    with pytest.raises(Invalid, match="distinct"):
+        parse('["203.0.113.0/24", "203.0.113.0/24"]')
+    with pytest.raises(Invalid, match="not one"):
+        parse('["203.0.113.1/24"]')
+    assert cidr_allowlist(allow_world=True)('["0.0.0.0/0"]') == ("0.0.0.0/0",)
