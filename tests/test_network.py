@@ -15,6 +15,7 @@ from components.settings import parse_settings
 from components.subnets import plan_subnets
 from tools.mocks import CapturedResource
 from tools.plan import Plan
+from tools.preview import REPO_ROOT, run_program
 from tools.project import StackConfig
 
 SUBNET = "aws:ec2/subnet:Subnet"
@@ -183,8 +184,6 @@ def test_endpoints(plan: Plan) -> None:
 
 
 def test_interface_endpoints_are_behind_a_setting(stack_configs: dict[str, StackConfig]) -> None:
-    from tools.preview import REPO_ROOT, run_program
-
     config = stack_configs["staging"]
     values = {**config.values, "exposcholar:interfaceEndpoints": "false"}
     plan = run_program(REPO_ROOT, type(config)(config.stack, values, config.secret_keys, ()))
@@ -196,7 +195,8 @@ def test_interface_endpoints_are_behind_a_setting(stack_configs: dict[str, Stack
 
 @cache
 def _taggable(typ: str) -> bool:
-    package, _, cls = typ.split(":")[1].split("/")[0], None, typ.split(":")[2]
+    _, module_path, cls = typ.split(":")
+    package = module_path.split("/", 1)[0]
     module = importlib.import_module(f"pulumi_aws.{package}")
     init = getattr(module, cls)._internal_init
     return "tags" in inspect.signature(init).parameters

@@ -68,6 +68,7 @@ def test_stack_values_have_their_declared_types(stack: str) -> None:
         if declared.type == "integer":
             assert not isinstance(value, bool), full_key
         if declared.items_type:
+            assert isinstance(value, list)
             assert all(isinstance(item, python_type[declared.items_type]) for item in value)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pulumi
 import pytest
 
 from components.settings import (
@@ -55,7 +56,9 @@ def test_settings_are_frozen(stack_configs: dict[str, StackConfig]) -> None:
 
 
 def test_secret_never_shows_in_repr(stack_configs: dict[str, StackConfig]) -> None:
-    settings = _parse(stack_configs["staging"], alertWebhookUrl="https://hooks.example.org/T0/SECRETXYZ")
+    settings = _parse(
+        stack_configs["staging"], alertWebhookUrl="https://hooks.example.org/T0/SECRETXYZ"
+    )
     assert "SECRETXYZ" not in repr(settings)
 
 
@@ -150,8 +153,6 @@ def test_all_problems_are_reported_together(stack_configs: dict[str, StackConfig
 
 def test_settings_error_is_a_clean_pulumi_run_error() -> None:
     """The Pulumi CLI prints a RunError's message without a Python traceback."""
-    import pulumi
-
     assert issubclass(SettingsError, pulumi.RunError)
 
 
@@ -166,7 +167,11 @@ def test_every_key_has_a_bad_value_case() -> None:
 @pytest.mark.parametrize(
     ("kind", "good", "bad"),
     [
-        ("ec2", ["m7i.large", "t3.medium", "c6gn.16xlarge", "m7i.metal-24xl"], ["m7i", "db.r7g.large", "M7i.large"]),
+        (
+            "ec2",
+            ["m7i.large", "t3.medium", "c6gn.16xlarge", "m7i.metal-24xl"],
+            ["m7i", "db.r7g.large", "M7i.large"],
+        ),
         ("rds", ["db.r7g.large", "db.t4g.micro"], ["r7g.large", "db.r7g", "cache.r7g.large"]),
         ("elasticache", ["cache.r7g.large", "cache.t4g.small"], ["cache.r7g", "db.r7g.large"]),
     ],

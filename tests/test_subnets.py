@@ -25,7 +25,9 @@ def layouts(draw: st.DrawFn) -> tuple[str, tuple[str, ...], dict[Tier, int]]:
     )  # fmt: skip
     vpc_prefix = max(vpc_prefix, base.prefixlen)
     index = draw(st.integers(0, 2 ** (vpc_prefix - base.prefixlen) - 1))
-    vpc = ipaddress.IPv4Network((int(base.network_address) + index * 2 ** (32 - vpc_prefix), vpc_prefix))
+    vpc = ipaddress.IPv4Network(
+        (int(base.network_address) + index * 2 ** (32 - vpc_prefix), vpc_prefix)
+    )
     zone_count = draw(st.integers(1, MAX_ZONES))
     prefixes = {tier: draw(st.integers(vpc_prefix + 1, 28)) for tier in Tier}
     return str(vpc), ZONES[:zone_count], prefixes
@@ -33,7 +35,7 @@ def layouts(draw: st.DrawFn) -> tuple[str, tuple[str, ...], dict[Tier, int]]:
 
 def _fits(vpc: str, prefixes: dict[Tier, int]) -> bool:
     needed = sum(MAX_ZONES * 2 ** (32 - p) for p in prefixes.values())
-    return needed <= ipaddress.IPv4Network(vpc).num_addresses
+    return bool(needed <= ipaddress.IPv4Network(vpc).num_addresses)
 
 
 @settings(max_examples=400, deadline=None)

@@ -177,7 +177,7 @@ class CapturingMonitor(MockMonitor):
         """URNs as the engine makes them: the root stack's type is not part of a child's."""
         if parent and parent.split("::")[2] == "pulumi:pulumi:Stack":
             parent = ""
-        return super().make_urn(parent, type_, name)  # type: ignore[no-untyped-call]
+        return super().make_urn(parent, type_, name)
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]

@@ -32,7 +32,7 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime import stack as runtime_stack
 from pulumi.runtime.sync_await import _sync_await
 
-from components.settings import PROJECT, SettingsError
+from components.settings import PROJECT, SettingsError, SettingsProblem
 from tools.mocks import CapturingMonitor, RealisticMocks
 from tools.plan import Plan
 from tools.project import ConfigFileError, StackConfig, load_stack_config
@@ -90,11 +90,16 @@ def stage_config(ctx: PreviewContext) -> None:
     try:
         ctx.config = load_stack_config(ctx.project_dir, ctx.stack)
     except ConfigFileError as exc:
-        raise StageError(
-            EXIT_CONFIG,
-            [f"error: stack {ctx.stack!r}: {len(exc.problems)} configuration problem(s):"]
-            + [f"  - {problem}" for problem in exc.problems],
-        ) from None
+        raise _config_error(ctx.stack, exc.problems) from None
+
+
+def _config_error(stack: str, problems: Sequence[SettingsProblem]) -> StageError:
+    """One line per problem, each naming the key; no traceback."""
+    return StageError(
+        EXIT_CONFIG,
+        [f"error: stack {stack!r}: {len(problems)} configuration problem(s):"]
+        + [f"  - {problem}" for problem in problems],
+    )
 
 
 def stage_program(ctx: PreviewContext) -> None:
@@ -144,13 +149,9 @@ def _run_program(project_dir: Path, config: StackConfig) -> Plan:
     # stack, as the Python language host does, so its exports are registered as stack outputs.
     runtime_settings.ROOT.set(None)
     try:
-        _sync_await(runtime_stack.run_in_stack(lambda: runpy.run_path(program, run_name="__main__")))
+        _sync_await(runtime_stack.run_in_stack(lambda: _run_main(program)))
     except SettingsError as exc:
-        raise StageError(
-            EXIT_CONFIG,
-            [f"error: stack {exc.stack!r}: {len(exc.problems)} configuration problem(s):"]
-            + [f"  - {problem}" for problem in exc.problems],
-        ) from None
+        raise _config_error(exc.stack, exc.problems) from None
     except Exception:
         raise StageError(
             EXIT_PROGRAM_FAILED,
@@ -166,6 +167,10 @@ def _run_program(project_dir: Path, config: StackConfig) -> Plan:
         monitor.stack_outputs,
         config.placeholders,
     )
+
+
+def _run_main(path: str) -> None:
+    runpy.run_path(path, run_name="__main__")
 
 
 def run_pipeline(ctx: PreviewContext, stages: Sequence[tuple[str, Stage]] = STAGES) -> int:
