@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from components.settings import KEYS, STACKS
+from tools.config_docs import render_table, replace_table
 from tools.preview import REPO_ROOT
 from tools.project import ConfigFileError, load_declarations, load_stack_config
 
@@ -175,3 +176,11 @@ def test_unparseable_stack_file_names_the_file(project_copy: Callable[[], Path])
         load_stack_config(project, "staging")
     assert caught.value.problems[0].key == "Pulumi.staging.yaml"
     assert "valid YAML" in caught.value.problems[0].expected
+
+
+def test_readme_configuration_table_is_current() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert replace_table(readme, render_table()) == readme, (
+        "README's key table is stale: run python -m tools.config_docs --write"
+    )
+    assert readme.startswith("# ExpoScholar infrastructure\n\n## Quick start\n")

@@ -1,0 +1,126 @@
+"""Benchmark: how long the program takes to evaluate, against the cost of the Pulumi SDKs.
+
+    python bench/preview.py [--stack prod] [--runs 7]
+
+Measures, in fresh interpreters, interleaved, medians of ``--runs`` runs each:
+
+* **program**: interpreter start to every resource of the stack registered under the mock
+  runtime (``tools.preview.run_program``) and the process gone;
+* **SDK floor**: an interpreter that only imports pulumi, pulumi_aws and pulumi_kubernetes and
+  loads the SDK submodules whose resource types the program registers. pulumi_aws and
+  pulumi_kubernetes load their submodules lazily, so ``import pulumi_aws`` alone loads almost
+  none of the code that any program registering, say, an ``aws.ec2.Vpc`` has to load (``ec2``
+  alone costs more than the three top-level imports). This floor is what the program cannot
+  avoid; the ratio measures what the program adds on top: its own modules, settings, and
+  registering its resources;
+* **bare floor**: ``import pulumi, pulumi_aws, pulumi_kubernetes`` and nothing else, printed for
+  reference.
+
+Target: program / SDK floor <= 1.5. Exits 1 when the target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = 1.5
+
+PROGRAM = """
+import sys
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from tools.preview import run_program
+from tools.project import load_stack_config
+plan = run_program(Path({root!r}), load_stack_config(Path({root!r}), {stack!r}))
+print(len(plan.resources))
+"""
+
+SDK_FLOOR = """
+import importlib
+import pulumi, pulumi_aws, pulumi_kubernetes
+for module, attribute in {modules!r}:
+    getattr(importlib.import_module(module), attribute)
+"""
+
+BARE_FLOOR = "import pulumi, pulumi_aws, pulumi_kubernetes"
+
+
+def sdk_modules(types: list[str]) -> list[tuple[str, str]]:
+    """(module, class) pairs that load the SDK submodule behind each registered type."""
+    packages = {"aws": "pulumi_aws", "kubernetes": "pulumi_kubernetes", "docker": "pulumi_docker"}
+    pairs = set()
+    for typ in types:
+        package, module_path, cls = typ.split(":")
+        if package not in packages or module_path == "providers":
+            continue
+        module = module_path.split("/", 1)[0] if package == "aws" else module_path.replace("/", ".")
+        pairs.add((f"{packages[package]}.{module}", cls))
+    return sorted(pairs)
+
+
+def timed(code: str) -> tuple[float, str]:
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return time.perf_counter() - start, result.stdout.strip()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", default="prod")
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    if args.runs < 5:
+        parser.error("--runs must be at least 5 for a median to mean anything")
+
+    sys.path.insert(0, str(ROOT))
+    from tools.preview import run_program  # noqa: PLC0415 - the harness itself is not timed
+    from tools.project import load_stack_config  # noqa: PLC0415
+
+    plan = run_program(ROOT, load_stack_config(ROOT, args.stack))
+    modules = sdk_modules([r.type for r in plan.resources])
+    program = PROGRAM.format(root=str(ROOT), stack=args.stack)
+    sdk_floor = SDK_FLOOR.format(modules=modules)
+
+    timings: dict[str, list[float]] = {"program": [], "sdk floor": [], "bare floor": []}
+    for _ in range(args.runs):
+        elapsed, printed = timed(program)
+        if int(printed) != len(plan.resources):
+            raise SystemExit(
+                f"program registered {printed} resources, expected {len(plan.resources)}"
+            )
+        timings["program"].append(elapsed)
+        timings["sdk floor"].append(timed(sdk_floor)[0])
+        timings["bare floor"].append(timed(BARE_FLOOR)[0])
+
+    medians = {name: statistics.median(values) for name, values in timings.items()}
+    ratio = medians["program"] / medians["sdk floor"]
+    bare_ratio = medians["program"] / medians["bare floor"]
+    print(f"stack {args.stack}: {len(plan.resources)} resources, {args.runs} runs each (medians)")
+    print(f"  SDK submodules loaded by the program: {len({m for m, _ in modules})}")
+    for name, value in medians.items():
+        print(
+            f"  {name:<11} {value:6.3f} s   (runs: {', '.join(f'{v:.3f}' for v in timings[name])})"
+        )
+    print(f"  ratio program / SDK floor  = {ratio:.2f}   (target <= {TARGET})")
+    print(f"  ratio program / bare floor = {bare_ratio:.2f}   (reference only)")
+    summary = {
+        "stack": args.stack,
+        "ratio": round(ratio, 3),
+        "bare_ratio": round(bare_ratio, 3),
+        "medians": {k: round(v, 3) for k, v in medians.items()},
+    }
+    print(json.dumps(summary))
+    return 0 if ratio <= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
