@@ -5,32 +5,113 @@ Components never read configuration themselves: they get settings and each other
 
 import pulumi
 
+from components.cache import Cache, CacheArgs
+from components.database import Database, DatabaseArgs
+from components.keys import Keys, KeysArgs
 from components.naming import Naming
 from components.network import Network, NetworkArgs
 from components.providers import aws_provider
 from components.settings import load_settings
+from components.storage import Storage, StorageArgs
 
 settings = load_settings()
 naming = Naming.for_stack(settings)
+account = settings.account
+replica_region = settings.storage.replica_region
 aws = aws_provider("aws", settings, naming)
+aws_replica = (
+    aws_provider("aws-replica", settings, naming, region=replica_region) if replica_region else None
+)
 with_aws = pulumi.ResourceOptions(providers=[aws])
+protect = settings.is_production
 
 network = Network(
     "network",
     NetworkArgs(
         settings=settings.network,
         naming=naming,
-        region=settings.account.region,
-        account_id=settings.account.account_id,
+        region=account.region,
+        account_id=account.account_id,
         cluster_name=naming.physical("cluster", "eks"),
     ),
     opts=with_aws,
 )
+keys = Keys(
+    "keys",
+    KeysArgs(
+        naming=naming,
+        account_id=account.account_id,
+        region=account.region,
+        admin_role_arns=account.admin_role_arns,
+        rotation_days=account.kms_key_rotation_days,
+        protect=protect,
+        replica_region=replica_region,
+        replica_provider=aws_replica,
+    ),
+    opts=with_aws,
+)
+# Clients admitted to the data stores: the cluster's node security group joins this list when
+# the cluster exists; until then nothing can connect.
+data_clients: list[pulumi.Input[str]] = []
+database = Database(
+    "database",
+    DatabaseArgs(
+        settings=settings.database,
+        naming=naming,
+        account_id=account.account_id,
+        vpc_id=network.vpc_id,
+        subnet_ids=network.isolated_subnet_ids,
+        allowed_security_group_ids=data_clients,
+        kms_key_arn=keys.data_key_arn,
+        protect=protect,
+    ),
+    opts=with_aws,
+)
+cache = Cache(
+    "cache",
+    CacheArgs(
+        settings=settings.cache,
+        naming=naming,
+        vpc_id=network.vpc_id,
+        subnet_ids=network.isolated_subnet_ids,
+        allowed_security_group_ids=data_clients,
+        kms_key_arn=keys.data_key_arn,
+        protect=protect,
+    ),
+    opts=with_aws,
+)
+storage = Storage(
+    "storage",
+    StorageArgs(
+        settings=settings.storage,
+        naming=naming,
+        account_id=account.account_id,
+        backups_key_arn=keys.backups_key_arn,
+        storage_key_arn=keys.storage_key_arn,
+        protect=protect,
+        replica_key_arn=keys.backups_replica_key_arn,
+        replica_provider=aws_replica,
+    ),
+    opts=with_aws,
+)
 
-pulumi.export("region", settings.account.region)
+pulumi.export("region", account.region)
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("vpcCidr", network.vpc_cidr)
 pulumi.export("availabilityZones", list(network.zones))
 pulumi.export("publicSubnetIds", network.public_subnet_ids)
 pulumi.export("privateSubnetIds", network.private_subnet_ids)
 pulumi.export("isolatedSubnetIds", network.isolated_subnet_ids)
+pulumi.export("databaseEndpoint", database.endpoint)
+pulumi.export("databasePort", database.port)
+pulumi.export("databaseName", database.database_name)
+pulumi.export("databaseSecurityGroupId", database.security_group_id)
+pulumi.export("databaseMasterSecretArn", database.master_secret_arn)
+pulumi.export("cachePrimaryEndpoint", cache.primary_endpoint)
+pulumi.export("cacheReaderEndpoint", cache.reader_endpoint)
+pulumi.export("cachePort", cache.port)
+pulumi.export("cacheSecurityGroupId", cache.security_group_id)
+pulumi.export("backupsBucket", storage.backups_bucket)
+pulumi.export("staticBucket", storage.static_bucket)
+pulumi.export("mediaBucket", storage.media_bucket)
+pulumi.export("backupsReplicaBucket", storage.replica_bucket)

@@ -14,17 +14,18 @@ tested without a Pulumi runtime. Defaults live in ``Pulumi.yaml`` (the CLI appli
 
 Stacks differ only in sizes, counts, retention and identity (``KeySpec.varies``); every
 safety feature is the same in staging and prod, and is not a setting at all where possible.
+Where a count or retention is a safety floor in production (Multi-AZ, cache replicas, backup
+retention, Object Lock days, the off-site replica), prod's minimum is enforced here.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pulumi
 from pulumi.runtime import config as runtime_config
@@ -36,10 +37,39 @@ from components.subnets import (
     Tier,
     plan_subnets,
 )
+from components.validation import (
+    CLOUDWATCH_RETENTION_DAYS,
+    PERFORMANCE_INSIGHTS_DAYS,
+    InvalidValueError,
+    Parser,
+    Window,
+    account_id,
+    boolean,
+    cache_auth_token,
+    cache_version,
+    choice,
+    cidr,
+    cost_center,
+    daily_window,
+    email,
+    https_url,
+    iam_role_arns,
+    identifier,
+    instance_type,
+    integer,
+    one_of_ints,
+    optional,
+    postgres_version,
+    region,
+    string_list,
+    weekly_window,
+    windows_overlap,
+)
 
 PROJECT = "exposcholar"
 STACKS = ("staging", "prod")
 """The stacks this program knows; any other stack name is refused."""
+PRODUCTION = "prod"
 
 ALLOWED_FOREIGN_KEYS = frozenset({"pulumi:disable-default-providers"})
 """Keys outside the project namespace that a stack file may set. Anything else (for example
@@ -65,20 +95,44 @@ class KeySpec:
     secret: bool = False
 
 
+def _keys(names: str, type_: str, *, varies: bool = True) -> tuple[KeySpec, ...]:
+    return tuple(KeySpec(name, type_, varies) for name in names.split())
+
+
 KEYS: tuple[KeySpec, ...] = (
-    KeySpec("region", "string", varies=True),
-    KeySpec("accountId", "string", varies=True),
-    KeySpec("owner", "string", varies=True),
-    KeySpec("costCenter", "string", varies=True),
+    *_keys("region accountId owner costCenter", "string"),
+    KeySpec("adminRoleArns", "array", varies=True),
+    KeySpec("kmsKeyRotationDays", "integer", varies=True),
+    # network
     KeySpec("vpcCidr", "string", varies=True),
     KeySpec("availabilityZones", "array", varies=True),
-    KeySpec("publicSubnetPrefix", "integer", varies=True),
-    KeySpec("privateSubnetPrefix", "integer", varies=True),
-    KeySpec("isolatedSubnetPrefix", "integer", varies=True),
+    *_keys("publicSubnetPrefix privateSubnetPrefix isolatedSubnetPrefix", "integer"),
     KeySpec("natGateways", "string", varies=True),
     KeySpec("interfaceEndpoints", "boolean", varies=False),
     KeySpec("flowLogRetentionDays", "integer", varies=True),
     KeySpec("flowLogTrafficType", "string", varies=False),
+    # database
+    *_keys("databaseEngineVersion databaseInstanceClass databaseName", "string"),
+    *_keys("databaseAllocatedStorageGb databaseMaxAllocatedStorageGb", "integer"),
+    KeySpec("databaseMultiAz", "boolean", varies=True),
+    KeySpec("databaseBackupRetentionDays", "integer", varies=True),
+    *_keys("databaseBackupWindow databaseMaintenanceWindow", "string"),
+    *_keys("databasePerformanceInsightsRetentionDays databaseMonitoringIntervalSeconds", "integer"),
+    *_keys("databaseSlowQueryMs databaseLogRetentionDays", "integer"),
+    # cache
+    *_keys("cacheEngine cacheEngineVersion cacheNodeType", "string"),
+    *_keys("cacheNodeCount cacheSnapshotRetentionDays cacheLogRetentionDays", "integer"),
+    *_keys("cacheSnapshotWindow cacheMaintenanceWindow", "string"),
+    KeySpec("cacheAuthToken", "string", varies=True, secret=True),
+    # storage and backups
+    *_keys(
+        "backupPostgresRetentionDays backupRedisRetentionDays backupApplicationRetentionDays "
+        "backupNoncurrentVersionDays abortIncompleteUploadDays backupObjectLockDays "
+        "mediaNoncurrentVersionDays accessLogRetentionDays",
+        "integer",
+    ),
+    KeySpec("backupReplicaRegion", "string", varies=True),
+    # alerting
     KeySpec("alertEmail", "string", varies=True),
     KeySpec("alertWebhookUrl", "string", varies=True, secret=True),
 )
@@ -108,24 +162,13 @@ class SettingsProblem:
 class SettingsError(pulumi.RunError):
     """All the problems found in a stack's configuration, reported together."""
 
-    def __init__(self, stack: str, problems: Iterable[SettingsProblem]) -> None:
+    def __init__(self, stack: str, problems: list[SettingsProblem]) -> None:
         self.stack = stack
         self.problems = tuple(problems)
         lines = "\n".join(f"  - {problem}" for problem in self.problems)
         super().__init__(
             f"stack {stack!r} has {len(self.problems)} configuration problem(s):\n{lines}"
         )
-
-
-class InvalidValueError(ValueError):
-    """Raised by a parser: ``expected`` says what a valid value looks like."""
-
-    def __init__(self, expected: str) -> None:
-        super().__init__(expected)
-        self.expected = expected
-
-
-Parser = Callable[[str], T]
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,6 +185,11 @@ class FlowLogTrafficType(StrEnum):
     ALL = "ALL"
     ACCEPT = "ACCEPT"
     REJECT = "REJECT"
+
+
+class CacheEngine(StrEnum):
+    REDIS = "redis"
+    VALKEY = "valkey"
 
 
 @dataclass(frozen=True)
@@ -173,6 +221,10 @@ class AccountSettings:
     """Owner tag: the owning team's mailbox."""
     cost_center: str
     """CostCenter tag."""
+    admin_role_arns: tuple[str, ...]
+    """IAM roles that administer the stack's KMS keys (and, later, the cluster)."""
+    kms_key_rotation_days: int
+    """Automatic rotation period of every customer-managed KMS key."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +245,60 @@ class NetworkSettings:
 
 
 @dataclass(frozen=True)
+class DatabaseSettings:
+    engine_version: str
+    instance_class: str
+    database_name: str
+    allocated_storage_gb: int
+    max_allocated_storage_gb: int
+    multi_az: bool
+    backup_retention_days: int
+    backup_window: str
+    maintenance_window: str
+    performance_insights_retention_days: int
+    monitoring_interval_seconds: int
+    slow_query_ms: int
+    log_retention_days: int
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    engine: CacheEngine
+    engine_version: str
+    node_type: str
+    node_count: int
+    snapshot_retention_days: int
+    snapshot_window: str
+    maintenance_window: str
+    log_retention_days: int
+    auth_token: Secret
+
+    @property
+    def highly_available(self) -> bool:
+        """Automatic failover and Multi-AZ need a replica to fail over to."""
+        return self.node_count >= 2
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    postgres_retention_days: int
+    """Lifecycle expiry of ``postgresql/`` in the backups bucket."""
+    redis_retention_days: int
+    """Lifecycle expiry of ``redis/``."""
+    application_retention_days: int
+    """Lifecycle expiry of ``application/`` (media archives)."""
+    noncurrent_version_days: int
+    """Noncurrent versions in the backups bucket are deleted after this many days."""
+    abort_incomplete_upload_days: int
+    object_lock_days: int
+    """Default governance-mode Object Lock retention on the backups bucket; 0 means none."""
+    replica_region: str | None
+    """Region of the off-site replica of the backups bucket; None means no replica."""
+    media_noncurrent_version_days: int
+    access_log_retention_days: int
+
+
+@dataclass(frozen=True)
 class AlertingSettings:
     email: str
     webhook_url: Secret
@@ -206,185 +312,15 @@ class StackSettings:
     stack: str
     account: AccountSettings
     network: NetworkSettings
+    database: DatabaseSettings
+    cache: CacheSettings
+    storage: StorageSettings
     alerting: AlertingSettings
 
     @property
     def is_production(self) -> bool:
-        """Production gets ``protect`` on stateful resources; nothing else keys off this."""
-        return self.stack == "prod"
-
-
-# --------------------------------------------------------------------------------------------
-# Reusable parsers (each raises InvalidValueError with what was expected)
-# --------------------------------------------------------------------------------------------
-
-CLOUDWATCH_RETENTION_DAYS = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
-    1096, 1827, 2192, 2557, 2922, 3288, 3653,
-)  # fmt: skip
-"""The retention values CloudWatch Logs accepts (PutRetentionPolicy)."""
-
-_REGION = re.compile(
-    r"^[a-z]{2}(-gov|-iso[a-z]?)?-(central|north|south|east|west|northeast|northwest|southeast|southwest)-\d$"
-)
-_ACCOUNT_ID = re.compile(r"^\d{12}$")
-_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
-_COST_CENTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{1,31}$")
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
-)
-_INSTANCE_SIZE = r"(nano|micro|small|medium|large|metal|\d*xlarge|metal-\d+xl)"
-_INSTANCE_FAMILY = r"[a-z][a-z0-9-]*\d[a-z0-9-]*"
-INSTANCE_TYPE_PATTERNS = {
-    "ec2": re.compile(rf"^{_INSTANCE_FAMILY}\.{_INSTANCE_SIZE}$"),
-    "rds": re.compile(rf"^db\.{_INSTANCE_FAMILY}\.{_INSTANCE_SIZE}$"),
-    "elasticache": re.compile(rf"^cache\.{_INSTANCE_FAMILY}\.{_INSTANCE_SIZE}$"),
-}
-
-
-def text(pattern: re.Pattern[str], expected: str) -> Parser[str]:
-    def parse(raw: str) -> str:
-        if not pattern.fullmatch(raw):
-            raise InvalidValueError(expected)
-        return raw
-
-    return parse
-
-
-def integer(minimum: int | None = None, maximum: int | None = None) -> Parser[int]:
-    """An integer, optionally within [minimum, maximum]."""
-    bounds = (
-        f" from {minimum} to {maximum}" if minimum is not None and maximum is not None
-        else f" of at least {minimum}" if minimum is not None
-        else f" of at most {maximum}" if maximum is not None
-        else ""
-    )  # fmt: skip
-
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise InvalidValueError(f"an integer{bounds}") from None
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise InvalidValueError(f"an integer{bounds}")
-        return value
-
-    return parse
-
-
-def one_of_ints(allowed: Iterable[int], what: str) -> Parser[int]:
-    allowed = tuple(allowed)
-
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            value = None
-        if value not in allowed:
-            raise InvalidValueError(f"{what}: one of {', '.join(map(str, allowed))}")
-        return value
-
-    return parse
-
-
-def boolean(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    raise InvalidValueError("a boolean, true or false")
-
-
-def choice(enum: type[T]) -> Parser[T]:
-    """A member of a StrEnum, by value."""
-    values = [member.value for member in enum]  # type: ignore[attr-defined]
-
-    def parse(raw: str) -> T:
-        if raw not in values:
-            raise InvalidValueError(f"one of {', '.join(values)}")
-        return enum(raw)  # type: ignore[call-arg]
-
-    return parse
-
-
-def port(raw: str) -> int:
-    """A TCP/UDP port number."""
-    return integer(1, 65535)(raw)
-
-
-def instance_type(kind: str) -> Parser[str]:
-    """An instance type by pattern: ``ec2`` (m7i.large), ``rds`` (db.r7g.large) or
-    ``elasticache`` (cache.r7g.large)."""
-    example = {"ec2": "m7i.large", "rds": "db.r7g.large", "elasticache": "cache.r7g.large"}[kind]
-    return text(INSTANCE_TYPE_PATTERNS[kind], f"an {kind} instance type such as {example}")
-
-
-def email(raw: str) -> str:
-    return text(_EMAIL, "an email address such as team@example.org")(raw)
-
-
-def https_url(raw: str) -> str:
-    """An https URL with a real host name (webhooks must be encrypted in transit)."""
-    expected = "an https:// URL with a host name, such as https://hooks.example.org/T0/B0"
-    match = re.fullmatch(r"https://([^/:?#\s]+)(:\d{1,5})?(/[^\s]*)?", raw)
-    if not match or not _HOSTNAME.fullmatch(match.group(1)):
-        raise InvalidValueError(expected)
-    return raw
-
-
-def cidr(*, private: bool = False, min_prefix: int = 0, max_prefix: int = 32) -> Parser[str]:
-    """An IPv4 CIDR with its host bits zero, optionally in RFC 1918 space and within a prefix
-    range."""
-
-    def parse(raw: str) -> str:
-        what = "a private (RFC 1918) IPv4 CIDR" if private else "an IPv4 CIDR"
-        expected = f"{what} from /{min_prefix} to /{max_prefix}, such as 10.20.0.0/16"
-        try:
-            network = ipaddress.IPv4Network(raw.strip(), strict=True)
-        except ValueError:
-            raise InvalidValueError(f"{expected}, with the host bits zero") from None
-        if not min_prefix <= network.prefixlen <= max_prefix:
-            raise InvalidValueError(expected)
-        rfc1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
-        if private and not any(network.subnet_of(ipaddress.IPv4Network(r)) for r in rfc1918):
-            raise InvalidValueError(expected)
-        return str(network)
-
-    return parse
-
-
-def cidr_allowlist(*, allow_world: bool = False) -> Parser[tuple[str, ...]]:
-    """A JSON array of distinct IPv4 CIDRs; 0.0.0.0/0 only where explicitly allowed."""
-    item = cidr()
-
-    def parse(raw: str) -> tuple[str, ...]:
-        values = string_list(raw)
-        result = []
-        for value in values:
-            try:
-                network = item(value)
-            except InvalidValueError:
-                raise InvalidValueError(f"a list of IPv4 CIDRs; {value!r} is not one") from None
-            if network == "0.0.0.0/0" and not allow_world:
-                raise InvalidValueError(
-                    "a list of specific CIDRs; 0.0.0.0/0 opens it to the whole internet"
-                )
-            result.append(network)
-        if len(set(result)) != len(result):
-            raise InvalidValueError("a list of distinct CIDRs")
-        return tuple(result)
-
-    return parse
-
-
-def string_list(raw: str) -> tuple[str, ...]:
-    """A JSON array of strings, as the Pulumi CLI passes array settings."""
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        raise InvalidValueError("a list of strings") from None
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise InvalidValueError("a list of strings")
-    return tuple(value)
+        """Production gets ``protect`` on stateful resources and the safety floors above."""
+        return self.stack == PRODUCTION
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,30 +329,51 @@ def string_list(raw: str) -> tuple[str, ...]:
 
 
 class _Reader:
-    """Reads raw values key by key, recording every problem instead of stopping at the first."""
+    """Reads raw values key by key, recording every problem instead of stopping at the first.
 
-    def __init__(self, raw: Mapping[str, str]) -> None:
+    ``get`` returns the parsed value, or ``None`` (typed as the value) when the key is missing
+    or invalid; ``ok`` says whether keys parsed, for checks across keys. ``parse_settings``
+    raises before any object built from a failed key can escape.
+    """
+
+    def __init__(self, stack: str, raw: Mapping[str, str]) -> None:
+        self.stack = stack
         self.raw = raw
         self.problems: list[SettingsProblem] = []
+        self._failed: set[str] = set()
+
+    @property
+    def production(self) -> bool:
+        return self.stack == PRODUCTION
 
     def problem(self, key: str, expected: str, value: str | None = None) -> None:
-        shown = "****" if value is not None and KEYS_BY_NAME.get(key, _PLAIN).secret else value
+        spec = KEYS_BY_NAME.get(key)
+        shown = "****" if value is not None and spec is not None and spec.secret else value
         self.problems.append(SettingsProblem(f"{PROJECT}:{key}", shown, expected))
+        self._failed.add(key)
 
-    def get(self, key: str, parse: Parser[T]) -> T | None:
+    def get(self, key: str, parse: Parser[T]) -> T:
         raw = self.raw.get(key)
         if raw is None:
             where = "pulumi config set --secret" if KEYS_BY_NAME[key].secret else "the stack file"
             self.problem(key, f"a value; set it in {where}")
-            return None
+            return cast(T, None)
         try:
             return parse(raw)
         except InvalidValueError as exc:
             self.problem(key, exc.expected, raw)
-            return None
+            return cast(T, None)
 
+    def ok(self, *keys: str) -> bool:
+        return not self._failed.intersection(keys)
 
-_PLAIN = KeySpec("", "string", varies=True)
+    def check(
+        self, key: str, holds: Callable[[], bool], expected: str, *, needs: tuple[str, ...] = ()
+    ) -> None:
+        """Record a problem on ``key`` unless ``holds()``; only asked when ``key`` and the keys
+        it ``needs`` parsed, so a bad value is reported once, under its own key."""
+        if self.ok(key, *needs) and not holds():
+            self.problem(key, expected, self.raw.get(key))
 
 
 def parse_settings(stack: str, raw: Mapping[str, str]) -> StackSettings:
@@ -424,18 +381,15 @@ def parse_settings(stack: str, raw: Mapping[str, str]) -> StackSettings:
     the settings tree, or raise SettingsError naming every problem."""
     prefix = f"{PROJECT}:"
     own = {k.removeprefix(prefix): v for k, v in raw.items() if k.startswith(prefix)}
-    foreign = sorted(k for k in raw if not k.startswith(prefix))
-    reader = _Reader(own)
+    r = _Reader(stack, own)
 
     if stack not in STACKS:
-        reader.problems.append(
-            SettingsProblem("stack", stack, f"one of the stacks {', '.join(STACKS)}")
-        )
+        r.problems.append(SettingsProblem("stack", stack, f"one of the stacks {', '.join(STACKS)}"))
     for key in sorted(set(own) - set(KEYS_BY_NAME)):
-        reader.problem(key, "no such key (a typo?); known keys are listed in Pulumi.yaml", own[key])
-    for key in foreign:
+        r.problem(key, "no such key (a typo?); known keys are listed in Pulumi.yaml", own[key])
+    for key in sorted(k for k in raw if not k.startswith(prefix)):
         if key not in ALLOWED_FOREIGN_KEYS:
-            reader.problems.append(
+            r.problems.append(
                 SettingsProblem(
                     key,
                     raw[key],
@@ -444,39 +398,46 @@ def parse_settings(stack: str, raw: Mapping[str, str]) -> StackSettings:
                 )
             )
 
-    account = _account(reader)
-    network = _network(reader, account.region if account else None)
-    alerting = _alerting(reader)
-
-    if reader.problems or account is None or network is None or alerting is None:
-        raise SettingsError(stack, reader.problems)
-    return StackSettings(PROJECT, stack, account, network, alerting)
-
-
-def _account(r: _Reader) -> AccountSettings | None:
-    region = r.get("region", text(_REGION, "an AWS region name such as eu-west-1"))
-    account_id = r.get("accountId", text(_ACCOUNT_ID, "a 12-digit AWS account id"))
-    owner = r.get("owner", email)
-    cost_center = r.get(
-        "costCenter", text(_COST_CENTER, "2 to 32 letters, digits or dashes, such as EXPO-PROD")
+    account = _account(r)
+    settings = StackSettings(
+        PROJECT,
+        stack,
+        account,
+        _network(r, account.region),
+        _database(r),
+        _cache(r),
+        _storage(r, account.region),
+        AlertingSettings(r.get("alertEmail", email), Secret(r.get("alertWebhookUrl", https_url))),
     )
-    if region is None or account_id is None or owner is None or cost_center is None:
-        return None
-    return AccountSettings(region, account_id, owner, cost_center)
+    if r.problems:
+        raise SettingsError(stack, r.problems)
+    return settings
 
 
-def _zones(region: str | None) -> Parser[tuple[str, ...]]:
+def _account(r: _Reader) -> AccountSettings:
+    account = r.get("accountId", account_id)
+    return AccountSettings(
+        region=r.get("region", region),
+        account_id=account,
+        owner=r.get("owner", email),
+        cost_center=r.get("costCenter", cost_center),
+        admin_role_arns=r.get("adminRoleArns", iam_role_arns(account)),
+        kms_key_rotation_days=r.get("kmsKeyRotationDays", integer(90, 2560)),
+    )
+
+
+def _zones(stack_region: str | None) -> Parser[tuple[str, ...]]:
     def parse(raw: str) -> tuple[str, ...]:
         zones = string_list(raw)
         if not 2 <= len(zones) <= MAX_ZONES:
             raise InvalidValueError(f"2 or {MAX_ZONES} availability zones, got {len(zones)}")
         if len(set(zones)) != len(zones):
             raise InvalidValueError("distinct availability zones")
-        if region is not None:
-            wrong = [z for z in zones if not re.fullmatch(rf"{re.escape(region)}[a-z]", z)]
+        if stack_region is not None:
+            wrong = [z for z in zones if not re.fullmatch(rf"{re.escape(stack_region)}[a-z]", z)]
             if wrong:
                 raise InvalidValueError(
-                    f"zones of the stack's region {region} (such as {region}a); "
+                    f"zones of the stack's region {stack_region} (such as {stack_region}a); "
                     f"not in it: {', '.join(wrong)}"
                 )
         return zones
@@ -484,48 +445,180 @@ def _zones(region: str | None) -> Parser[tuple[str, ...]]:
     return parse
 
 
-def _network(r: _Reader, region: str | None) -> NetworkSettings | None:
+def _retention(what: str = "a CloudWatch Logs retention") -> Parser[int]:
+    return one_of_ints(CLOUDWATCH_RETENTION_DAYS, what)
+
+
+def _network(r: _Reader, stack_region: str | None) -> NetworkSettings:
     vpc_cidr = r.get("vpcCidr", cidr(private=True, min_prefix=16, max_prefix=22))
-    zones = r.get("availabilityZones", _zones(region))
     prefix = integer(17, SMALLEST_SUBNET_PREFIX)
     prefixes = {
         Tier.PUBLIC: r.get("publicSubnetPrefix", prefix),
         Tier.PRIVATE: r.get("privateSubnetPrefix", prefix),
         Tier.ISOLATED: r.get("isolatedSubnetPrefix", prefix),
     }
-    nat = r.get("natGateways", choice(NatGatewayMode))
-    endpoints = r.get("interfaceEndpoints", boolean)
-    retention = r.get(
-        "flowLogRetentionDays", one_of_ints(CLOUDWATCH_RETENTION_DAYS, "a CloudWatch retention")
-    )
-    traffic = r.get("flowLogTrafficType", choice(FlowLogTrafficType))
-
-    resolved = {tier: value for tier, value in prefixes.items() if value is not None}
-    if vpc_cidr is not None and len(resolved) == len(Tier):
+    if r.ok("vpcCidr", "publicSubnetPrefix", "privateSubnetPrefix", "isolatedSubnetPrefix"):
         try:
-            plan_subnets(vpc_cidr, zones or ("plan-check",), resolved)
+            plan_subnets(vpc_cidr, ("plan-check",), prefixes)
         except SubnetPlanError as exc:
             r.problem(
                 "vpcCidr",
-                f"room for the subnet plan (publicSubnetPrefix, privateSubnetPrefix, "
+                "room for the subnet plan (publicSubnetPrefix, privateSubnetPrefix, "
                 f"isolatedSubnetPrefix): {exc}",
                 vpc_cidr,
             )
-            return None
-    if (
-        vpc_cidr is None or zones is None or len(resolved) != len(Tier) or nat is None
-        or endpoints is None or retention is None or traffic is None
-    ):  # fmt: skip
-        return None
-    return NetworkSettings(vpc_cidr, zones, resolved, nat, endpoints, retention, traffic)
+    return NetworkSettings(
+        vpc_cidr=vpc_cidr,
+        availability_zones=r.get("availabilityZones", _zones(stack_region)),
+        subnet_prefixes=prefixes,
+        nat_gateways=r.get("natGateways", choice(NatGatewayMode)),
+        interface_endpoints=r.get("interfaceEndpoints", boolean),
+        flow_log_retention_days=r.get("flowLogRetentionDays", _retention()),
+        flow_log_traffic_type=r.get("flowLogTrafficType", choice(FlowLogTrafficType)),
+    )
 
 
-def _alerting(r: _Reader) -> AlertingSettings | None:
-    address = r.get("alertEmail", email)
-    webhook = r.get("alertWebhookUrl", https_url)
-    if address is None or webhook is None:
-        return None
-    return AlertingSettings(address, Secret(webhook))
+def _no_overlap(
+    r: _Reader, first: tuple[str, Window], second: tuple[str, Window], service: str
+) -> None:
+    (first_key, first_window), (second_key, second_window) = first, second
+    if r.ok(first_key, second_key) and windows_overlap(first_window, second_window):
+        r.problem(
+            second_key,
+            f"a window that does not overlap {first_key} ({r.raw[first_key]}): {service} "
+            "rejects overlapping windows",
+            r.raw[second_key],
+        )
+
+
+def _database(r: _Reader) -> DatabaseSettings:
+    allocated = r.get("databaseAllocatedStorageGb", integer(20, 65536))
+    maximum = r.get("databaseMaxAllocatedStorageGb", integer(20, 65536))
+    r.check(
+        "databaseMaxAllocatedStorageGb",
+        lambda: maximum >= allocated,
+        f"at least databaseAllocatedStorageGb ({allocated}) so storage can grow",
+        needs=("databaseAllocatedStorageGb",),
+    )
+    multi_az = r.get("databaseMultiAz", boolean)
+    r.check(
+        "databaseMultiAz",
+        lambda: not r.production or multi_az,
+        "true in prod (a standby in a second zone)",
+    )
+    retention = r.get("databaseBackupRetentionDays", integer(1, 35))
+    floor = 14 if r.production else 7
+    r.check(
+        "databaseBackupRetentionDays",
+        lambda: retention >= floor,
+        f"at least {floor} days in {r.stack} (and at most 35)",
+    )
+    backup_window = r.get("databaseBackupWindow", daily_window(30))
+    maintenance_window = r.get("databaseMaintenanceWindow", weekly_window(30))
+    _no_overlap(
+        r,
+        ("databaseBackupWindow", backup_window),
+        ("databaseMaintenanceWindow", maintenance_window),
+        "RDS",
+    )
+    return DatabaseSettings(
+        engine_version=r.get("databaseEngineVersion", postgres_version),
+        instance_class=r.get("databaseInstanceClass", instance_type("rds")),
+        database_name=r.get("databaseName", identifier),
+        allocated_storage_gb=allocated,
+        max_allocated_storage_gb=maximum,
+        multi_az=multi_az,
+        backup_retention_days=retention,
+        backup_window=r.raw.get("databaseBackupWindow", ""),
+        maintenance_window=r.raw.get("databaseMaintenanceWindow", ""),
+        performance_insights_retention_days=r.get(
+            "databasePerformanceInsightsRetentionDays",
+            one_of_ints(PERFORMANCE_INSIGHTS_DAYS, "a Performance Insights retention"),
+        ),
+        monitoring_interval_seconds=r.get(
+            "databaseMonitoringIntervalSeconds",
+            one_of_ints((1, 5, 10, 15, 30, 60), "an enhanced monitoring interval (never 0: off)"),
+        ),
+        slow_query_ms=r.get("databaseSlowQueryMs", integer(1, 60000)),
+        log_retention_days=r.get("databaseLogRetentionDays", _retention()),
+    )
+
+
+def _cache(r: _Reader) -> CacheSettings:
+    engine = r.get("cacheEngine", choice(CacheEngine))
+    count = r.get("cacheNodeCount", integer(1, 6))
+    r.check(
+        "cacheNodeCount",
+        lambda: not r.production or count >= 2,
+        "at least 2 nodes in prod (a replica for automatic failover and Multi-AZ)",
+    )
+    snapshot_window = r.get("cacheSnapshotWindow", daily_window(60))
+    maintenance_window = r.get("cacheMaintenanceWindow", weekly_window(60))
+    _no_overlap(
+        r,
+        ("cacheSnapshotWindow", snapshot_window),
+        ("cacheMaintenanceWindow", maintenance_window),
+        "ElastiCache",
+    )
+    return CacheSettings(
+        engine=engine,
+        engine_version=r.get("cacheEngineVersion", cache_version(engine)),
+        node_type=r.get("cacheNodeType", instance_type("elasticache")),
+        node_count=count,
+        snapshot_retention_days=r.get("cacheSnapshotRetentionDays", integer(1, 35)),
+        snapshot_window=r.raw.get("cacheSnapshotWindow", ""),
+        maintenance_window=r.raw.get("cacheMaintenanceWindow", ""),
+        log_retention_days=r.get("cacheLogRetentionDays", _retention()),
+        auth_token=Secret(r.get("cacheAuthToken", cache_auth_token)),
+    )
+
+
+def _storage(r: _Reader, stack_region: str | None) -> StorageSettings:
+    days = integer(1, 3650)
+    postgres = r.get("backupPostgresRetentionDays", days)
+    redis = r.get("backupRedisRetentionDays", days)
+    application = r.get("backupApplicationRetentionDays", days)
+    lock = r.get("backupObjectLockDays", integer(0, 3650))
+    r.check(
+        "backupObjectLockDays",
+        lambda: not r.production or lock >= 1,
+        "at least 1 in prod: Object Lock keeps a compromised job from deleting backups",
+    )
+    expiries = {
+        "backupPostgresRetentionDays": postgres,
+        "backupRedisRetentionDays": redis,
+        "backupApplicationRetentionDays": application,
+    }
+    if r.ok(*expiries):
+        shortest_key = min(expiries, key=lambda k: expiries[k])
+        r.check(
+            "backupObjectLockDays",
+            lambda: lock < expiries[shortest_key],
+            f"fewer days than the shortest lifecycle expiry ({shortest_key} = "
+            f"{expiries[shortest_key]}), or locked backups outlive their retention",
+        )
+    replica = r.get("backupReplicaRegion", optional(region))
+    r.check(
+        "backupReplicaRegion",
+        lambda: replica is None or replica != stack_region,
+        f"a region other than the stack's own ({stack_region}): the replica is the off-site copy",
+    )
+    r.check(
+        "backupReplicaRegion",
+        lambda: not r.production or replica is not None,
+        "a second region in prod: backups need an off-site copy",
+    )
+    return StorageSettings(
+        postgres_retention_days=postgres,
+        redis_retention_days=redis,
+        application_retention_days=application,
+        noncurrent_version_days=r.get("backupNoncurrentVersionDays", days),
+        abort_incomplete_upload_days=r.get("abortIncompleteUploadDays", integer(1, 30)),
+        object_lock_days=lock,
+        replica_region=replica,
+        media_noncurrent_version_days=r.get("mediaNoncurrentVersionDays", days),
+        access_log_retention_days=r.get("accessLogRetentionDays", days),
+    )
 
 
 def raw_config_from_pulumi() -> dict[str, str]:
@@ -533,9 +626,7 @@ def raw_config_from_pulumi() -> dict[str, str]:
     # pulumi.Config reads one key at a time; to find unknown keys (typos) the whole map is
     # needed, which the SDK keeps in pulumi.runtime.config.
     values: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return {
-        key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()
-    }
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
 
 def load_settings() -> StackSettings:

@@ -8,18 +8,17 @@ import json
 import pulumi
 import pytest
 
-from components.settings import (
-    KEYS,
-    NatGatewayMode,
-    SettingsError,
-    StackSettings,
-    cidr_allowlist,
-    instance_type,
-    parse_settings,
-    port,
-)
-from components.settings import InvalidValueError as Invalid
+from components.settings import KEYS, NatGatewayMode, SettingsError, StackSettings, parse_settings
 from components.subnets import Tier
+from components.validation import InvalidValueError as Invalid
+from components.validation import (
+    cidr_allowlist,
+    daily_window,
+    instance_type,
+    port,
+    weekly_window,
+    windows_overlap,
+)
 from tools.project import StackConfig
 
 P = "exposcholar:"
@@ -86,7 +85,7 @@ BAD_VALUES: list[tuple[str, str | None, str]] = [
     ("isolatedSubnetPrefix", "abc", "an integer"),
     ("natGateways", "two", "one of one-per-zone, single"),
     ("interfaceEndpoints", "yes", "true or false"),
-    ("flowLogRetentionDays", "45", "CloudWatch retention"),
+    ("flowLogRetentionDays", "45", "CloudWatch Logs retention"),
     ("flowLogTrafficType", "all", "one of ALL, ACCEPT, REJECT"),
     ("alertEmail", "alerts@", "email address"),
     ("alertWebhookUrl", "http://hooks.example.org/T0", "https://"),
@@ -94,7 +93,73 @@ BAD_VALUES: list[tuple[str, str | None, str]] = [
     ("region", None, "set it in the stack file"),
     ("alertWebhookUrl", None, "pulumi config set --secret"),
     ("vpcCidrr", "10.20.0.0/16", "no such key"),
+    ("adminRoleArns", '["arn:aws:iam::999999999999:role/admin"]', "account 123456789012"),
+    ("adminRoleArns", "[]", "at least one IAM role ARN"),
+    ("kmsKeyRotationDays", "30", "from 90 to 2560"),
+    ("databaseEngineVersion", "12", "major version, 14 or newer"),
+    ("databaseEngineVersion", "17.6", "minor versions are upgraded automatically"),
+    ("databaseEngineVersion", "latest", "major version, 14 or newer"),
+    ("databaseInstanceClass", "r7g.large", "rds instance type"),
+    ("databaseName", "Expo-Scholar", "lower-case identifier"),
+    ("databaseAllocatedStorageGb", "10", "from 20 to 65536"),
+    ("databaseMaxAllocatedStorageGb", "70000", "from 20 to 65536"),
+    ("databaseMaxAllocatedStorageGb", "19", "from 20 to 65536"),
+    ("databaseMultiAz", "maybe", "true or false"),
+    ("databaseBackupRetentionDays", "36", "from 1 to 35"),
+    ("databaseBackupRetentionDays", "3", "at least 7 days in staging"),
+    ("databaseBackupWindow", "2am-3am", "hh24:mi-hh24:mi"),
+    ("databaseBackupWindow", "02:00-02:15", "at least 30 minutes"),
+    ("databaseMaintenanceWindow", "sun:02:30-sun:03:30", "does not overlap databaseBackupWindow"),
+    ("databaseMaintenanceWindow", "funday:04:00-sun:05:00", "ddd:hh24:mi-ddd:hh24:mi"),
+    ("databaseMaintenanceWindow", "sun:04:00-tue:05:00", "30 minutes to 24 hours"),
+    ("databasePerformanceInsightsRetentionDays", "30", "Performance Insights retention"),
+    ("databaseMonitoringIntervalSeconds", "0", "never 0"),
+    ("databaseSlowQueryMs", "0", "from 1 to 60000"),
+    ("databaseLogRetentionDays", "10", "CloudWatch Logs retention"),
+    ("cacheEngine", "memcached", "one of redis, valkey"),
+    ("cacheEngineVersion", "6.2", "redis engine version"),
+    ("cacheNodeType", "cache.r7g", "elasticache instance type"),
+    ("cacheNodeCount", "7", "from 1 to 6"),
+    ("cacheSnapshotRetentionDays", "0", "from 1 to 35"),
+    ("cacheSnapshotWindow", "05:00-05:30", "at least 60 minutes"),
+    ("cacheMaintenanceWindow", "tue:01:30-tue:02:30", "does not overlap cacheSnapshotWindow"),
+    ("cacheLogRetentionDays", "31", "CloudWatch Logs retention"),
+    ("cacheAuthToken", "short", "16 to 128 printable"),
+    ("cacheAuthToken", "has a space in the middle of it", "16 to 128 printable"),
+    ("backupPostgresRetentionDays", "0", "from 1 to 3650"),
+    ("backupRedisRetentionDays", "x", "an integer"),
+    ("backupApplicationRetentionDays", "-1", "from 1 to 3650"),
+    ("backupNoncurrentVersionDays", "0", "from 1 to 3650"),
+    ("abortIncompleteUploadDays", "31", "from 1 to 30"),
+    ("backupObjectLockDays", "7", "fewer days than the shortest lifecycle expiry"),
+    ("backupReplicaRegion", "eu-west-1", "a region other than the stack's own"),
+    ("backupReplicaRegion", "mars-1", "AWS region"),
+    ("mediaNoncurrentVersionDays", "0", "from 1 to 3650"),
+    ("accessLogRetentionDays", "none", "an integer"),
 ]
+
+PROD_BAD_VALUES: list[tuple[str, str, str]] = [
+    ("databaseMultiAz", "false", "true in prod"),
+    ("databaseBackupRetentionDays", "7", "at least 14 days in prod"),
+    ("cacheNodeCount", "1", "at least 2 nodes in prod"),
+    ("backupObjectLockDays", "0", "at least 1 in prod"),
+    ("backupReplicaRegion", "", "a second region in prod"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), PROD_BAD_VALUES)
+def test_prod_safety_floors(
+    stack_configs: dict[str, StackConfig], key: str, value: str, expected: str
+) -> None:
+    # the same value is accepted in staging: these are production minimums
+    staging = {**stack_configs["staging"].values, P + key: value}
+    if key != "databaseBackupRetentionDays":
+        parse_settings("staging", staging)
+    with pytest.raises(SettingsError) as caught:
+        _parse(stack_configs["prod"], **{key: value})
+    (problem,) = caught.value.problems
+    assert problem.key == P + key
+    assert expected in problem.expected
 
 
 @pytest.mark.parametrize(("key", "value", "expected"), BAD_VALUES)
@@ -103,11 +168,11 @@ def test_bad_value_names_key_value_and_expectation(
 ) -> None:
     with pytest.raises(SettingsError) as caught:
         _parse(stack_configs["staging"], **{key: value})
-    problems = {p.key: p for p in caught.value.problems}
-    assert P + key in problems, caught.value
-    problem = problems[P + key]
+    # exactly one problem, under the key that was broken: no knock-on errors elsewhere
+    assert [p.key for p in caught.value.problems] == [P + key], caught.value
+    problem = caught.value.problems[0]
     assert expected in problem.expected
-    if value is not None and key != "alertWebhookUrl":
+    if value is not None and not key.endswith(("WebhookUrl", "AuthToken")):
         assert problem.value == value
     assert f"{P}{key}: got" in str(caught.value)
 
@@ -202,3 +267,14 @@ def test_cidr_allowlist() -> None:
     with pytest.raises(Invalid, match="not one"):
         parse('["203.0.113.1/24"]')
     assert cidr_allowlist(allow_world=True)('["0.0.0.0/0"]') == ("0.0.0.0/0",)
+
+
+def test_windows() -> None:
+    backup = daily_window(30)("23:30-00:30")  # wraps past midnight
+    assert windows_overlap(backup, weekly_window(30)("mon:00:00-mon:01:00"))
+    assert not windows_overlap(backup, weekly_window(30)("mon:01:00-mon:02:00"))
+    assert windows_overlap(
+        weekly_window(30)("sun:23:00-mon:01:00"), weekly_window(30)("mon:00:30-mon:01:30")
+    )
+    with pytest.raises(Invalid):
+        daily_window(30)("24:00-01:00")

@@ -135,6 +135,47 @@ def _aws_outputs(
         state["arn"] = f"arn:aws:iam::{account}:role/{role}"
         state["uniqueId"] = f"AROA{_hex(seed, 17).upper()}"
         return role
+    if typ == "aws:kms/key:Key":
+        key_id = (
+            f"{_hex(seed, 8)}-{_hex(seed + '1', 4)}-{_hex(seed + '2', 4)}-{_hex(seed + '3', 12)}"
+        )
+        state["keyId"] = key_id
+        state["arn"] = f"arn:aws:kms:{region}:{account}:key/{key_id}"
+        return key_id
+    if typ == "aws:s3/bucket:Bucket":
+        bucket = str(state.get("bucket") or f"{name}-{_hex(seed, 7)}")
+        state["bucket"] = bucket
+        state["arn"] = f"arn:aws:s3:::{bucket}"
+        state["bucketRegionalDomainName"] = f"{bucket}.s3.{region}.amazonaws.com"
+        state["region"] = region
+        return bucket
+    if typ == "aws:rds/instance:Instance":
+        identifier = str(state.get("identifier") or f"{name}-{_hex(seed, 7)}")
+        address = f"{identifier}.c{_hex(seed, 12)}.{region}.rds.amazonaws.com"
+        state.update(
+            identifier=identifier,
+            address=address,
+            endpoint=f"{address}:{state.get('port', 5432)}",
+            arn=f"arn:aws:rds:{region}:{account}:db:{identifier}",
+            masterUserSecrets=[
+                {
+                    "secretArn": f"arn:aws:secretsmanager:{region}:{account}:secret:"
+                    f"rds!db-{_hex(seed, 8)}-{_hex(seed + 's', 6)}",
+                    "kmsKeyId": state.get("masterUserSecretKmsKeyId"),
+                    "secretStatus": "active",
+                }
+            ],
+        )
+        return f"db-{_hex(seed, 26).upper()}"
+    if typ == "aws:elasticache/replicationGroup:ReplicationGroup":
+        group = str(state.get("replicationGroupId") or name)
+        suffix = f"{_hex(seed, 6)}.{_short_region(region)}.cache.amazonaws.com"
+        state.update(
+            arn=f"arn:aws:elasticache:{region}:{account}:replicationgroup:{group}",
+            primaryEndpointAddress=f"master.{group}.{suffix}",
+            readerEndpointAddress=f"replica.{group}.{suffix}",
+        )
+        return group
     if typ == "aws:iam/rolePolicy:RolePolicy":
         return f"{state.get('role', name)}:{state.get('name') or name}"
     # Any other AWS type: a generated physical name and a plausible ARN.
@@ -143,6 +184,12 @@ def _aws_outputs(
     kind = typ.rsplit(":", maxsplit=1)[-1].lower()
     state.setdefault("arn", f"arn:aws:{service}:{region}:{account}:{kind}/{physical}")
     return physical
+
+
+def _short_region(region: str) -> str:
+    """``eu-west-1`` -> ``euw1``, as ElastiCache endpoints spell it."""
+    parts = region.split("-")
+    return parts[0] + "".join(p[0] for p in parts[1:-1]) + parts[-1]
 
 
 @dataclass

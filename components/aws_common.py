@@ -1,0 +1,123 @@
+"""Building blocks several components share, so each security rule is written once.
+
+* ``service_role``: an IAM role only one AWS service (optionally only from this account) may
+  assume, with managed and inline policies attached.
+* ``ingress_only_from``: a security group that admits one TCP port from the security groups
+  passed in and nothing else: no CIDR ingress, and no egress rules at all.
+* ``retained_log_group``: a CloudWatch log group with bounded retention, created before the
+  service that writes to it so the service never creates an unbounded one itself.
+
+Each function creates its resources as children of ``parent`` and names them from ``name``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+import pulumi_aws.cloudwatch as cloudwatch
+import pulumi_aws.ec2 as ec2
+import pulumi_aws.iam as iam
+import pulumi_aws.vpc as vpc_rules
+
+
+def service_role(
+    name: str,
+    *,
+    parent: pulumi.Resource,
+    role_name: str,
+    service: str,
+    description: str,
+    tags: Mapping[str, str],
+    account_id: str | None = None,
+    managed_policy_arns: Sequence[str] = (),
+    inline_policy: pulumi.Input[str] | None = None,
+) -> iam.Role:
+    """A role ``service`` (e.g. ``monitoring.rds.amazonaws.com``) may assume; with
+    ``account_id``, only on behalf of that account (confused-deputy protection)."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if account_id is not None:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
+    role = iam.Role(
+        name,
+        name=role_name,
+        description=description,
+        assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+        tags=dict(tags),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    for index, arn in enumerate(managed_policy_arns):
+        iam.RolePolicyAttachment(
+            f"{name}-managed-{index}",
+            role=role.name,
+            policy_arn=arn,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+    if inline_policy is not None:
+        iam.RolePolicy(
+            f"{name}-policy",
+            role=role.id,
+            policy=inline_policy,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+    return role
+
+
+def ingress_only_from(
+    name: str,
+    *,
+    parent: pulumi.Resource,
+    group_name: str,
+    description: str,
+    vpc_id: pulumi.Input[str],
+    port: int,
+    allowed_security_group_ids: Sequence[pulumi.Input[str]],
+    tags: Mapping[str, str],
+) -> ec2.SecurityGroup:
+    """A security group admitting TCP ``port`` only from ``allowed_security_group_ids``."""
+    group = ec2.SecurityGroup(
+        name,
+        name=group_name,
+        description=description,
+        vpc_id=vpc_id,
+        tags=dict(tags),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    for index, source in enumerate(allowed_security_group_ids):
+        vpc_rules.SecurityGroupIngressRule(
+            f"{name}-from-{index}",
+            security_group_id=group.id,
+            description=f"TCP {port} from an allowed client security group",
+            ip_protocol="tcp",
+            from_port=port,
+            to_port=port,
+            referenced_security_group_id=source,
+            tags=dict(tags),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+    return group
+
+
+def retained_log_group(
+    name: str,
+    *,
+    parent: pulumi.Resource,
+    log_group_name: str,
+    retention_days: int,
+    tags: Mapping[str, str],
+    protect: bool = False,
+) -> cloudwatch.LogGroup:
+    """A log group whose retention is bounded (services create never-expiring ones)."""
+    return cloudwatch.LogGroup(
+        name,
+        name=log_group_name,
+        retention_in_days=retention_days,
+        tags=dict(tags),
+        opts=pulumi.ResourceOptions(parent=parent, protect=protect),
+    )

@@ -1,0 +1,206 @@
+"""``Database``: the platform's PostgreSQL on RDS, production grade in every stack.
+
+Creates:
+
+* a DB subnet group on the isolated subnets (no route out of the VPC);
+* a security group admitting 5432 only from the security groups passed in (no CIDR ingress,
+  no egress);
+* a parameter group for the major version with ``rds.force_ssl=1`` (TLS only),
+  ``pg_stat_statements`` preloaded, slow statements logged (``log_min_duration_statement``),
+  lock waits logged and I/O timing tracked;
+* log groups with bounded retention for the exported ``postgresql`` and ``upgrade`` logs,
+  created first so RDS never creates never-expiring ones;
+* the enhanced-monitoring role (assumable only by ``monitoring.rds.amazonaws.com`` for this
+  account);
+* the instance: encrypted gp3 storage (data KMS key) with storage autoscaling, not publicly
+  accessible, Multi-AZ per settings (required in prod), deletion protection and a final snapshot
+  always, automated backups with retention and a backup window that does not overlap the
+  maintenance window (validated in settings), Performance Insights encrypted with the data key,
+  enhanced monitoring, IAM database authentication, automatic minor upgrades,
+  ``copy_tags_to_snapshot``, and the master password generated and kept by RDS in Secrets
+  Manager (``manage_master_user_password``), encrypted with the data key: no password exists in
+  configuration or in Pulumi state.
+
+Replacement: changing ``identifier`` (derived from the stack name, so stable), ``username``,
+``db_name``, ``kms_key_id`` or ``storage_encrypted`` replaces the instance; changing the subnet
+group to one in another VPC does too. A new major version creates a new parameter group (its
+name carries the family) before the instance moves to it. The instance is ``protect``ed in prod.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws.rds as rds
+
+from components.aws_common import ingress_only_from, retained_log_group, service_role
+from components.naming import Naming
+from components.settings import DatabaseSettings
+
+COMPONENT = "database"
+PORT = 5432
+MASTER_USERNAME = "exposcholar_admin"
+LOG_EXPORTS = ("postgresql", "upgrade")
+CA_CERTIFICATE = "rds-ca-rsa2048-g1"
+ENHANCED_MONITORING_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    settings: DatabaseSettings
+    naming: Naming
+    account_id: str
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    """Isolated subnets, one per zone."""
+    allowed_security_group_ids: Sequence[pulumi.Input[str]]
+    """The only sources admitted on 5432 (the cluster's nodes once it exists)."""
+    kms_key_arn: pulumi.Input[str]
+    """The data domain key: storage, Performance Insights and the master secret."""
+    protect: bool
+
+
+class Database(pulumi.ComponentResource):
+    """RDS PostgreSQL with its network, parameters, logs and monitoring."""
+
+    endpoint: pulumi.Output[str]
+    address: pulumi.Output[str]
+    port: int
+    database_name: str
+    security_group_id: pulumi.Output[str]
+    master_secret_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("exposcholar:data:Database", name, None, opts)
+        settings = args.settings
+        naming = args.naming
+        child = pulumi.ResourceOptions(parent=self)
+        identifier = naming.physical(COMPONENT, "postgres")
+        family = f"postgres{settings.engine_version}"
+
+        subnets = rds.SubnetGroup(
+            f"{name}-subnets",
+            name=naming.physical(COMPONENT, "isolated"),
+            description="Isolated subnets of the stack: no route out of the VPC",
+            subnet_ids=list(args.subnet_ids),
+            tags=naming.tags(COMPONENT, "isolated"),
+            opts=child,
+        )
+        group = ingress_only_from(
+            f"{name}-sg",
+            parent=self,
+            group_name=naming.physical(COMPONENT, "postgres"),
+            description="PostgreSQL: 5432 from the allowed client security groups only",
+            vpc_id=args.vpc_id,
+            port=PORT,
+            allowed_security_group_ids=args.allowed_security_group_ids,
+            tags=naming.tags(COMPONENT, "postgres-sg"),
+        )
+        parameters = rds.ParameterGroup(
+            f"{name}-parameters",
+            name=naming.physical(COMPONENT, family),
+            family=family,
+            description=f"ExpoScholar {family}: TLS only, pg_stat_statements, slow-query log",
+            parameters=[
+                rds.ParameterGroupParameterArgs(name="rds.force_ssl", value="1"),
+                rds.ParameterGroupParameterArgs(
+                    name="shared_preload_libraries",
+                    value="pg_stat_statements",
+                    apply_method="pending-reboot",
+                ),
+                rds.ParameterGroupParameterArgs(name="pg_stat_statements.track", value="all"),
+                rds.ParameterGroupParameterArgs(
+                    name="log_min_duration_statement", value=str(settings.slow_query_ms)
+                ),
+                rds.ParameterGroupParameterArgs(name="log_lock_waits", value="1"),
+                rds.ParameterGroupParameterArgs(name="track_io_timing", value="1"),
+            ],
+            tags=naming.tags(COMPONENT, family),
+            opts=child,
+        )
+        log_groups = [
+            retained_log_group(
+                f"{name}-log-{kind}",
+                parent=self,
+                log_group_name=f"/aws/rds/instance/{identifier}/{kind}",
+                retention_days=settings.log_retention_days,
+                tags=naming.tags(COMPONENT, f"log-{kind}"),
+            )
+            for kind in LOG_EXPORTS
+        ]
+        monitoring = service_role(
+            f"{name}-monitoring-role",
+            parent=self,
+            role_name=naming.physical(COMPONENT, "monitoring", max_length=64),
+            service="monitoring.rds.amazonaws.com",
+            description="Enhanced monitoring of the ExpoScholar PostgreSQL instance",
+            tags=naming.tags(COMPONENT, "monitoring-role"),
+            account_id=args.account_id,
+            managed_policy_arns=[ENHANCED_MONITORING_POLICY],
+        )
+        instance = rds.Instance(
+            f"{name}-instance",
+            identifier=identifier,
+            engine="postgres",
+            engine_version=settings.engine_version,
+            instance_class=settings.instance_class,
+            db_name=settings.database_name,
+            username=MASTER_USERNAME,
+            manage_master_user_password=True,
+            master_user_secret_kms_key_id=args.kms_key_arn,
+            port=PORT,
+            allocated_storage=settings.allocated_storage_gb,
+            max_allocated_storage=settings.max_allocated_storage_gb,
+            storage_type="gp3",
+            storage_encrypted=True,
+            kms_key_id=args.kms_key_arn,
+            db_subnet_group_name=subnets.name,
+            vpc_security_group_ids=[group.id],
+            parameter_group_name=parameters.name,
+            publicly_accessible=False,
+            ca_cert_identifier=CA_CERTIFICATE,
+            multi_az=settings.multi_az,
+            deletion_protection=True,
+            skip_final_snapshot=False,
+            final_snapshot_identifier=naming.physical(COMPONENT, "postgres-final"),
+            delete_automated_backups=False,
+            copy_tags_to_snapshot=True,
+            backup_retention_period=settings.backup_retention_days,
+            backup_window=settings.backup_window,
+            maintenance_window=settings.maintenance_window,
+            performance_insights_enabled=True,
+            performance_insights_kms_key_id=args.kms_key_arn,
+            performance_insights_retention_period=settings.performance_insights_retention_days,
+            monitoring_interval=settings.monitoring_interval_seconds,
+            monitoring_role_arn=monitoring.arn,
+            enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
+            iam_database_authentication_enabled=True,
+            auto_minor_version_upgrade=True,
+            allow_major_version_upgrade=False,
+            apply_immediately=False,
+            tags=naming.tags(COMPONENT, "postgres"),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=log_groups),
+        )
+
+        self.endpoint = instance.endpoint
+        self.address = instance.address
+        self.port = PORT
+        self.database_name = settings.database_name
+        self.security_group_id = group.id
+        self.master_secret_arn = instance.master_user_secrets.apply(
+            lambda secrets: secrets[0].secret_arn if secrets else ""
+        )
+        self.register_outputs(
+            {
+                "endpoint": self.endpoint,
+                "address": self.address,
+                "port": self.port,
+                "database_name": self.database_name,
+                "security_group_id": self.security_group_id,
+                "master_secret_arn": self.master_secret_arn,
+            }
+        )

@@ -1,0 +1,161 @@
+"""``Keys``: the stack's customer-managed KMS keys, one per data domain.
+
+Creates, each with automatic rotation (period from settings), a 30-day deletion window, an
+alias ``alias/exposcholar-<stack>-<domain>`` and a key policy that names who may use it:
+
+* ``data`` — RDS storage, Performance Insights, the RDS-managed master secret and ElastiCache;
+* ``backups`` — the backups bucket;
+* ``storage`` — the static and media buckets;
+* ``backups-replica`` — in the replica region, for the off-site copy (only when a replica
+  region is set; a KMS key cannot be used across regions).
+
+Why one key per domain rather than one per stack: the domains have different readers. Backup
+jobs must decrypt backups but never touch the live database's key material, the application
+reads media but not backups, and a key disabled or scheduled for deletion by mistake takes out
+one domain, not the whole platform. Four keys cost a few dollars a month.
+
+Every key policy has the same three statements: the account root (so IAM policies can grant
+use and the key can never become unmanageable), the administrator roles from settings (manage,
+not use), and use through the named AWS services only (``kms:ViaService``) by principals of this
+account (``kms:CallerAccount``).
+
+Replacement: changing the key spec, usage or multi-region flag replaces a key (and every
+resource encrypted with it); rotation, policy, description and alias changes do not. Keys are
+``protect``ed in prod.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_aws.kms as kms
+
+from components.naming import Naming
+
+COMPONENT = "keys"
+ADMIN_ACTIONS = (
+    "kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*",
+    "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource",
+    "kms:UntagResource", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion",
+)  # fmt: skip
+USE_ACTIONS = (
+    "kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey",
+    "kms:CreateGrant", "kms:ListGrants",
+)  # fmt: skip
+DOMAIN_SERVICES = {
+    "data": ("rds", "elasticache", "secretsmanager"),
+    "backups": ("s3",),
+    "storage": ("s3",),
+    "backups-replica": ("s3",),
+}
+"""Which AWS services may use each key on behalf of the account's principals."""
+
+
+@dataclass(frozen=True)
+class KeysArgs:
+    naming: Naming
+    account_id: str
+    region: str
+    admin_role_arns: Sequence[str]
+    """Roles allowed to administer (not use) the keys."""
+    rotation_days: int
+    protect: bool
+    """Protect the keys from deletion (prod)."""
+    replica_region: str | None = None
+    replica_provider: aws.Provider | None = None
+    """Provider for the replica region; given together with ``replica_region``."""
+
+
+def key_policy(
+    account_id: str, region: str, admin_role_arns: Sequence[str], services: Sequence[str]
+) -> dict[str, Any]:
+    """The key policy of one domain key (pure: tested directly)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountRootManagesThroughIam",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "KeyAdministrators",
+                "Effect": "Allow",
+                "Principal": {"AWS": list(admin_role_arns)},
+                "Action": list(ADMIN_ACTIONS),
+                "Resource": "*",
+            },
+            {
+                "Sid": "UseThroughNamedServicesOnly",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": list(USE_ACTIONS),
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        "kms:CallerAccount": account_id,
+                        "kms:ViaService": [f"{s}.{region}.amazonaws.com" for s in services],
+                    }
+                },
+            },
+        ],
+    }
+
+
+class Keys(pulumi.ComponentResource):
+    """Customer-managed KMS keys per data domain."""
+
+    data_key_arn: pulumi.Output[str]
+    backups_key_arn: pulumi.Output[str]
+    storage_key_arn: pulumi.Output[str]
+    backups_replica_key_arn: pulumi.Output[str] | None
+
+    def __init__(self, name: str, args: KeysArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("exposcholar:security:Keys", name, None, opts)
+        self._name = name
+        self._args = args
+        self.data_key_arn = self._key("data", args.region).arn
+        self.backups_key_arn = self._key("backups", args.region).arn
+        self.storage_key_arn = self._key("storage", args.region).arn
+        self.backups_replica_key_arn = None
+        if args.replica_region is not None:
+            replica = self._key("backups-replica", args.replica_region, args.replica_provider)
+            self.backups_replica_key_arn = replica.arn
+        self.register_outputs(
+            {
+                "data_key_arn": self.data_key_arn,
+                "backups_key_arn": self.backups_key_arn,
+                "storage_key_arn": self.storage_key_arn,
+                "backups_replica_key_arn": self.backups_replica_key_arn,
+            }
+        )
+
+    def _key(self, domain: str, region: str, provider: aws.Provider | None = None) -> kms.Key:
+        args = self._args
+        physical = args.naming.physical(COMPONENT, domain)
+        opts = pulumi.ResourceOptions(parent=self, protect=args.protect, provider=provider)
+        policy = key_policy(args.account_id, region, args.admin_role_arns, DOMAIN_SERVICES[domain])
+        key = kms.Key(
+            f"{self._name}-{domain}",
+            description=f"{physical}: encrypts the {domain} domain of the stack",
+            enable_key_rotation=True,
+            rotation_period_in_days=args.rotation_days,
+            deletion_window_in_days=30,
+            policy=json.dumps(policy),
+            tags=args.naming.tags(COMPONENT, domain),
+            opts=opts,
+        )
+        kms.Alias(
+            f"{self._name}-{domain}-alias",
+            name=f"alias/{physical}",
+            target_key_id=key.key_id,
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+        )
+        return key

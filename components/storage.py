@@ -1,0 +1,457 @@
+"""``Storage``: the platform's S3 buckets — backups, static files, media and access logs.
+
+Every bucket gets all four Block Public Access flags, ``BucketOwnerEnforced`` object ownership
+(ACLs off), default encryption, a policy that denies any request not made over TLS, and server
+access logging to the logs bucket. Data buckets use SSE-KMS with a bucket key (backups: the
+backups key; static and media: the storage key). The logs bucket itself is the one exception
+and uses SSE-S3: S3 server access log delivery does not support SSE-KMS targets. It admits log
+delivery through its bucket policy (``logging.s3.amazonaws.com`` for this account's buckets),
+since ACL-based delivery is impossible with ACLs off, and does not log to itself.
+
+* **backups**: versioned; lifecycle per prefix (``postgresql/``, ``redis/``, ``application/``)
+  with expiry and noncurrent-version expiry from settings, plus abort of incomplete multipart
+  uploads and removal of expired delete markers. When ``backupObjectLockDays`` > 0 (required in
+  prod): Object Lock in governance mode with that default retention, shorter than every expiry
+  (validated), so a compromised job cannot delete recent backups. When a replica region is set
+  (required in prod): replication of every object to a versioned replica bucket in that region,
+  encrypted with the replica region's key, with its own logs bucket and the same lifecycle.
+  Deletions are not replicated, so the off-site copy survives a deletion at the source.
+* **static**: collected Django static files and the Flutter build; not versioned (rebuilt on
+  every release).
+* **media**: user uploads; versioned, noncurrent versions expire after the days in settings.
+* **logs**: server access logs of the others, expiring after the days in settings.
+
+Physical names are ``exposcholar-<stack>-storage-<bucket>-<account id>``: stable, unique across
+accounts. Replacement: changing a bucket's name or enabling Object Lock on an existing bucket
+replaces it (with its objects); every other setting changes in place. Buckets are ``protect``ed
+in prod, and never ``force_destroy``ed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_aws.s3 as s3
+
+from components.aws_common import service_role
+from components.naming import Naming
+from components.settings import StorageSettings
+
+COMPONENT = "storage"
+BACKUP_PREFIXES = ("postgresql", "redis", "application")
+
+
+@dataclass(frozen=True)
+class StorageArgs:
+    settings: StorageSettings
+    naming: Naming
+    account_id: str
+    backups_key_arn: pulumi.Input[str]
+    storage_key_arn: pulumi.Input[str]
+    protect: bool
+    replica_key_arn: pulumi.Input[str] | None = None
+    """The replica region's backups key; required when settings name a replica region."""
+    replica_provider: aws.Provider | None = None
+    """Provider for the replica region; required when settings name a replica region."""
+
+
+@dataclass(frozen=True)
+class _Bucket:
+    resource: s3.Bucket
+    versioning: s3.BucketVersioning | None
+
+
+class Storage(pulumi.ComponentResource):
+    """The S3 buckets of the stack and the off-site copy of its backups."""
+
+    backups_bucket: pulumi.Output[str]
+    backups_bucket_arn: pulumi.Output[str]
+    static_bucket: pulumi.Output[str]
+    static_bucket_arn: pulumi.Output[str]
+    media_bucket: pulumi.Output[str]
+    media_bucket_arn: pulumi.Output[str]
+    logs_bucket: pulumi.Output[str]
+    replica_bucket: pulumi.Output[str] | None
+
+    def __init__(
+        self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("exposcholar:data:Storage", name, None, opts)
+        self._name = name
+        self._args = args
+        settings = args.settings
+
+        logs = self._logs_bucket("logs")
+        backups = self._bucket(
+            "backups",
+            key_arn=args.backups_key_arn,
+            versioned=True,
+            logs=logs,
+            object_lock_days=settings.object_lock_days,
+        )
+        self._backup_lifecycle("backups", backups.resource)
+        static = self._bucket("static", key_arn=args.storage_key_arn, versioned=False, logs=logs)
+        self._lifecycle("static", static.resource, [])
+        media = self._bucket("media", key_arn=args.storage_key_arn, versioned=True, logs=logs)
+        self._lifecycle(
+            "media",
+            media.resource,
+            [_noncurrent_rule("media-noncurrent", "", settings.media_noncurrent_version_days)],
+        )
+
+        self.replica_bucket = None
+        if settings.replica_region is not None:
+            self.replica_bucket = self._replicate(backups).resource.bucket
+
+        self.backups_bucket = backups.resource.bucket
+        self.backups_bucket_arn = backups.resource.arn
+        self.static_bucket = static.resource.bucket
+        self.static_bucket_arn = static.resource.arn
+        self.media_bucket = media.resource.bucket
+        self.media_bucket_arn = media.resource.arn
+        self.logs_bucket = logs.resource.bucket
+        self.register_outputs(
+            {
+                "backups_bucket": self.backups_bucket,
+                "static_bucket": self.static_bucket,
+                "media_bucket": self.media_bucket,
+                "logs_bucket": self.logs_bucket,
+                "replica_bucket": self.replica_bucket,
+            }
+        )
+
+    # -- building blocks ------------------------------------------------------------------
+
+    def _opts(
+        self,
+        provider: aws.Provider | None,
+        *,
+        protect: bool = False,
+        depends_on: list[pulumi.Resource] | None = None,
+    ) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(
+            parent=self, provider=provider, protect=protect, depends_on=depends_on
+        )
+
+    def _bucket(
+        self,
+        label: str,
+        *,
+        key_arn: pulumi.Input[str] | None,
+        versioned: bool,
+        logs: _Bucket | None,
+        object_lock_days: int = 0,
+        provider: aws.Provider | None = None,
+        extra_policy: list[dict[str, object]] | None = None,
+    ) -> _Bucket:
+        """A private, encrypted, TLS-only bucket; ``key_arn=None`` means SSE-S3 (logs)."""
+        args = self._args
+        naming = args.naming
+        resource_name = f"{self._name}-{label}"
+        bucket = s3.Bucket(
+            resource_name,
+            bucket=f"{naming.physical(COMPONENT, label)}-{args.account_id}",
+            object_lock_enabled=object_lock_days > 0,
+            force_destroy=False,
+            tags=naming.tags(COMPONENT, label),
+            opts=self._opts(provider, protect=args.protect),
+        )
+        block = s3.BucketPublicAccessBlock(
+            f"{resource_name}-public-access-block",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=self._opts(provider),
+        )
+        s3.BucketOwnershipControls(
+            f"{resource_name}-ownership",
+            bucket=bucket.id,
+            rule=s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=self._opts(provider),
+        )
+        default = (
+            s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                sse_algorithm="aws:kms", kms_master_key_id=key_arn
+            )
+            if key_arn is not None
+            else s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                sse_algorithm="AES256"
+            )
+        )
+        s3.BucketServerSideEncryptionConfiguration(
+            f"{resource_name}-encryption",
+            bucket=bucket.id,
+            rules=[
+                s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=default,
+                    bucket_key_enabled=key_arn is not None,
+                )
+            ],
+            opts=self._opts(provider),
+        )
+        versioning = None
+        if versioned or object_lock_days > 0:
+            versioning = s3.BucketVersioning(
+                f"{resource_name}-versioning",
+                bucket=bucket.id,
+                versioning_configuration=s3.BucketVersioningVersioningConfigurationArgs(
+                    status="Enabled"
+                ),
+                opts=self._opts(provider),
+            )
+        if object_lock_days > 0:
+            s3.BucketObjectLockConfiguration(
+                f"{resource_name}-object-lock",
+                bucket=bucket.id,
+                rule=s3.BucketObjectLockConfigurationRuleArgs(
+                    default_retention=s3.BucketObjectLockConfigurationRuleDefaultRetentionArgs(
+                        mode="GOVERNANCE", days=object_lock_days
+                    )
+                ),
+                opts=self._opts(provider, depends_on=[versioning] if versioning else None),
+            )
+        if logs is not None:
+            s3.BucketLogging(
+                f"{resource_name}-logging",
+                bucket=bucket.id,
+                target_bucket=logs.resource.id,
+                target_prefix=f"{label}/",
+                opts=self._opts(provider),
+            )
+        statements: list[object] = [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+            *(extra_policy or []),
+        ]
+        s3.BucketPolicy(
+            f"{resource_name}-policy",
+            bucket=bucket.id,
+            policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements}),
+            # S3 refuses policy changes while Block Public Access is being applied.
+            opts=self._opts(provider, depends_on=[block]),
+        )
+        return _Bucket(bucket, versioning)
+
+    def _logs_bucket(self, label: str, provider: aws.Provider | None = None) -> _Bucket:
+        """The access-log target: SSE-S3, log delivery admitted for this account only."""
+        args = self._args
+        target = f"{args.naming.physical(COMPONENT, label)}-{args.account_id}"
+        delivery = {
+            "Sid": "S3ServerAccessLogDelivery",
+            "Effect": "Allow",
+            "Principal": {"Service": "logging.s3.amazonaws.com"},
+            "Action": "s3:PutObject",
+            "Resource": f"arn:aws:s3:::{target}/*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id}},
+        }
+        logs = self._bucket(
+            label,
+            key_arn=None,
+            versioned=False,
+            logs=None,
+            provider=provider,
+            extra_policy=[delivery],
+        )
+        self._lifecycle(
+            label,
+            logs.resource,
+            [
+                s3.BucketLifecycleConfigurationRuleArgs(
+                    id="access-logs-expiry",
+                    status="Enabled",
+                    filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    expiration=s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                        days=args.settings.access_log_retention_days
+                    ),
+                )
+            ],
+            provider,
+        )
+        return logs
+
+    def _lifecycle(
+        self,
+        label: str,
+        bucket: s3.Bucket,
+        rules: list[s3.BucketLifecycleConfigurationRuleArgs],
+        provider: aws.Provider | None = None,
+    ) -> None:
+        """Lifecycle ``rules`` plus the bucket-wide housekeeping every bucket needs."""
+        housekeeping = s3.BucketLifecycleConfigurationRuleArgs(
+            id="housekeeping",
+            status="Enabled",
+            filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            abort_incomplete_multipart_upload=(
+                s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                    days_after_initiation=self._args.settings.abort_incomplete_upload_days
+                )
+            ),
+        )
+        s3.BucketLifecycleConfiguration(
+            f"{self._name}-{label}-lifecycle",
+            bucket=bucket.id,
+            rules=[*rules, housekeeping],
+            opts=self._opts(provider),
+        )
+
+    def _backup_lifecycle(
+        self, label: str, bucket: s3.Bucket, provider: aws.Provider | None = None
+    ) -> None:
+        settings = self._args.settings
+        expiry = dict(
+            zip(
+                BACKUP_PREFIXES,
+                (
+                    settings.postgres_retention_days,
+                    settings.redis_retention_days,
+                    settings.application_retention_days,
+                ),
+                strict=True,
+            )
+        )
+        rules = [
+            s3.BucketLifecycleConfigurationRuleArgs(
+                id=f"{prefix}-expiry",
+                status="Enabled",
+                filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=f"{prefix}/"),
+                expiration=s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days),
+                noncurrent_version_expiration=(
+                    s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                        noncurrent_days=settings.noncurrent_version_days
+                    )
+                ),
+            )
+            for prefix, days in expiry.items()
+        ]
+        rules.append(
+            s3.BucketLifecycleConfigurationRuleArgs(
+                id="expired-delete-markers",
+                status="Enabled",
+                filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                expiration=s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                    expired_object_delete_marker=True
+                ),
+            )
+        )
+        self._lifecycle(label, bucket, rules, provider)
+
+    def _replicate(self, source: _Bucket) -> _Bucket:
+        """The off-site copy: replica bucket, its logs bucket, role and replication rule."""
+        args = self._args
+        provider = args.replica_provider
+        if provider is None or args.replica_key_arn is None:
+            raise ValueError("a replica region needs replica_provider and replica_key_arn")
+        logs = self._logs_bucket("replica-logs", provider)
+        replica = self._bucket(
+            "backups-replica",
+            key_arn=args.replica_key_arn,
+            versioned=True,
+            logs=logs,
+            provider=provider,
+        )
+        self._backup_lifecycle("backups-replica", replica.resource, provider)
+
+        source_bucket = source.resource
+        policy = pulumi.Output.json_dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["s3:GetReplicationConfiguration", "s3:ListBucket"],
+                        "Resource": [source_bucket.arn],
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Action": [
+                            "s3:GetObjectVersionForReplication",
+                            "s3:GetObjectVersionAcl",
+                            "s3:GetObjectVersionTagging",
+                            "s3:GetObjectRetention",
+                            "s3:GetObjectLegalHold",
+                        ],
+                        "Resource": [pulumi.Output.concat(source_bucket.arn, "/*")],
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Action": ["s3:ReplicateObject", "s3:ReplicateTags"],
+                        "Resource": [pulumi.Output.concat(replica.resource.arn, "/*")],
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Action": ["kms:Decrypt"],
+                        "Resource": [args.backups_key_arn],
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+                        "Resource": [args.replica_key_arn],
+                    },
+                ],
+            }
+        )
+        role = service_role(
+            f"{self._name}-replication-role",
+            parent=self,
+            role_name=args.naming.physical(COMPONENT, "replication", max_length=64),
+            service="s3.amazonaws.com",
+            description="Replicates the backups bucket to its off-site copy",
+            tags=args.naming.tags(COMPONENT, "replication-role"),
+            account_id=args.account_id,
+            inline_policy=policy,
+        )
+        versioned = [v for v in (source.versioning, replica.versioning) if v is not None]
+        s3.BucketReplicationConfig(
+            f"{self._name}-backups-replication",
+            bucket=source_bucket.id,
+            role=role.arn,
+            rules=[
+                s3.BucketReplicationConfigRuleArgs(
+                    id="offsite-copy",
+                    status="Enabled",
+                    priority=1,
+                    filter=s3.BucketReplicationConfigRuleFilterArgs(prefix=""),
+                    delete_marker_replication=(
+                        s3.BucketReplicationConfigRuleDeleteMarkerReplicationArgs(status="Disabled")
+                    ),
+                    source_selection_criteria=s3.BucketReplicationConfigRuleSourceSelectionCriteriaArgs(
+                        sse_kms_encrypted_objects=s3.BucketReplicationConfigRuleSourceSelectionCriteriaSseKmsEncryptedObjectsArgs(
+                            status="Enabled"
+                        )
+                    ),
+                    destination=s3.BucketReplicationConfigRuleDestinationArgs(
+                        bucket=replica.resource.arn,
+                        storage_class="STANDARD_IA",
+                        encryption_configuration=s3.BucketReplicationConfigRuleDestinationEncryptionConfigurationArgs(
+                            replica_kms_key_id=args.replica_key_arn
+                        ),
+                    ),
+                )
+            ],
+            # Replication needs versioning enabled on both sides first.
+            opts=self._opts(None, depends_on=list(versioned)),
+        )
+        return replica
+
+
+def _noncurrent_rule(
+    rule_id: str, prefix: str, days: int
+) -> s3.BucketLifecycleConfigurationRuleArgs:
+    return s3.BucketLifecycleConfigurationRuleArgs(
+        id=rule_id,
+        status="Enabled",
+        filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=prefix),
+        noncurrent_version_expiration=(
+            s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(noncurrent_days=days)
+        ),
+    )

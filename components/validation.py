@@ -1,0 +1,371 @@
+"""Reusable value parsers for stack settings.
+
+Each parser takes the raw string the Pulumi CLI hands the program (integers and booleans as
+text, arrays as JSON) and returns a typed value, or raises ``InvalidValueError`` saying what a
+valid value looks like. ``components.settings`` binds them to keys; nothing here reads config.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class InvalidValueError(ValueError):
+    """Raised by a parser: ``expected`` says what a valid value looks like."""
+
+    def __init__(self, expected: str) -> None:
+        super().__init__(expected)
+        self.expected = expected
+
+
+Parser = Callable[[str], T]
+
+# --------------------------------------------------------------------------------------------
+# Reusable parsers (each raises InvalidValueError with what was expected)
+# --------------------------------------------------------------------------------------------
+
+CLOUDWATCH_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
+    1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+"""The retention values CloudWatch Logs accepts (PutRetentionPolicy)."""
+
+_REGION = re.compile(
+    r"^[a-z]{2}(-gov|-iso[a-z]?)?-(central|north|south|east|west|northeast|northwest|southeast|southwest)-\d$"
+)
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+_COST_CENTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{1,31}$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+_INSTANCE_SIZE = r"(nano|micro|small|medium|large|metal|\d*xlarge|metal-\d+xl)"
+_INSTANCE_FAMILY = r"[a-z][a-z0-9-]*\d[a-z0-9-]*"
+INSTANCE_TYPE_PATTERNS = {
+    "ec2": re.compile(rf"^{_INSTANCE_FAMILY}\.{_INSTANCE_SIZE}$"),
+    "rds": re.compile(rf"^db\.{_INSTANCE_FAMILY}\.{_INSTANCE_SIZE}$"),
+    "elasticache": re.compile(rf"^cache\.{_INSTANCE_FAMILY}\.{_INSTANCE_SIZE}$"),
+}
+
+
+def text(pattern: re.Pattern[str], expected: str) -> Parser[str]:
+    def parse(raw: str) -> str:
+        if not pattern.fullmatch(raw):
+            raise InvalidValueError(expected)
+        return raw
+
+    return parse
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Parser[int]:
+    """An integer, optionally within [minimum, maximum]."""
+    bounds = (
+        f" from {minimum} to {maximum}" if minimum is not None and maximum is not None
+        else f" of at least {minimum}" if minimum is not None
+        else f" of at most {maximum}" if maximum is not None
+        else ""
+    )  # fmt: skip
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise InvalidValueError(f"an integer{bounds}") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise InvalidValueError(f"an integer{bounds}")
+        return value
+
+    return parse
+
+
+def one_of_ints(allowed: Iterable[int], what: str) -> Parser[int]:
+    allowed = tuple(allowed)
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = None
+        if value not in allowed:
+            raise InvalidValueError(f"{what}: one of {', '.join(map(str, allowed))}")
+        return value
+
+    return parse
+
+
+def boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    raise InvalidValueError("a boolean, true or false")
+
+
+def choice(enum: type[T]) -> Parser[T]:
+    """A member of a StrEnum, by value."""
+    values = [member.value for member in enum]  # type: ignore[attr-defined]
+
+    def parse(raw: str) -> T:
+        if raw not in values:
+            raise InvalidValueError(f"one of {', '.join(values)}")
+        return enum(raw)  # type: ignore[call-arg]
+
+    return parse
+
+
+def port(raw: str) -> int:
+    """A TCP/UDP port number."""
+    return integer(1, 65535)(raw)
+
+
+def instance_type(kind: str) -> Parser[str]:
+    """An instance type by pattern: ``ec2`` (m7i.large), ``rds`` (db.r7g.large) or
+    ``elasticache`` (cache.r7g.large)."""
+    example = {"ec2": "m7i.large", "rds": "db.r7g.large", "elasticache": "cache.r7g.large"}[kind]
+    return text(INSTANCE_TYPE_PATTERNS[kind], f"an {kind} instance type such as {example}")
+
+
+def email(raw: str) -> str:
+    return text(_EMAIL, "an email address such as team@example.org")(raw)
+
+
+def https_url(raw: str) -> str:
+    """An https URL with a real host name (webhooks must be encrypted in transit)."""
+    expected = "an https:// URL with a host name, such as https://hooks.example.org/T0/B0"
+    match = re.fullmatch(r"https://([^/:?#\s]+)(:\d{1,5})?(/[^\s]*)?", raw)
+    if not match or not _HOSTNAME.fullmatch(match.group(1)):
+        raise InvalidValueError(expected)
+    return raw
+
+
+def cidr(*, private: bool = False, min_prefix: int = 0, max_prefix: int = 32) -> Parser[str]:
+    """An IPv4 CIDR with its host bits zero, optionally in RFC 1918 space and within a prefix
+    range."""
+
+    def parse(raw: str) -> str:
+        what = "a private (RFC 1918) IPv4 CIDR" if private else "an IPv4 CIDR"
+        expected = f"{what} from /{min_prefix} to /{max_prefix}, such as 10.20.0.0/16"
+        try:
+            network = ipaddress.IPv4Network(raw.strip(), strict=True)
+        except ValueError:
+            raise InvalidValueError(f"{expected}, with the host bits zero") from None
+        if not min_prefix <= network.prefixlen <= max_prefix:
+            raise InvalidValueError(expected)
+        rfc1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+        if private and not any(network.subnet_of(ipaddress.IPv4Network(r)) for r in rfc1918):
+            raise InvalidValueError(expected)
+        return str(network)
+
+    return parse
+
+
+def cidr_allowlist(*, allow_world: bool = False) -> Parser[tuple[str, ...]]:
+    """A JSON array of distinct IPv4 CIDRs; 0.0.0.0/0 only where explicitly allowed."""
+    item = cidr()
+
+    def parse(raw: str) -> tuple[str, ...]:
+        values = string_list(raw)
+        result = []
+        for value in values:
+            try:
+                network = item(value)
+            except InvalidValueError:
+                raise InvalidValueError(f"a list of IPv4 CIDRs; {value!r} is not one") from None
+            if network == "0.0.0.0/0" and not allow_world:
+                raise InvalidValueError(
+                    "a list of specific CIDRs; 0.0.0.0/0 opens it to the whole internet"
+                )
+            result.append(network)
+        if len(set(result)) != len(result):
+            raise InvalidValueError("a list of distinct CIDRs")
+        return tuple(result)
+
+    return parse
+
+
+def string_list(raw: str) -> tuple[str, ...]:
+    """A JSON array of strings, as the Pulumi CLI passes array settings."""
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise InvalidValueError("a list of strings") from None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidValueError("a list of strings")
+    return tuple(value)
+
+
+def region(raw: str) -> str:
+    return text(_REGION, "an AWS region name such as eu-west-1")(raw)
+
+
+def account_id(raw: str) -> str:
+    return text(_ACCOUNT_ID, "a 12-digit AWS account id")(raw)
+
+
+def cost_center(raw: str) -> str:
+    return text(_COST_CENTER, "2 to 32 letters, digits or dashes, such as EXPO-PROD")(raw)
+
+
+def iam_role_arns(account: str | None) -> Parser[tuple[str, ...]]:
+    """A non-empty JSON array of IAM role ARNs, all in ``account`` when it is known."""
+    acct = re.escape(account) if account else r"\d{12}"
+    pattern = re.compile(rf"^arn:aws:iam::{acct}:role/[\w+=,.@/-]{{1,512}}$")
+    where = f"account {account}" if account else "the stack's account"
+
+    def parse(raw: str) -> tuple[str, ...]:
+        values = string_list(raw)
+        if not values:
+            raise InvalidValueError(f"at least one IAM role ARN of {where}")
+        wrong = [v for v in values if not pattern.fullmatch(v)]
+        if wrong:
+            raise InvalidValueError(
+                f"IAM role ARNs of {where}, such as arn:aws:iam::{account or '123456789012'}"
+                f":role/platform-admin; not one: {', '.join(wrong)}"
+            )
+        return values
+
+    return parse
+
+
+# --- Maintenance and backup windows (UTC), as RDS and ElastiCache spell them ---------------
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEK = 7 * 24 * 60
+
+
+def _clock(text_value: str) -> int:
+    hours, minutes = text_value.split(":")
+    if not (hours.isdigit() and minutes.isdigit() and len(hours) == len(minutes) == 2):
+        raise ValueError(text_value)
+    if int(hours) > 23 or int(minutes) > 59:
+        raise ValueError(text_value)
+    return int(hours) * 60 + int(minutes)
+
+
+Window = tuple[tuple[int, int], ...]
+"""Minute ranges [start, end) within a week, starting Monday 00:00 UTC."""
+
+
+def _span(start: int, end: int, period: int) -> Window:
+    """Ranges of a window from ``start`` to ``end`` that may wrap past the period's end."""
+    if end > start:
+        return ((start, end),)
+    return ((start, period), (0, end))
+
+
+def daily_window(min_minutes: int) -> Parser[Window]:
+    """``hh24:mi-hh24:mi`` in UTC, at least ``min_minutes`` long; repeated every day."""
+
+    def parse(raw: str) -> Window:
+        expected = f"a daily UTC window hh24:mi-hh24:mi of at least {min_minutes} minutes"
+        try:
+            start_text, end_text = raw.split("-")
+            start, end = _clock(start_text), _clock(end_text)
+        except ValueError:
+            raise InvalidValueError(f"{expected}, such as 03:00-04:00") from None
+        length = (end - start) % (24 * 60)
+        if length < min_minutes:
+            raise InvalidValueError(expected)
+        day = _span(start, end, 24 * 60)
+        return tuple(
+            (offset + a, offset + b) for offset in range(0, _WEEK, 24 * 60) for a, b in day
+        )
+
+    return parse
+
+
+def weekly_window(min_minutes: int) -> Parser[Window]:
+    """``ddd:hh24:mi-ddd:hh24:mi`` in UTC, at least ``min_minutes`` and at most 24 hours."""
+
+    def parse(raw: str) -> Window:
+        expected = (
+            f"a weekly UTC window ddd:hh24:mi-ddd:hh24:mi of {min_minutes} minutes to 24 hours"
+        )
+        try:
+            start_text, end_text = raw.split("-")
+            start_day, start_clock = start_text.split(":", 1)
+            end_day, end_clock = end_text.split(":", 1)
+            start = _DAYS.index(start_day.lower()) * 1440 + _clock(start_clock)
+            end = _DAYS.index(end_day.lower()) * 1440 + _clock(end_clock)
+        except ValueError:
+            raise InvalidValueError(f"{expected}, such as sun:04:00-sun:05:00") from None
+        length = (end - start) % _WEEK
+        if not min_minutes <= length <= 24 * 60:
+            raise InvalidValueError(expected)
+        return _span(start, end, _WEEK)
+
+    return parse
+
+
+def windows_overlap(first: Window, second: Window) -> bool:
+    return any(a < d and c < b for a, b in first for c, d in second)
+
+
+# --- Engines -----------------------------------------------------------------------------
+
+MIN_POSTGRES_MAJOR = 14
+"""Oldest PostgreSQL major still in RDS standard support."""
+
+
+def postgres_version(raw: str) -> str:
+    """A PostgreSQL major version such as ``17``. Minor versions are not pinned: RDS upgrades
+    them automatically, and a pinned minor would make every later deploy try to undo that."""
+    if not re.fullmatch(r"\d{2}", raw) or int(raw) < MIN_POSTGRES_MAJOR:
+        raise InvalidValueError(
+            f"a PostgreSQL major version, {MIN_POSTGRES_MAJOR} or newer, such as 17 (minor "
+            "versions are upgraded automatically)"
+        )
+    return raw
+
+
+CACHE_VERSIONS = {"redis": re.compile(r"7\.[0-9]"), "valkey": re.compile(r"(7\.2|8\.[0-9])")}
+
+
+def cache_version(engine: str | None) -> Parser[str]:
+    def parse(raw: str) -> str:
+        if engine is None:
+            return raw  # the engine itself is wrong; reported under its own key
+        if not CACHE_VERSIONS[engine].fullmatch(raw):
+            example = {"redis": "7.1 (Redis OSS 7)", "valkey": "8.0 (or 7.2)"}[engine]
+            raise InvalidValueError(f"a {engine} engine version such as {example}")
+        return raw
+
+    return parse
+
+
+def cache_auth_token(raw: str) -> str:
+    """ElastiCache AUTH: 16-128 printable ASCII characters, none of space, @, " and /."""
+    if not 16 <= len(raw) <= 128 or any(
+        c in ' @"/' or not 33 <= ord(c) <= 126 for c in raw
+    ):  # fmt: skip
+        raise InvalidValueError(
+            "an ElastiCache AUTH token: 16 to 128 printable ASCII characters "
+            'without space, @, " or /'
+        )
+    return raw
+
+
+PERFORMANCE_INSIGHTS_DAYS = (7, *(31 * months for months in range(1, 24)), 731)
+"""Retention values Performance Insights accepts: 7 days, whole months of 31 days, or 731."""
+
+
+def identifier(raw: str) -> str:
+    """A PostgreSQL identifier usable as a database or user name."""
+    return text(
+        re.compile(r"^[a-z][a-z0-9_]{0,62}$"),
+        "a lower-case identifier: a letter, then letters, digits or _ (at most 63)",
+    )(raw)
+
+
+def optional(parse: Parser[T]) -> Parser[T | None]:
+    """The empty string means "not set"; anything else must parse."""
+
+    def wrapped(raw: str) -> T | None:
+        return None if raw == "" else parse(raw)
+
+    return wrapped
