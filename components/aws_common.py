@@ -17,10 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
-import pulumi_aws.cloudwatch as cloudwatch
-import pulumi_aws.ec2 as ec2
-import pulumi_aws.iam as iam
 import pulumi_aws.vpc as vpc_rules
+from pulumi_aws import cloudwatch, ec2, iam
 
 
 def service_role(

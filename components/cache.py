@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws.elasticache as elasticache
+from pulumi_aws import elasticache
 
 from components.aws_common import ingress_only_from, retained_log_group
 from components.naming import Naming
@@ -111,7 +111,7 @@ class Cache(pulumi.ComponentResource):
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
             auth_token=settings.auth_token.output(),
-            auth_token_update_strategy="ROTATE",
+            auth_token_update_strategy="ROTATE",  # noqa: S106 - a strategy name, not a secret
             snapshot_retention_limit=settings.snapshot_retention_days,
             snapshot_window=settings.snapshot_window,
             maintenance_window=settings.maintenance_window,

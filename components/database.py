@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws.rds as rds
+from pulumi_aws import rds
 
 from components.aws_common import ingress_only_from, retained_log_group, service_role
 from components.naming import Naming
@@ -191,9 +191,7 @@ class Database(pulumi.ComponentResource):
         self.port = PORT
         self.database_name = settings.database_name
         self.security_group_id = group.id
-        self.master_secret_arn = instance.master_user_secrets.apply(
-            lambda secrets: secrets[0].secret_arn if secrets else ""
-        )
+        self.master_secret_arn = instance.master_user_secrets.apply(_secret_arn)
         self.register_outputs(
             {
                 "endpoint": self.endpoint,
@@ -204,3 +202,9 @@ class Database(pulumi.ComponentResource):
                 "master_secret_arn": self.master_secret_arn,
             }
         )
+
+
+def _secret_arn(secrets: Sequence[rds.outputs.InstanceMasterUserSecret]) -> str:
+    """ARN of the master-password secret RDS keeps in Secrets Manager."""
+    arn = secrets[0].secret_arn if secrets else None
+    return arn or ""

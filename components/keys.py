@@ -33,7 +33,7 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_aws.kms as kms
+from pulumi_aws import kms
 
 from components.naming import Naming
 

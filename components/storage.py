@@ -30,10 +30,11 @@ in prod, and never ``force_destroy``ed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_aws.s3 as s3
+from pulumi_aws import s3
 
 from components.aws_common import service_role
 from components.naming import Naming
@@ -144,7 +145,7 @@ class Storage(pulumi.ComponentResource):
         logs: _Bucket | None,
         object_lock_days: int = 0,
         provider: aws.Provider | None = None,
-        extra_policy: list[dict[str, object]] | None = None,
+        extra_policy: list[dict[str, Any]] | None = None,
     ) -> _Bucket:
         """A private, encrypted, TLS-only bucket; ``key_arn=None`` means SSE-S3 (logs)."""
         args = self._args
@@ -173,14 +174,13 @@ class Storage(pulumi.ComponentResource):
             rule=s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
             opts=self._opts(provider),
         )
+        by_default = (
+            s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs
+        )
         default = (
-            s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                sse_algorithm="aws:kms", kms_master_key_id=key_arn
-            )
+            by_default(sse_algorithm="aws:kms", kms_master_key_id=key_arn)
             if key_arn is not None
-            else s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                sse_algorithm="AES256"
-            )
+            else by_default(sse_algorithm="AES256")
         )
         s3.BucketServerSideEncryptionConfiguration(
             f"{resource_name}-encryption",
@@ -222,7 +222,7 @@ class Storage(pulumi.ComponentResource):
                 target_prefix=f"{label}/",
                 opts=self._opts(provider),
             )
-        statements: list[object] = [
+        statements: list[Any] = [
             {
                 "Sid": "DenyInsecureTransport",
                 "Effect": "Deny",

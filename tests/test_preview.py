@@ -36,7 +36,7 @@ def test_preview_of_each_stack(tmp_path: Path, stack: str, nat_count: int, subne
     assert "exposcholar:network:Network  network" in out
     assert f"aws:ec2/natGateway:NatGateway ×{nat_count}" in out
     assert f"aws:ec2/subnet:Subnet ×{subnets}" in out
-    assert "Offline placeholders stand in for the secrets: alertWebhookUrl" in out
+    assert "Offline placeholders stand in for the secrets: cacheAuthToken, alertWebhookUrl" in out
 
     plan_file = tmp_path / stack / "plan.json"
     data = json.loads(plan_file.read_text())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,10 +74,8 @@ class RealisticMocks(Mocks):
         target = self.providers.get(args.provider or "", _Target())
         region = args.inputs.get("region") or target.region
         state = dict(args.inputs)
-        resource_id = _aws_outputs(
-            args.typ, args.name, seed=seed, region=region, account=target.account, state=state
-        )
-        return resource_id, state
+        new = _New(args.typ, args.name, seed, str(region), target.account, state)
+        return _OUTPUTS.get(args.typ, _generic)(new), state
 
 
 _EC2_PREFIXES = {
@@ -98,92 +97,129 @@ _EC2_PREFIXES = {
 }
 
 
-def _aws_outputs(
-    typ: str, name: str, *, seed: str, region: str, account: str, state: dict[str, Any]
-) -> str:
-    """Fill ``state`` with the outputs of an AWS resource and return its id."""
-    service = typ.split(":")[1].split("/", maxsplit=1)[0] if ":" in typ else "unknown"
-    if typ in _EC2_PREFIXES:
-        prefix, arn_kind = _EC2_PREFIXES[typ]
-        resource_id = f"{prefix}-{_hex(seed, 17)}"
-        if arn_kind:
-            state["arn"] = f"arn:aws:ec2:{region}:{account}:{arn_kind}/{resource_id}"
-        if typ == "aws:ec2/vpc:Vpc":
-            state["defaultSecurityGroupId"] = f"sg-{_hex(seed + 'sg', 17)}"
-            state["mainRouteTableId"] = f"rtb-{_hex(seed + 'rt', 17)}"
-            state["ownerId"] = account
-        if typ == "aws:ec2/eip:Eip":
-            state["allocationId"] = resource_id
-            state["publicIp"] = f"203.0.113.{int(_hex(seed, 2), 16) % 254 + 1}"
-        if typ == "aws:ec2/natGateway:NatGateway":
-            state["publicIp"] = f"203.0.113.{int(_hex(seed, 2), 16) % 254 + 1}"
-        if typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
-            service_name = str(state.get("serviceName", ""))
-            short = service_name.split(".", 3)[-1]
-            state["dnsEntries"] = [
-                {"dnsName": f"{resource_id}.{short}.{region}.vpce.amazonaws.com"}
-            ]
-        return resource_id
-    if typ == "aws:cloudwatch/logGroup:LogGroup":
-        group = str(state.get("name") or f"{name}-{_hex(seed, 7)}")
-        state["name"] = group
-        state["arn"] = f"arn:aws:logs:{region}:{account}:log-group:{group}"
-        return group
-    if typ == "aws:iam/role:Role":
-        role = str(state.get("name") or f"{name}-{_hex(seed, 7)}")
-        state["name"] = role
-        state["arn"] = f"arn:aws:iam::{account}:role/{role}"
-        state["uniqueId"] = f"AROA{_hex(seed, 17).upper()}"
-        return role
-    if typ == "aws:kms/key:Key":
-        key_id = (
-            f"{_hex(seed, 8)}-{_hex(seed + '1', 4)}-{_hex(seed + '2', 4)}-{_hex(seed + '3', 12)}"
-        )
-        state["keyId"] = key_id
-        state["arn"] = f"arn:aws:kms:{region}:{account}:key/{key_id}"
-        return key_id
-    if typ == "aws:s3/bucket:Bucket":
-        bucket = str(state.get("bucket") or f"{name}-{_hex(seed, 7)}")
-        state["bucket"] = bucket
-        state["arn"] = f"arn:aws:s3:::{bucket}"
-        state["bucketRegionalDomainName"] = f"{bucket}.s3.{region}.amazonaws.com"
-        state["region"] = region
-        return bucket
-    if typ == "aws:rds/instance:Instance":
-        identifier = str(state.get("identifier") or f"{name}-{_hex(seed, 7)}")
-        address = f"{identifier}.c{_hex(seed, 12)}.{region}.rds.amazonaws.com"
-        state.update(
-            identifier=identifier,
-            address=address,
-            endpoint=f"{address}:{state.get('port', 5432)}",
-            arn=f"arn:aws:rds:{region}:{account}:db:{identifier}",
-            masterUserSecrets=[
-                {
-                    "secretArn": f"arn:aws:secretsmanager:{region}:{account}:secret:"
-                    f"rds!db-{_hex(seed, 8)}-{_hex(seed + 's', 6)}",
-                    "kmsKeyId": state.get("masterUserSecretKmsKeyId"),
-                    "secretStatus": "active",
-                }
-            ],
-        )
-        return f"db-{_hex(seed, 26).upper()}"
-    if typ == "aws:elasticache/replicationGroup:ReplicationGroup":
-        group = str(state.get("replicationGroupId") or name)
-        suffix = f"{_hex(seed, 6)}.{_short_region(region)}.cache.amazonaws.com"
-        state.update(
-            arn=f"arn:aws:elasticache:{region}:{account}:replicationgroup:{group}",
-            primaryEndpointAddress=f"master.{group}.{suffix}",
-            readerEndpointAddress=f"replica.{group}.{suffix}",
-        )
-        return group
-    if typ == "aws:iam/rolePolicy:RolePolicy":
-        return f"{state.get('role', name)}:{state.get('name') or name}"
-    # Any other AWS type: a generated physical name and a plausible ARN.
-    physical = str(state.get("name") or f"{name}-{_hex(seed, 7)}")
-    state.setdefault("name", physical)
-    kind = typ.rsplit(":", maxsplit=1)[-1].lower()
-    state.setdefault("arn", f"arn:aws:{service}:{region}:{account}:{kind}/{physical}")
+@dataclass(frozen=True)
+class _New:
+    """What a per-type output function knows about the resource being registered."""
+
+    typ: str
+    name: str
+    seed: str
+    region: str
+    account: str
+    state: dict[str, Any]
+
+    def named(self, key: str = "name") -> str:
+        """The physical name given, or one generated the way Pulumi auto-names."""
+        value = str(self.state.get(key) or f"{self.name}-{_hex(self.seed, 7)}")
+        self.state[key] = value
+        return value
+
+
+def _ec2(new: _New) -> str:
+    prefix, arn_kind = _EC2_PREFIXES[new.typ]
+    resource_id = f"{prefix}-{_hex(new.seed, 17)}"
+    state = new.state
+    if arn_kind:
+        state["arn"] = f"arn:aws:ec2:{new.region}:{new.account}:{arn_kind}/{resource_id}"
+    if new.typ == "aws:ec2/vpc:Vpc":
+        state["defaultSecurityGroupId"] = f"sg-{_hex(new.seed + 'sg', 17)}"
+        state["mainRouteTableId"] = f"rtb-{_hex(new.seed + 'rt', 17)}"
+        state["ownerId"] = new.account
+    elif new.typ in ("aws:ec2/eip:Eip", "aws:ec2/natGateway:NatGateway"):
+        state["publicIp"] = f"203.0.113.{int(_hex(new.seed, 2), 16) % 254 + 1}"
+        state.setdefault("allocationId", resource_id)
+    elif new.typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
+        short = str(state.get("serviceName", "")).split(".", 3)[-1]
+        state["dnsEntries"] = [
+            {"dnsName": f"{resource_id}.{short}.{new.region}.vpce.amazonaws.com"}
+        ]
+    return resource_id
+
+
+def _log_group(new: _New) -> str:
+    group = new.named()
+    new.state["arn"] = f"arn:aws:logs:{new.region}:{new.account}:log-group:{group}"
+    return group
+
+
+def _role(new: _New) -> str:
+    role = new.named()
+    new.state["arn"] = f"arn:aws:iam::{new.account}:role/{role}"
+    new.state["uniqueId"] = f"AROA{_hex(new.seed, 17).upper()}"
+    return role
+
+
+def _kms_key(new: _New) -> str:
+    seed = new.seed
+    key_id = f"{_hex(seed, 8)}-{_hex(seed + '1', 4)}-{_hex(seed + '2', 4)}-{_hex(seed + '3', 12)}"
+    new.state["keyId"] = key_id
+    new.state["arn"] = f"arn:aws:kms:{new.region}:{new.account}:key/{key_id}"
+    return key_id
+
+
+def _bucket(new: _New) -> str:
+    bucket = new.named("bucket")
+    new.state["arn"] = f"arn:aws:s3:::{bucket}"
+    new.state["bucketRegionalDomainName"] = f"{bucket}.s3.{new.region}.amazonaws.com"
+    new.state["region"] = new.region
+    return bucket
+
+
+def _db_instance(new: _New) -> str:
+    identifier = new.named("identifier")
+    region, account, seed = new.region, new.account, new.seed
+    address = f"{identifier}.c{_hex(seed, 12)}.{region}.rds.amazonaws.com"
+    new.state.update(
+        address=address,
+        endpoint=f"{address}:{new.state.get('port', 5432)}",
+        arn=f"arn:aws:rds:{region}:{account}:db:{identifier}",
+        masterUserSecrets=[
+            {
+                "secretArn": f"arn:aws:secretsmanager:{region}:{account}:secret:"
+                f"rds!db-{_hex(seed, 8)}-{_hex(seed + 's', 6)}",
+                "kmsKeyId": new.state.get("masterUserSecretKmsKeyId"),
+                "secretStatus": "active",
+            }
+        ],
+    )
+    return f"db-{_hex(seed, 26).upper()}"
+
+
+def _replication_group(new: _New) -> str:
+    group = new.named("replicationGroupId")
+    suffix = f"{_hex(new.seed, 6)}.{_short_region(new.region)}.cache.amazonaws.com"
+    new.state.update(
+        arn=f"arn:aws:elasticache:{new.region}:{new.account}:replicationgroup:{group}",
+        primaryEndpointAddress=f"master.{group}.{suffix}",
+        readerEndpointAddress=f"replica.{group}.{suffix}",
+    )
+    return group
+
+
+def _role_policy(new: _New) -> str:
+    return f"{new.state.get('role', new.name)}:{new.state.get('name') or new.name}"
+
+
+def _generic(new: _New) -> str:
+    """Any other AWS type: a generated physical name and a plausible ARN."""
+    physical = new.named()
+    service = new.typ.split(":")[1].split("/", maxsplit=1)[0]
+    kind = new.typ.rsplit(":", maxsplit=1)[-1].lower()
+    new.state.setdefault("arn", f"arn:aws:{service}:{new.region}:{new.account}:{kind}/{physical}")
     return physical
+
+
+_OUTPUTS: dict[str, Callable[[_New], str]] = {
+    **dict.fromkeys(_EC2_PREFIXES, _ec2),
+    "aws:cloudwatch/logGroup:LogGroup": _log_group,
+    "aws:iam/role:Role": _role,
+    "aws:iam/rolePolicy:RolePolicy": _role_policy,
+    "aws:kms/key:Key": _kms_key,
+    "aws:s3/bucket:Bucket": _bucket,
+    "aws:rds/instance:Instance": _db_instance,
+    "aws:elasticache/replicationGroup:ReplicationGroup": _replication_group,
+}
+"""Per-type output functions: fill in the outputs the provider would and return the id."""
 
 
 def _short_region(region: str) -> str:

@@ -106,6 +106,15 @@ class Plan:
             found.extend(self.descendants(child.urn))
         return found
 
+    def component(self, typ: str) -> CapturedResource:
+        """The one component resource of type ``typ``."""
+        (found,) = [r for r in self.resources if r.type == typ and not r.custom]
+        return found
+
+    def subtree(self, urn: str) -> Plan:
+        """The same plan restricted to the descendants of ``urn`` (for per-component tests)."""
+        return Plan(self.project, self.stack, self.stack_urn, self.descendants(urn))
+
     def render_tree(self) -> str:
         """The stack as a tree of components; custom resources are summarised per type."""
         lines = [f"{self.project}-{self.stack}  ({len(self.resources)} resources)"]
