@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from components.settings import STACKS
+from components.settings import STACKS, StackSettings, parse_settings
+from tools.mocks import CapturedResource
 from tools.plan import Plan
 from tools.preview import REPO_ROOT, run_program
 from tools.project import StackConfig, load_stack_config
@@ -17,6 +18,11 @@ from tools.project import StackConfig, load_stack_config
 @pytest.fixture(scope="session")
 def stack_configs() -> dict[str, StackConfig]:
     return {stack: load_stack_config(REPO_ROOT, stack) for stack in STACKS}
+
+
+@pytest.fixture(scope="session")
+def stack_settings(stack_configs: dict[str, StackConfig]) -> dict[str, StackSettings]:
+    return {stack: parse_settings(stack, c.values) for stack, c in stack_configs.items()}
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +51,22 @@ def project_copy(tmp_path: Path) -> Callable[[], Path]:
         return target
 
     return make
+
+
+def component_plan(plan: Plan, typ: str) -> Plan:
+    """What one component created, by its type token."""
+    return plan.subtree(plan.component(typ).urn)
+
+
+def only(plan: Plan, typ: str) -> CapturedResource:
+    """The single resource of ``typ`` in ``plan``."""
+    found = plan.of_type(typ)
+    assert len(found) == 1, [r.name for r in found]
+    return found[0]
+
+
+def key_arn(plan: Plan, domain: str) -> str:
+    """ARN of the stack's KMS key for ``domain`` (data, backups, storage, backups-replica)."""
+    keys = component_plan(plan, "exposcholar:security:Keys")
+    (key,) = [k for k in keys.of_type("aws:kms/key:Key") if k.name == f"keys-{domain}"]
+    return str(key.outputs["arn"])

@@ -76,3 +76,72 @@ def test_stack_outputs(plan: Plan) -> None:
         ids = outputs[f"{tier}SubnetIds"]
         assert len(ids) == len(zones)
         assert all(i.startswith("subnet-") for i in ids)
+
+
+STATEFUL = {
+    "aws:rds/instance:Instance",
+    "aws:elasticache/replicationGroup:ReplicationGroup",
+    "aws:s3/bucket:Bucket",
+    "aws:kms/key:Key",
+}
+PROD_ONLY_TYPES = {
+    # present because prod sets backupObjectLockDays > 0 and backupReplicaRegion; staging
+    # declares 0 days and no replica (retention and count, the only ways stacks may differ)
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
+    "aws:s3/bucketReplicationConfig:BucketReplicationConfig",
+}
+
+
+def test_stacks_create_the_same_kinds_of_resources(
+    plans: dict[str, Plan], stack_settings: dict[str, Any]
+) -> None:
+    staging = set(plans["staging"].counts_by_type())
+    prod = set(plans["prod"].counts_by_type())
+    assert staging - prod == set()
+    assert prod - staging == PROD_ONLY_TYPES
+    assert stack_settings["staging"].storage.object_lock_days == 0
+    assert stack_settings["staging"].storage.replica_region is None
+
+
+def test_stacks_differ_only_in_sizes_counts_and_retention(plans: dict[str, Plan]) -> None:
+    """Resource by resource (same logical name in both stacks), only inputs that carry a size,
+    count, retention, window or identity may differ; every safety flag is the same."""
+    allowed = {
+        "allocatedStorage", "maxAllocatedStorage", "instanceClass", "nodeType",
+        "numCacheClusters", "multiAz", "multiAzEnabled", "automaticFailoverEnabled",
+        "backupRetentionPeriod", "performanceInsightsRetentionPeriod", "monitoringInterval",
+        "retentionInDays", "cidrBlock", "availabilityZone", "tags", "bucket", "policy",
+        "assumeRolePolicy", "allowedAccountIds", "defaultTags", "subnetIds", "rules",
+        "objectLockEnabled", "description", "routeTableIds", "name", "identifier",
+        "finalSnapshotIdentifier", "replicationGroupId", "role", "roleArn", "cidrIpv4",
+        "subnetId", "routeTableId", "natGatewayId", "allocationId", "vpcId", "logDestination",
+        "iamRoleArn", "kmsKeyId", "kmsMasterKeyId", "masterUserSecretKmsKeyId",
+        "performanceInsightsKmsKeyId", "monitoringRoleArn", "targetKeyId", "securityGroupId",
+        "securityGroupIds", "vpcSecurityGroupIds", "dbSubnetGroupName", "subnetGroupName",
+        "parameterGroupName", "targetBucket", "gatewayId", "destination",
+        "logDeliveryConfigurations", "applyServerSideEncryptionByDefault",
+    }  # fmt: skip
+    staging = {r.urn.split("::", 2)[2]: r for r in plans["staging"].resources}
+    prod = {r.urn.split("::", 2)[2]: r for r in plans["prod"].resources}
+    for key in staging.keys() & prod.keys():
+        a, b = staging[key].inputs, prod[key].inputs
+        differing = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+        assert differing <= allowed, (key, differing - allowed)
+
+
+def test_stateful_resources_are_protected_in_prod_only(plan: Plan) -> None:
+    stateful = [r for r in plan.resources if r.type in STATEFUL]
+    assert len(stateful) >= 8
+    for resource in stateful:
+        assert resource.protect is (plan.stack == "prod"), resource.urn
+    for resource in plan.resources:
+        if resource.type not in STATEFUL:
+            assert not resource.protect, resource.urn
+
+
+def test_data_stores_are_not_reachable_from_anywhere_by_cidr(plan: Plan) -> None:
+    """Only the interface endpoints admit a CIDR (the VPC's own, on 443)."""
+    for rule in plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
+        if "cidrIpv4" in rule.inputs:
+            assert rule.name == "network-endpoints-https"
+            assert rule.inputs["cidrIpv4"] == plan.outputs["vpcCidr"]

@@ -243,6 +243,8 @@ class CapturedResource:
     property_dependencies: dict[str, list[str]]
     inputs: dict[str, Any]
     id: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    """What the mock provider returned (ids, ARNs, endpoints); kept in memory, not in plan.json."""
 
 
 class CapturingMonitor(MockMonitor):
@@ -282,6 +284,7 @@ class CapturingMonitor(MockMonitor):
             },
             inputs=mask(inputs),
             id=response.id or None,
+            outputs=mask(rpc.deserialize_properties(response.object, keep_unknowns=True)),
         )
         with self._lock:
             self.captured.append(record)

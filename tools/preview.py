@@ -127,29 +127,35 @@ STAGES: list[tuple[str, Stage]] = [
 
 
 def run_program(project_dir: Path, config: StackConfig) -> Plan:
-    """Run ``__main__.py`` for the stack under the mock runtime and return the captured plan.
+    """Run ``__main__.py`` for the stack under the mock runtime and return the captured plan."""
+    if str(project_dir) not in sys.path:
+        sys.path.insert(0, str(project_dir))
+    program = str(project_dir / "__main__.py")
+    return capture(config, lambda: _run_main(program))
+
+
+def capture(config: StackConfig, program: Callable[[], None]) -> Plan:
+    """Run ``program`` as a Pulumi program of the stack under the mock runtime, capturing
+    everything it registers (tests use this to build one component with chosen arguments).
 
     Each run happens in a fresh ``contextvars`` context, so the Pulumi runtime state of one run
     (root stack, settings, config) never leaks into the next one in the same process.
     """
-    return contextvars.Context().run(_run_program, project_dir, config)
+    return contextvars.Context().run(_capture, config, program)
 
 
-def _run_program(project_dir: Path, config: StackConfig) -> Plan:
+def _capture(config: StackConfig, program: Callable[[], None]) -> Plan:
     mocks = RealisticMocks(config.stack)
     monitor = CapturingMonitor(mocks)
     runtime_config.set_all_config(dict(config.values), list(config.secret_keys))
     pulumi.runtime.set_mocks(
         mocks, project=PROJECT, stack=config.stack, preview=True, monitor=monitor
     )
-    if str(project_dir) not in sys.path:
-        sys.path.insert(0, str(project_dir))
-    program = str(project_dir / "__main__.py")
     # set_mocks registered a root stack and closed its outputs; run the program in a new root
     # stack, as the Python language host does, so its exports are registered as stack outputs.
     runtime_settings.ROOT.set(None)
     try:
-        _sync_await(runtime_stack.run_in_stack(lambda: _run_main(program)))
+        _sync_await(runtime_stack.run_in_stack(program))
     except SettingsError as exc:
         raise _config_error(exc.stack, exc.problems) from None
     except Exception:
