@@ -89,6 +89,7 @@ storage = Storage(
         backups_key_arn=keys.backups_key_arn,
         storage_key_arn=keys.storage_key_arn,
         protect=protect,
+        admin_role_arns=account.admin_role_arns,
         replica_key_arn=keys.backups_replica_key_arn,
         replica_provider=aws_replica,
     ),

@@ -12,8 +12,9 @@ since ACL-based delivery is impossible with ACLs off, and does not log to itself
   with expiry and noncurrent-version expiry from settings, plus abort of incomplete multipart
   uploads and removal of expired delete markers. When ``backupObjectLockDays`` > 0 (required in
   prod): Object Lock in governance mode with that default retention, shorter than every expiry
-  (validated), so a compromised job cannot delete recent backups. When a replica region is set
-  (required in prod): replication of every object to a versioned replica bucket in that region,
+  (validated), so a compromised job cannot delete recent backups; the bucket policy denies
+  bypassing governance retention to everyone but the administrator roles. When a replica
+  region is set (required in prod): replication of every object to a versioned replica bucket in that region,
   encrypted with the replica region's key, with its own logs bucket and the same lifecycle.
   Deletions are not replicated, so the off-site copy survives a deletion at the source.
 * **static**: collected Django static files and the Flutter build; not versioned (rebuilt on
@@ -52,6 +53,8 @@ class StorageArgs:
     backups_key_arn: pulumi.Input[str]
     storage_key_arn: pulumi.Input[str]
     protect: bool
+    admin_role_arns: tuple[str, ...] = ()
+    """The only principals that may bypass the backups bucket's governance-mode Object Lock."""
     replica_key_arn: pulumi.Input[str] | None = None
     """The replica region's backups key; required when settings name a replica region."""
     replica_provider: aws.Provider | None = None
@@ -91,6 +94,7 @@ class Storage(pulumi.ComponentResource):
             versioned=True,
             logs=logs,
             object_lock_days=settings.object_lock_days,
+            extra_policy=self._lock_guard("backups") if settings.object_lock_days > 0 else None,
         )
         self._backup_lifecycle("backups", backups.resource)
         static = self._bucket("static", key_arn=args.storage_key_arn, versioned=False, logs=logs)
@@ -241,6 +245,22 @@ class Storage(pulumi.ComponentResource):
             opts=self._opts(provider, depends_on=[block]),
         )
         return _Bucket(bucket, versioning)
+
+    def _lock_guard(self, label: str) -> list[dict[str, Any]]:
+        """Governance mode can be bypassed with s3:BypassGovernanceRetention; deny that to
+        everyone but the administrator roles, so a compromised job cannot."""
+        args = self._args
+        name = f"{args.naming.physical(COMPONENT, label)}-{args.account_id}"
+        return [
+            {
+                "Sid": "OnlyAdministratorsBypassObjectLock",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:BypassGovernanceRetention",
+                "Resource": f"arn:aws:s3:::{name}/*",
+                "Condition": {"ArnNotLike": {"aws:PrincipalArn": list(args.admin_role_arns)}},
+            }
+        ]
 
     def _logs_bucket(self, label: str, provider: aws.Provider | None = None) -> _Bucket:
         """The access-log target: SSE-S3, log delivery admitted for this account only."""

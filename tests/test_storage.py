@@ -87,7 +87,7 @@ def test_every_bucket_is_private_encrypted_and_tls_only(storage: Plan, plan: Pla
             assert rule["bucketKeyEnabled"] is True
 
         policy = json.loads(_one_for(storage, "aws:s3/bucketPolicy:BucketPolicy", bucket)["policy"])
-        deny = next(s for s in policy["Statement"] if s["Effect"] == "Deny")
+        deny = next(s for s in policy["Statement"] if s["Sid"] == "DenyInsecureTransport")
         assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         assert deny["Principal"] == "*" and deny["Action"] == "s3:*"
         assert deny["Resource"] == [f"arn:aws:s3:::{bucket.id}", f"arn:aws:s3:::{bucket.id}/*"]
@@ -183,6 +183,14 @@ def test_object_lock_in_prod_only(plans: dict[str, Plan]) -> None:
         if "expiration" in r
     )
     assert 0 < retention["days"] < shortest_expiry
+    policy = json.loads(_one_for(prod, "aws:s3/bucketPolicy:BucketPolicy", backups)["policy"])
+    (guard,) = [
+        s for s in policy["Statement"] if s.get("Sid") == "OnlyAdministratorsBypassObjectLock"
+    ]
+    assert guard["Effect"] == "Deny" and guard["Action"] == "s3:BypassGovernanceRetention"
+    assert guard["Condition"]["ArnNotLike"]["aws:PrincipalArn"] == [
+        "arn:aws:iam::210987654321:role/exposcholar-platform-admin"
+    ]
     others = [b for label, b in _buckets(prod).items() if label != "backups"]
     assert all(b.inputs["objectLockEnabled"] is False for b in others)
 
