@@ -14,8 +14,9 @@ since ACL-based delivery is impossible with ACLs off, and does not log to itself
   prod): Object Lock in governance mode with that default retention, shorter than every expiry
   (validated), so a compromised job cannot delete recent backups; the bucket policy denies
   bypassing governance retention to everyone but the administrator roles. When a replica
-  region is set (required in prod): replication of every object to a versioned replica bucket in that region,
-  encrypted with the replica region's key, with its own logs bucket and the same lifecycle.
+  region is set (required in prod): replication of every object to a versioned replica
+  bucket in that region, encrypted with the replica region's key, with its own logs bucket
+  and the same lifecycle.
   Deletions are not replicated, so the off-site copy survives a deletion at the source.
 * **static**: collected Django static files and the Flutter build; not versioned (rebuilt on
   every release).
