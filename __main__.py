@@ -5,6 +5,7 @@ Components never read configuration themselves: they get settings and each other
 
 import pulumi
 
+from components.aws_common import Placement
 from components.cache import Cache, CacheArgs
 from components.database import Database, DatabaseArgs
 from components.keys import Keys, KeysArgs
@@ -50,18 +51,20 @@ keys = Keys(
     ),
     opts=with_aws,
 )
-# Clients admitted to the data stores: the cluster's node security group joins this list when
-# the cluster exists; until then nothing can connect.
-data_clients: list[pulumi.Input[str]] = []
+# The data stores live in the isolated subnets. Clients admitted to them: the cluster's node
+# security group joins this list when the cluster exists; until then nothing can connect.
+data_placement = Placement(
+    vpc_id=network.vpc_id,
+    subnet_ids=network.isolated_subnet_ids,
+    allowed_security_group_ids=[],
+)
 database = Database(
     "database",
     DatabaseArgs(
         settings=settings.database,
         naming=naming,
         account_id=account.account_id,
-        vpc_id=network.vpc_id,
-        subnet_ids=network.isolated_subnet_ids,
-        allowed_security_group_ids=data_clients,
+        placement=data_placement,
         kms_key_arn=keys.data_key_arn,
         protect=protect,
     ),
@@ -72,9 +75,7 @@ cache = Cache(
     CacheArgs(
         settings=settings.cache,
         naming=naming,
-        vpc_id=network.vpc_id,
-        subnet_ids=network.isolated_subnet_ids,
-        allowed_security_group_ids=data_clients,
+        placement=data_placement,
         kms_key_arn=keys.data_key_arn,
         protect=protect,
     ),

@@ -4,6 +4,7 @@
   assume, with managed and inline policies attached.
 * ``ingress_only_from``: a security group that admits one TCP port from the security groups
   passed in and nothing else: no CIDR ingress, and no egress rules at all.
+* ``Placement``: the VPC, subnets and client security groups of a data store.
 * ``retained_log_group``: a CloudWatch log group with bounded retention, created before the
   service that writes to it so the service never creates an unbounded one itself.
 
@@ -14,11 +15,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_aws.vpc as vpc_rules
 from pulumi_aws import cloudwatch, ec2, iam
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a data store runs and who may reach it (shared by Database and Cache)."""
+
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    """Isolated subnets, one per zone."""
+    allowed_security_group_ids: Sequence[pulumi.Input[str]]
+    """The only sources admitted on the store's port (the cluster's nodes once it exists)."""
 
 
 def service_role(

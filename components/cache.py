@@ -20,13 +20,12 @@ group and loses its data (snapshots remain). The replication group is ``protect`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_aws import elasticache
 
-from components.aws_common import ingress_only_from, retained_log_group
+from components.aws_common import Placement, ingress_only_from, retained_log_group
 from components.naming import Naming
 from components.settings import CacheSettings
 
@@ -39,11 +38,8 @@ LOG_TYPES = ("slow-log", "engine-log")
 class CacheArgs:
     settings: CacheSettings
     naming: Naming
-    vpc_id: pulumi.Input[str]
-    subnet_ids: Sequence[pulumi.Input[str]]
-    """Isolated subnets, one per zone."""
-    allowed_security_group_ids: Sequence[pulumi.Input[str]]
-    """The only sources admitted on 6379 (the cluster's nodes once it exists)."""
+    placement: Placement
+    """Isolated subnets, and the only security groups admitted on 6379."""
     kms_key_arn: pulumi.Input[str]
     """The data domain key."""
     protect: bool
@@ -69,7 +65,7 @@ class Cache(pulumi.ComponentResource):
             f"{name}-subnets",
             name=naming.physical(COMPONENT, "isolated"),
             description="Isolated subnets of the stack: no route out of the VPC",
-            subnet_ids=list(args.subnet_ids),
+            subnet_ids=list(args.placement.subnet_ids),
             tags=naming.tags(COMPONENT, "isolated"),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -78,9 +74,9 @@ class Cache(pulumi.ComponentResource):
             parent=self,
             group_name=naming.physical(COMPONENT, str(settings.engine)),
             description=f"{settings.engine}: 6379 from the allowed client security groups only",
-            vpc_id=args.vpc_id,
+            vpc_id=args.placement.vpc_id,
             port=PORT,
-            allowed_security_group_ids=args.allowed_security_group_ids,
+            allowed_security_group_ids=args.placement.allowed_security_group_ids,
             tags=naming.tags(COMPONENT, f"{settings.engine}-sg"),
         )
         logs = {

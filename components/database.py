@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import rds
 
-from components.aws_common import ingress_only_from, retained_log_group, service_role
+from components.aws_common import Placement, ingress_only_from, retained_log_group, service_role
 from components.naming import Naming
 from components.settings import DatabaseSettings
 
@@ -52,11 +52,8 @@ class DatabaseArgs:
     settings: DatabaseSettings
     naming: Naming
     account_id: str
-    vpc_id: pulumi.Input[str]
-    subnet_ids: Sequence[pulumi.Input[str]]
-    """Isolated subnets, one per zone."""
-    allowed_security_group_ids: Sequence[pulumi.Input[str]]
-    """The only sources admitted on 5432 (the cluster's nodes once it exists)."""
+    placement: Placement
+    """Isolated subnets, and the only security groups admitted on 5432."""
     kms_key_arn: pulumi.Input[str]
     """The data domain key: storage, Performance Insights and the master secret."""
     protect: bool
@@ -86,7 +83,7 @@ class Database(pulumi.ComponentResource):
             f"{name}-subnets",
             name=naming.physical(COMPONENT, "isolated"),
             description="Isolated subnets of the stack: no route out of the VPC",
-            subnet_ids=list(args.subnet_ids),
+            subnet_ids=list(args.placement.subnet_ids),
             tags=naming.tags(COMPONENT, "isolated"),
             opts=child,
         )
@@ -95,9 +92,9 @@ class Database(pulumi.ComponentResource):
             parent=self,
             group_name=naming.physical(COMPONENT, "postgres"),
             description="PostgreSQL: 5432 from the allowed client security groups only",
-            vpc_id=args.vpc_id,
+            vpc_id=args.placement.vpc_id,
             port=PORT,
-            allowed_security_group_ids=args.allowed_security_group_ids,
+            allowed_security_group_ids=args.placement.allowed_security_group_ids,
             tags=naming.tags(COMPONENT, "postgres-sg"),
         )
         parameters = rds.ParameterGroup(

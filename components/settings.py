@@ -42,7 +42,6 @@ from components.validation import (
     PERFORMANCE_INSIGHTS_DAYS,
     InvalidValueError,
     Parser,
-    Window,
     account_id,
     boolean,
     cache_auth_token,
@@ -478,17 +477,21 @@ def _network(r: _Reader, stack_region: str | None) -> NetworkSettings:
     )
 
 
-def _no_overlap(
-    r: _Reader, first: tuple[str, Window], second: tuple[str, Window], service: str
-) -> None:
-    (first_key, first_window), (second_key, second_window) = first, second
-    if r.ok(first_key, second_key) and windows_overlap(first_window, second_window):
-        r.problem(
-            second_key,
-            f"a window that does not overlap {first_key} ({r.raw[first_key]}): {service} "
-            "rejects overlapping windows",
-            r.raw[second_key],
-        )
+def _windows(
+    r: _Reader, daily_key: str, weekly_key: str, minimum: int, service: str
+) -> tuple[str, str]:
+    """A daily backup/snapshot window and a weekly maintenance window that must not overlap
+    (``service`` rejects overlap); returned as given, in the form AWS takes them."""
+    daily = r.get(daily_key, daily_window(minimum))
+    weekly = r.get(weekly_key, weekly_window(minimum))
+    r.check(
+        weekly_key,
+        lambda: not windows_overlap(daily, weekly),
+        f"a window that does not overlap {daily_key} ({r.raw.get(daily_key)}): {service} "
+        "rejects overlapping windows",
+        needs=(daily_key,),
+    )
+    return r.raw.get(daily_key, ""), r.raw.get(weekly_key, "")
 
 
 def _database(r: _Reader) -> DatabaseSettings:
@@ -513,13 +516,8 @@ def _database(r: _Reader) -> DatabaseSettings:
         lambda: retention >= floor,
         f"at least {floor} days in {r.stack} (and at most 35)",
     )
-    backup_window = r.get("databaseBackupWindow", daily_window(30))
-    maintenance_window = r.get("databaseMaintenanceWindow", weekly_window(30))
-    _no_overlap(
-        r,
-        ("databaseBackupWindow", backup_window),
-        ("databaseMaintenanceWindow", maintenance_window),
-        "RDS",
+    backup_window, maintenance_window = _windows(
+        r, "databaseBackupWindow", "databaseMaintenanceWindow", 30, "RDS"
     )
     return DatabaseSettings(
         engine_version=r.get("databaseEngineVersion", postgres_version),
@@ -529,8 +527,8 @@ def _database(r: _Reader) -> DatabaseSettings:
         max_allocated_storage_gb=maximum,
         multi_az=multi_az,
         backup_retention_days=retention,
-        backup_window=r.raw.get("databaseBackupWindow", ""),
-        maintenance_window=r.raw.get("databaseMaintenanceWindow", ""),
+        backup_window=backup_window,
+        maintenance_window=maintenance_window,
         performance_insights_retention_days=r.get(
             "databasePerformanceInsightsRetentionDays",
             one_of_ints(PERFORMANCE_INSIGHTS_DAYS, "a Performance Insights retention"),
@@ -552,13 +550,8 @@ def _cache(r: _Reader) -> CacheSettings:
         lambda: not r.production or count >= 2,
         "at least 2 nodes in prod (a replica for automatic failover and Multi-AZ)",
     )
-    snapshot_window = r.get("cacheSnapshotWindow", daily_window(60))
-    maintenance_window = r.get("cacheMaintenanceWindow", weekly_window(60))
-    _no_overlap(
-        r,
-        ("cacheSnapshotWindow", snapshot_window),
-        ("cacheMaintenanceWindow", maintenance_window),
-        "ElastiCache",
+    snapshot_window, maintenance_window = _windows(
+        r, "cacheSnapshotWindow", "cacheMaintenanceWindow", 60, "ElastiCache"
     )
     return CacheSettings(
         engine=engine,
@@ -566,8 +559,8 @@ def _cache(r: _Reader) -> CacheSettings:
         node_type=r.get("cacheNodeType", instance_type("elasticache")),
         node_count=count,
         snapshot_retention_days=r.get("cacheSnapshotRetentionDays", integer(1, 35)),
-        snapshot_window=r.raw.get("cacheSnapshotWindow", ""),
-        maintenance_window=r.raw.get("cacheMaintenanceWindow", ""),
+        snapshot_window=snapshot_window,
+        maintenance_window=maintenance_window,
         log_retention_days=r.get("cacheLogRetentionDays", _retention()),
         auth_token=Secret(r.get("cacheAuthToken", cache_auth_token)),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from components.aws_common import Placement
 from components.cache import Cache, CacheArgs
 from components.naming import Naming
 from components.settings import StackSettings
@@ -90,9 +91,11 @@ def test_admits_6379_only_from_the_security_groups_passed_in(
             CacheArgs(
                 settings=settings.cache,
                 naming=Naming.for_stack(settings),
-                vpc_id="vpc-0123456789abcdef0",
-                subnet_ids=["subnet-a", "subnet-b"],
-                allowed_security_group_ids=["sg-nodes"],
+                placement=Placement(
+                    vpc_id="vpc-0123456789abcdef0",
+                    subnet_ids=["subnet-a", "subnet-b"],
+                    allowed_security_group_ids=["sg-nodes"],
+                ),
                 kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/k",
                 protect=True,
             ),

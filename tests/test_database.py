@@ -8,6 +8,7 @@ import json
 import pulumi
 import pytest
 
+from components.aws_common import Placement
 from components.database import Database, DatabaseArgs
 from components.naming import Naming
 from components.settings import StackSettings
@@ -135,9 +136,11 @@ def test_admits_5432_only_from_the_security_groups_passed_in(
                 settings=settings.database,
                 naming=Naming.for_stack(settings),
                 account_id=settings.account.account_id,
-                vpc_id="vpc-0123456789abcdef0",
-                subnet_ids=["subnet-a", "subnet-b"],
-                allowed_security_group_ids=["sg-nodes", pulumi.Output.from_input("sg-jobs")],
+                placement=Placement(
+                    vpc_id="vpc-0123456789abcdef0",
+                    subnet_ids=["subnet-a", "subnet-b"],
+                    allowed_security_group_ids=["sg-nodes", pulumi.Output.from_input("sg-jobs")],
+                ),
                 kms_key_arn="arn:aws:kms:eu-west-1:210987654321:key/k",
                 protect=False,
             ),
