@@ -5,13 +5,17 @@ Components never read configuration themselves: they get settings and each other
 
 import pulumi
 
+from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.aws_common import Placement
 from components.cache import Cache, CacheArgs
+from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
+from components.images import Images, ImagesArgs
 from components.keys import Keys, KeysArgs
 from components.naming import Naming
 from components.network import Network, NetworkArgs
-from components.providers import aws_provider
+from components.nodes import SYSTEM_TAINTS, NodeGroup, NodeGroupArgs
+from components.providers import aws_provider, kubernetes_provider
 from components.settings import load_settings
 from components.storage import Storage, StorageArgs
 
@@ -51,12 +55,72 @@ keys = Keys(
     ),
     opts=with_aws,
 )
-# The data stores live in the isolated subnets. Clients admitted to them: the cluster's node
-# security group joins this list when the cluster exists; until then nothing can connect.
+cluster = Cluster(
+    "cluster",
+    ClusterArgs(
+        settings=settings.cluster,
+        naming=naming,
+        account_id=account.account_id,
+        region=account.region,
+        subnet_ids=network.private_subnet_ids,
+        secrets_key_arn=keys.cluster_key_arn,
+        admin_role_arns=account.admin_role_arns,
+    ),
+    # Teardown order: everything on the cluster goes before anything of the VPC.
+    opts=pulumi.ResourceOptions(providers=[aws], depends_on=[network]),
+)
+node_groups = [
+    NodeGroup(
+        f"nodes-{role}",
+        NodeGroupArgs(
+            settings=group,
+            role=role,
+            naming=naming,
+            cluster_name=cluster.name,
+            cluster=cluster.eks_name,
+            node_role_arn=cluster.node_role_arn,
+            subnet_ids=network.private_subnet_ids,
+            security_group_id=cluster.node_security_group_id,
+            disk_size_gb=settings.cluster.node_disk_size_gb,
+            taints=taints,
+        ),
+        opts=pulumi.ResourceOptions(providers=[aws], depends_on=[cluster]),
+    )
+    for role, group, taints in (
+        ("system", settings.cluster.system_nodes, SYSTEM_TAINTS),
+        ("app", settings.cluster.app_nodes, ()),
+    )
+]
+kubernetes = kubernetes_provider("k8s", cluster.kubeconfig)
+ClusterAddons(
+    "addons",
+    ClusterAddonsArgs(
+        cluster_name=cluster.eks_name,
+        versions=settings.cluster.addons,
+        oidc=cluster.oidc,
+        naming=naming,
+        kubernetes=kubernetes,
+    ),
+    opts=pulumi.ResourceOptions(providers=[aws], depends_on=node_groups),
+)
+images = Images(
+    "images",
+    ImagesArgs(
+        settings=settings.images,
+        naming=naming,
+        kms_key_arn=keys.images_key_arn,
+        platform="linux/arm64" if settings.cluster.app_nodes.arm64 else "linux/amd64",
+        protect=protect,
+        build_args={"backup": {"PG_MAJOR": settings.database.engine_version}},
+    ),
+    opts=with_aws,
+)
+
+# The data stores live in the isolated subnets and admit only the cluster's nodes.
 data_placement = Placement(
     vpc_id=network.vpc_id,
     subnet_ids=network.isolated_subnet_ids,
-    allowed_security_group_ids=[],
+    allowed_security_group_ids=[cluster.node_security_group_id],
 )
 database = Database(
     "database",
@@ -117,3 +181,10 @@ pulumi.export("backupsBucket", storage.backups_bucket)
 pulumi.export("staticBucket", storage.static_bucket)
 pulumi.export("mediaBucket", storage.media_bucket)
 pulumi.export("backupsReplicaBucket", storage.replica_bucket)
+pulumi.export("clusterName", cluster.name)
+pulumi.export("clusterEndpoint", cluster.endpoint)
+pulumi.export("clusterOidcProviderArn", cluster.oidc.provider_arn)
+pulumi.export("nodeSecurityGroupId", cluster.node_security_group_id)
+pulumi.export("kubeconfig", cluster.kubeconfig)
+pulumi.export("imageRepositories", images.repository_urls)
+pulumi.export("images", images.refs)

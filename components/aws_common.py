@@ -63,21 +63,33 @@ def service_role(
         tags=dict(tags),
         opts=pulumi.ResourceOptions(parent=parent),
     )
-    for index, arn in enumerate(managed_policy_arns):
+    attach_policies(name, role, parent=parent, managed=managed_policy_arns, inline=inline_policy)
+    return role
+
+
+def attach_policies(
+    name: str,
+    role: iam.Role,
+    *,
+    parent: pulumi.Resource,
+    managed: Sequence[str] = (),
+    inline: pulumi.Input[str] | None = None,
+) -> None:
+    """Attach managed policies and at most one inline policy to ``role``."""
+    for index, arn in enumerate(managed):
         iam.RolePolicyAttachment(
             f"{name}-managed-{index}",
             role=role.name,
             policy_arn=arn,
             opts=pulumi.ResourceOptions(parent=parent),
         )
-    if inline_policy is not None:
+    if inline is not None:
         iam.RolePolicy(
             f"{name}-policy",
             role=role.id,
-            policy=inline_policy,
+            policy=inline,
             opts=pulumi.ResourceOptions(parent=parent),
         )
-    return role
 
 
 def ingress_only_from(

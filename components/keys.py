@@ -6,13 +6,15 @@ alias ``alias/exposcholar-<stack>-<domain>`` and a key policy that names who may
 * ``data`` — RDS storage, Performance Insights, the RDS-managed master secret and ElastiCache;
 * ``backups`` — the backups bucket;
 * ``storage`` — the static and media buckets;
+* ``cluster`` — envelope encryption of Kubernetes Secrets in EKS;
+* ``images`` — the ECR repositories;
 * ``backups-replica`` — in the replica region, for the off-site copy (only when a replica
   region is set; a KMS key cannot be used across regions).
 
 Why one key per domain rather than one per stack: the domains have different readers. Backup
 jobs must decrypt backups but never touch the live database's key material, the application
 reads media but not backups, and a key disabled or scheduled for deletion by mistake takes out
-one domain, not the whole platform. Four keys cost a few dollars a month.
+one domain, not the whole platform. Six keys cost a few dollars a month.
 
 Every key policy has the same three statements: the account root (so IAM policies can grant
 use and the key can never become unmanageable), the administrator roles from settings (manage,
@@ -51,6 +53,8 @@ DOMAIN_SERVICES = {
     "data": ("rds", "elasticache", "secretsmanager"),
     "backups": ("s3",),
     "storage": ("s3",),
+    "cluster": ("eks",),
+    "images": ("ecr",),
     "backups-replica": ("s3",),
 }
 """Which AWS services may use each key on behalf of the account's principals."""
@@ -115,6 +119,8 @@ class Keys(pulumi.ComponentResource):
     data_key_arn: pulumi.Output[str]
     backups_key_arn: pulumi.Output[str]
     storage_key_arn: pulumi.Output[str]
+    cluster_key_arn: pulumi.Output[str]
+    images_key_arn: pulumi.Output[str]
     backups_replica_key_arn: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: KeysArgs, opts: pulumi.ResourceOptions | None = None):
@@ -124,6 +130,8 @@ class Keys(pulumi.ComponentResource):
         self.data_key_arn = self._key("data", args.region).arn
         self.backups_key_arn = self._key("backups", args.region).arn
         self.storage_key_arn = self._key("storage", args.region).arn
+        self.cluster_key_arn = self._key("cluster", args.region).arn
+        self.images_key_arn = self._key("images", args.region).arn
         self.backups_replica_key_arn = None
         if args.replica_region is not None:
             replica = self._key("backups-replica", args.replica_region, args.replica_provider)
@@ -133,6 +141,8 @@ class Keys(pulumi.ComponentResource):
                 "data_key_arn": self.data_key_arn,
                 "backups_key_arn": self.backups_key_arn,
                 "storage_key_arn": self.storage_key_arn,
+                "cluster_key_arn": self.cluster_key_arn,
+                "images_key_arn": self.images_key_arn,
                 "backups_replica_key_arn": self.backups_replica_key_arn,
             }
         )

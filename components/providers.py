@@ -1,6 +1,7 @@
 """Explicit providers. Every resource in the program uses one of these (the stack files set
 ``pulumi:disable-default-providers``), so no resource can pick up ambient AWS settings.
 
+The Kubernetes provider is built from the cluster's outputs, never from a local kubeconfig.
 The AWS provider is pinned to the stack's account (``allowed_account_ids``): credentials for
 any other account make it fail before it changes anything. The stack-wide tags ride on its
 ``default_tags`` so every taggable resource carries them.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_kubernetes as k8s
 
 from components.naming import Naming
 from components.settings import StackSettings
@@ -24,5 +26,16 @@ def aws_provider(
         region=region or settings.account.region,
         allowed_account_ids=[settings.account.account_id],
         default_tags=aws.ProviderDefaultTagsArgs(tags=naming.default_tags()),
-        opts=pulumi.ResourceOptions(),
+    )
+
+
+def kubernetes_provider(name: str, kubeconfig: pulumi.Input[str]) -> k8s.Provider:
+    """The provider every Kubernetes object of the program uses: the cluster's own kubeconfig
+    (a secret Output), server-side apply, and no fallback to an ambient kubeconfig."""
+    return k8s.Provider(
+        name,
+        kubeconfig=kubeconfig,
+        enable_server_side_apply=True,
+        delete_unreachable=False,
+        opts=pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"]),
     )

@@ -25,6 +25,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import pulumi
@@ -43,19 +45,25 @@ from components.validation import (
     InvalidValueError,
     Parser,
     account_id,
+    addon_versions,
     boolean,
     cache_auth_token,
     cache_version,
     choice,
     cidr,
+    cidr_allowlist,
     cost_center,
     daily_window,
     email,
     https_url,
     iam_role_arns,
     identifier,
+    image_reference,
     instance_type,
+    instance_types,
     integer,
+    is_graviton,
+    kubernetes_version,
     one_of_ints,
     optional,
     postgres_version,
@@ -131,6 +139,20 @@ KEYS: tuple[KeySpec, ...] = (
         "integer",
     ),
     KeySpec("backupReplicaRegion", "string", varies=True),
+    # cluster and nodes
+    KeySpec("clusterVersion", "string", varies=True),
+    *_keys("clusterPublicAccessCidrs clusterReadOnlyRoleArns clusterAddons", "array"),
+    KeySpec("clusterLogRetentionDays", "integer", varies=True),
+    *_keys("systemNodeInstanceTypes appNodeInstanceTypes", "array"),
+    *_keys(
+        "systemNodeMinSize systemNodeMaxSize systemNodeDesiredSize "
+        "appNodeMinSize appNodeMaxSize appNodeDesiredSize nodeDiskSizeGb",
+        "integer",
+    ),
+    # images
+    KeySpec("imageRetentionCount", "integer", varies=True),
+    *_keys("serverImageSource webImageSource backupImageSource", "string"),
+    *_keys("serverImage webImage backupImage", "string"),
     # alerting
     KeySpec("alertEmail", "string", varies=True),
     KeySpec("alertWebhookUrl", "string", varies=True, secret=True),
@@ -297,6 +319,63 @@ class StorageSettings:
     access_log_retention_days: int
 
 
+CLUSTER_ADDONS = (
+    "vpc-cni",
+    "kube-proxy",
+    "eks-pod-identity-agent",
+    "coredns",
+    "aws-ebs-csi-driver",
+    "metrics-server",
+)
+"""The EKS managed add-ons the cluster runs; each is pinned in ``clusterAddons``."""
+IMAGES = ("server", "web", "backup")
+"""The container images of the platform, each built from source or given prebuilt."""
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""Image source folders are relative to the project (where Pulumi.yaml is)."""
+
+
+@dataclass(frozen=True)
+class NodeGroupSettings:
+    instance_types: tuple[str, ...]
+    min_size: int
+    max_size: int
+    desired_size: int
+    """Initial size only: afterwards the cluster autoscaler owns it."""
+
+    @property
+    def arm64(self) -> bool:
+        return is_graviton(self.instance_types[0])
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    version: str
+    public_access_cidrs: tuple[str, ...]
+    """Empty: the public API endpoint is off."""
+    read_only_role_arns: tuple[str, ...]
+    log_retention_days: int
+    addons: Mapping[str, str]
+    """Add-on name to pinned version."""
+    system_nodes: NodeGroupSettings
+    app_nodes: NodeGroupSettings
+    node_disk_size_gb: int
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """One image: built from ``source`` (a folder) or taken as the prebuilt ``reference``."""
+
+    name: str
+    source: Path | None
+    reference: str | None
+
+
+@dataclass(frozen=True)
+class ImagesSettings:
+    retention_count: int
+    images: tuple[ImageSettings, ...]
+
+
 @dataclass(frozen=True)
 class AlertingSettings:
     email: str
@@ -314,6 +393,8 @@ class StackSettings:
     database: DatabaseSettings
     cache: CacheSettings
     storage: StorageSettings
+    cluster: ClusterSettings
+    images: ImagesSettings
     alerting: AlertingSettings
 
     @property
@@ -406,6 +487,8 @@ def parse_settings(stack: str, raw: Mapping[str, str]) -> StackSettings:
         _database(r),
         _cache(r),
         _storage(r, account.region),
+        _cluster(r, account.account_id),
+        _images(r, account),
         AlertingSettings(r.get("alertEmail", email), Secret(r.get("alertWebhookUrl", https_url))),
     )
     if r.problems:
@@ -612,6 +695,75 @@ def _storage(r: _Reader, stack_region: str | None) -> StorageSettings:
         media_noncurrent_version_days=r.get("mediaNoncurrentVersionDays", days),
         access_log_retention_days=r.get("accessLogRetentionDays", days),
     )
+
+
+def _node_group(r: _Reader, prefix: str, minimum: int) -> NodeGroupSettings:
+    low = r.get(f"{prefix}MinSize", integer(minimum, 100))
+    high = r.get(f"{prefix}MaxSize", integer(1, 100))
+    desired = r.get(f"{prefix}DesiredSize", integer(0, 100))
+    r.check(
+        f"{prefix}MaxSize",
+        lambda: high >= low,
+        f"at least {prefix}MinSize ({low})",
+        needs=(f"{prefix}MinSize",),
+    )
+    r.check(
+        f"{prefix}DesiredSize",
+        lambda: low <= desired <= high,
+        f"a size within [{prefix}MinSize, {prefix}MaxSize] = [{low}, {high}]",
+        needs=(f"{prefix}MinSize", f"{prefix}MaxSize"),
+    )
+    return NodeGroupSettings(r.get(f"{prefix}InstanceTypes", instance_types), low, high, desired)
+
+
+def _cluster(r: _Reader, account: str | None) -> ClusterSettings:
+    return ClusterSettings(
+        version=r.get("clusterVersion", kubernetes_version),
+        public_access_cidrs=r.get("clusterPublicAccessCidrs", cidr_allowlist(allow_empty=True)),
+        read_only_role_arns=r.get(
+            "clusterReadOnlyRoleArns", iam_role_arns(account, allow_empty=True)
+        ),
+        log_retention_days=r.get("clusterLogRetentionDays", _retention()),
+        addons=r.get("clusterAddons", addon_versions(CLUSTER_ADDONS)),
+        # prod keeps two system nodes so CoreDNS and the autoscaler survive losing one
+        system_nodes=_node_group(r, "systemNode", 2 if r.production else 1),
+        app_nodes=_node_group(r, "appNode", 2 if r.production else 1),
+        node_disk_size_gb=r.get("nodeDiskSizeGb", integer(20, 1000)),
+    )
+
+
+def _image_source(raw: str) -> Path:
+    folder = (PROJECT_ROOT / raw).resolve()
+    if not folder.is_dir():
+        raise InvalidValueError(
+            f"a folder, relative to the project, holding the image's build context; {folder} "
+            "does not exist"
+        )
+    if not (folder / "Dockerfile").is_file():
+        raise InvalidValueError(f"a folder with a Dockerfile; {folder} has none")
+    return folder
+
+
+def _images(r: _Reader, account: AccountSettings) -> ImagesSettings:
+    registry = (
+        f"{account.account_id}.dkr.ecr.{account.region}.amazonaws.com"
+        if r.ok("accountId", "region")
+        else None
+    )
+    images = []
+    for name in IMAGES:
+        source = r.get(f"{name}ImageSource", optional(_image_source))
+        reference = r.get(f"{name}Image", optional(image_reference(registry)))
+        exactly_one: bool = (source is None) != (reference is None)
+        r.check(
+            f"{name}Image",
+            partial(bool, exactly_one),
+            f"exactly one of {name}ImageSource (build from source) and {name}Image (a prebuilt "
+            "image) to be set",
+            needs=(f"{name}ImageSource",),
+        )
+        images.append(ImageSettings(name, source, reference))
+    return ImagesSettings(r.get("imageRetentionCount", integer(1, 1000)), tuple(images))
 
 
 def raw_config_from_pulumi() -> dict[str, str]:

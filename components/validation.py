@@ -164,7 +164,9 @@ def cidr(*, private: bool = False, min_prefix: int = 0, max_prefix: int = 32) ->
     return parse
 
 
-def cidr_allowlist(*, allow_world: bool = False) -> Parser[tuple[str, ...]]:
+def cidr_allowlist(
+    *, allow_world: bool = False, allow_empty: bool = False
+) -> Parser[tuple[str, ...]]:
     """A JSON array of distinct IPv4 CIDRs; 0.0.0.0/0 only where explicitly allowed."""
     item = cidr()
 
@@ -183,6 +185,8 @@ def cidr_allowlist(*, allow_world: bool = False) -> Parser[tuple[str, ...]]:
             result.append(network)
         if len(set(result)) != len(result):
             raise InvalidValueError("a list of distinct CIDRs")
+        if not result and not allow_empty:
+            raise InvalidValueError("at least one CIDR")
         return tuple(result)
 
     return parse
@@ -211,15 +215,16 @@ def cost_center(raw: str) -> str:
     return text(_COST_CENTER, "2 to 32 letters, digits or dashes, such as EXPO-PROD")(raw)
 
 
-def iam_role_arns(account: str | None) -> Parser[tuple[str, ...]]:
-    """A non-empty JSON array of IAM role ARNs, all in ``account`` when it is known."""
+def iam_role_arns(account: str | None, *, allow_empty: bool = False) -> Parser[tuple[str, ...]]:
+    """A JSON array of IAM role ARNs (non-empty unless ``allow_empty``), all in ``account``
+    when it is known."""
     acct = re.escape(account) if account else r"\d{12}"
     pattern = re.compile(rf"^arn:aws:iam::{acct}:role/[\w+=,.@/-]{{1,512}}$")
     where = f"account {account}" if account else "the stack's account"
 
     def parse(raw: str) -> tuple[str, ...]:
         values = string_list(raw)
-        if not values:
+        if not values and not allow_empty:
             raise InvalidValueError(f"at least one IAM role ARN of {where}")
         wrong = [v for v in values if not pattern.fullmatch(v)]
         if wrong:
@@ -369,3 +374,91 @@ def optional(parse: Parser[T]) -> Parser[T | None]:
         return None if raw == "" else parse(raw)
 
     return wrapped
+
+
+# --- EKS and images ----------------------------------------------------------------------
+
+MIN_KUBERNETES_MINOR = 30
+"""EKS 1.30 and newer: standard support, and no default annotation on the legacy gp2 class."""
+
+
+def kubernetes_version(raw: str) -> str:
+    match = re.fullmatch(r"1\.(\d{2})", raw)
+    if not match or int(match.group(1)) < MIN_KUBERNETES_MINOR:
+        raise InvalidValueError(
+            f"an EKS Kubernetes version 1.{MIN_KUBERNETES_MINOR} or newer, such as 1.33"
+        )
+    return raw
+
+
+ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")
+
+
+def addon_versions(known: Iterable[str]) -> Parser[dict[str, str]]:
+    """A JSON array of ``name@version`` (e.g. ``vpc-cni@v1.20.4-eksbuild.1``) naming every
+    add-on in ``known`` exactly once."""
+    known = tuple(known)
+
+    def parse(raw: str) -> dict[str, str]:
+        result: dict[str, str] = {}
+        for item in string_list(raw):
+            name, _, version = item.partition("@")
+            if name not in known:
+                raise InvalidValueError(
+                    f"add-ons from {', '.join(known)}; {name!r} is not one of them"
+                )
+            if not ADDON_VERSION.fullmatch(version):
+                raise InvalidValueError(
+                    f"name@version with an EKS build version such as {name}@v1.2.3-eksbuild.1; "
+                    f"got {item!r}"
+                )
+            if name in result:
+                raise InvalidValueError(f"each add-on once; {name} appears twice")
+            result[name] = version
+        missing = [name for name in known if name not in result]
+        if missing:
+            raise InvalidValueError(
+                f"a pinned version for every add-on; missing {', '.join(missing)}"
+            )
+        return result
+
+    return parse
+
+
+def instance_types(raw: str) -> tuple[str, ...]:
+    """A non-empty JSON array of EC2 instance types of one CPU architecture."""
+    values = string_list(raw)
+    if not values:
+        raise InvalidValueError("at least one EC2 instance type")
+    parse = instance_type("ec2")
+    for value in values:
+        parse(value)
+    if len({is_graviton(v) for v in values}) > 1:
+        raise InvalidValueError("instance types of one CPU architecture (all x86_64 or all arm64)")
+    return values
+
+
+def is_graviton(instance: str) -> bool:
+    """True for AWS Graviton (arm64) families such as m7g, c7gn, t4g, r8g."""
+    family = instance.split(".", 1)[0]
+    return re.fullmatch(r"[a-z]+\d+g[a-z]*", family) is not None and not family.startswith("g")
+
+
+def image_reference(registry: str | None) -> Parser[str]:
+    """An image in ``registry`` (the stack's ECR) pinned by tag or digest."""
+    host = re.escape(registry) if registry else r"[a-z0-9.-]+(:\d+)?"
+    pattern = re.compile(
+        rf"^{host}/[a-z0-9]+([._/-][a-z0-9]+)*(:[\w][\w.-]{{0,127}}|@sha256:[a-f0-9]{{64}})$"
+    )
+    where = registry or "the stack's ECR registry"
+
+    def parse(raw: str) -> str:
+        if not pattern.fullmatch(raw):
+            raise InvalidValueError(
+                f"an image in {where} with a tag or digest, such as "
+                f"{registry or '<account>.dkr.ecr.<region>.amazonaws.com'}/repo:1.4.2 or "
+                "…/repo@sha256:<64 hex>"
+            )
+        return raw
+
+    return parse

@@ -70,3 +70,9 @@ def key_arn(plan: Plan, domain: str) -> str:
     keys = component_plan(plan, "exposcholar:security:Keys")
     (key,) = [k for k in keys.of_type("aws:kms/key:Key") if k.name == f"keys-{domain}"]
     return str(key.outputs["arn"])
+
+
+def node_security_group(plan: Plan) -> str:
+    """The security group of the cluster's nodes (the EKS cluster security group)."""
+    cluster = only(plan, "aws:eks/cluster:Cluster")
+    return str(cluster.outputs["vpcConfig"]["clusterSecurityGroupId"])

@@ -9,7 +9,7 @@ from components.aws_common import Placement
 from components.cache import Cache, CacheArgs
 from components.naming import Naming
 from components.settings import StackSettings
-from tests.conftest import component_plan, key_arn, only
+from tests.conftest import component_plan, key_arn, node_security_group, only
 from tools.mocks import MASK
 from tools.plan import Plan
 from tools.preview import capture
@@ -72,12 +72,14 @@ def test_slow_and_engine_logs_go_to_retained_groups(
         )
 
 
-def test_runs_in_the_isolated_subnets_and_admits_nobody_yet(cache: Plan, plan: Plan) -> None:
+def test_runs_in_the_isolated_subnets_and_admits_only_the_nodes(cache: Plan, plan: Plan) -> None:
     subnets = only(cache, "aws:elasticache/subnetGroup:SubnetGroup")
     assert subnets.inputs["subnetIds"] == plan.outputs["isolatedSubnetIds"]
     group = only(cache, "aws:ec2/securityGroup:SecurityGroup")
     assert only(cache, GROUP).inputs["securityGroupIds"] == [group.id]
-    assert not cache.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    (rule,) = cache.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert rule.inputs["referencedSecurityGroupId"] == node_security_group(plan)
+    assert (rule.inputs["fromPort"], rule.inputs["toPort"]) == (6379, 6379)
 
 
 def test_admits_6379_only_from_the_security_groups_passed_in(

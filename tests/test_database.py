@@ -12,7 +12,7 @@ from components.aws_common import Placement
 from components.database import Database, DatabaseArgs
 from components.naming import Naming
 from components.settings import StackSettings
-from tests.conftest import component_plan, key_arn, only
+from tests.conftest import component_plan, key_arn, node_security_group, only
 from tools.plan import Plan
 from tools.preview import capture
 from tools.project import StackConfig
@@ -102,8 +102,10 @@ def test_runs_in_the_isolated_subnets_behind_its_own_group(db: Plan, plan: Plan)
     assert instance.inputs["vpcSecurityGroupIds"] == [group.id]
     assert instance.inputs["dbSubnetGroupName"] == subnets.inputs["name"]
     assert not group.inputs.get("ingress") and not group.inputs.get("egress")
-    # no client security group exists yet, so nothing may connect
-    assert not db.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    # only the cluster's nodes may connect
+    (rule,) = db.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert rule.inputs["referencedSecurityGroupId"] == node_security_group(plan)
+    assert (rule.inputs["fromPort"], rule.inputs["toPort"]) == (5432, 5432)
 
 
 def test_logs_and_monitoring(db: Plan, stack_settings: dict[str, StackSettings]) -> None:

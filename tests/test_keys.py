@@ -17,8 +17,8 @@ KEY = "aws:kms/key:Key"
 @pytest.mark.parametrize(
     ("stack", "domains"),
     [
-        ("staging", {"data", "backups", "storage"}),
-        ("prod", {"data", "backups", "storage", "backups-replica"}),
+        ("staging", {"data", "backups", "storage", "cluster", "images"}),
+        ("prod", {"data", "backups", "storage", "cluster", "images", "backups-replica"}),
     ],
 )
 def test_one_key_per_domain(

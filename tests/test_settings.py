@@ -136,6 +136,46 @@ BAD_VALUES: list[tuple[str, str | None, str]] = [
     ("backupReplicaRegion", "mars-1", "AWS region"),
     ("mediaNoncurrentVersionDays", "0", "from 1 to 3650"),
     ("accessLogRetentionDays", "none", "an integer"),
+    ("clusterVersion", "1.29", "1.30 or newer"),
+    ("clusterVersion", "1.33.1", "1.30 or newer"),
+    ("clusterPublicAccessCidrs", '["0.0.0.0/0"]', "whole internet"),
+    ("clusterPublicAccessCidrs", '["203.0.113.1/24"]', "not one"),
+    ("clusterReadOnlyRoleArns", '["arn:aws:iam::999999999999:role/x"]', "account 123456789012"),
+    ("clusterLogRetentionDays", "8", "CloudWatch Logs retention"),
+    ("clusterAddons", '["vpc-cni@v1.20.4-eksbuild.1"]', "missing kube-proxy"),
+    ("clusterAddons", '["istio@v1.0.0-eksbuild.1"]', "'istio' is not one of them"),
+    ("clusterAddons", '["vpc-cni@latest"]', "EKS build version"),
+    ("systemNodeInstanceTypes", "[]", "at least one EC2 instance type"),
+    ("systemNodeInstanceTypes", '["m7i.large", "m7g.large"]', "one CPU architecture"),
+    ("systemNodeMinSize", "0", "from 1 to 100"),
+    ("systemNodeMaxSize", "0", "from 1 to 100"),
+    ("systemNodeDesiredSize", "5", "within [systemNodeMinSize, systemNodeMaxSize] = [1, 2]"),
+    ("appNodeInstanceTypes", '["banana"]', "ec2 instance type"),
+    ("appNodeMinSize", "-1", "from 1 to 100"),
+    ("appNodeMaxSize", "101", "from 1 to 100"),
+    ("appNodeDesiredSize", "9", "within [appNodeMinSize, appNodeMaxSize] = [1, 4]"),
+    ("nodeDiskSizeGb", "10", "from 20 to 1000"),
+    ("imageRetentionCount", "0", "from 1 to 1000"),
+    ("serverImage", "nginx", "with a tag or digest"),
+    (
+        "serverImage",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/exposcholar-staging-images-server",
+        "with a tag or digest",
+    ),
+    (
+        "serverImage",
+        "docker.io/library/python:3.11",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+    ),
+    ("serverImageSource", "no/such/folder", "does not exist"),
+    ("webImage", "", "exactly one of webImageSource"),
+    ("webImageSource", "components", "a folder with a Dockerfile"),
+    (
+        "backupImage",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/exposcholar-staging-images-backup:1.0",
+        "exactly one of backupImageSource",
+    ),
+    ("backupImageSource", "tools", "a folder with a Dockerfile"),
 ]
 
 PROD_BAD_VALUES: list[tuple[str, str, str]] = [
@@ -144,6 +184,8 @@ PROD_BAD_VALUES: list[tuple[str, str, str]] = [
     ("cacheNodeCount", "1", "at least 2 nodes in prod"),
     ("backupObjectLockDays", "0", "at least 1 in prod"),
     ("backupReplicaRegion", "", "a second region in prod"),
+    ("systemNodeMinSize", "1", "from 2 to 100"),
+    ("appNodeMinSize", "1", "from 2 to 100"),
 ]
 
 
@@ -278,3 +320,14 @@ def test_windows() -> None:
     )
     with pytest.raises(Invalid):
         daily_window(30)("24:00-01:00")
+
+
+@pytest.mark.parametrize("group", ["systemNode", "appNode"])
+def test_node_group_min_above_max_is_reported_once(
+    stack_configs: dict[str, StackConfig], group: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        _parse(stack_configs["staging"], **{f"{group}MinSize": "5", f"{group}MaxSize": "3"})
+    (problem,) = caught.value.problems
+    assert problem.key == f"{P}{group}MaxSize"
+    assert f"at least {group}MinSize (5)" in problem.expected

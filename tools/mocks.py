@@ -71,6 +71,8 @@ class RealisticMocks(Mocks):
             return f"{_hex(seed, 8)}-{_hex(seed + 'p', 4)}-4{_hex(seed + 'q', 3)}", dict(
                 args.inputs
             )
+        if args.typ.startswith("kubernetes:"):
+            return _kubernetes_id(args.inputs), dict(args.inputs)
         target = self.providers.get(args.provider or "", _Target())
         region = args.inputs.get("region") or target.region
         state = dict(args.inputs)
@@ -93,7 +95,6 @@ _EC2_PREFIXES = {
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": ("sgr", "security-group-rule"),
     "aws:ec2/vpcEndpoint:VpcEndpoint": ("vpce", "vpc-endpoint"),
     "aws:ec2/flowLog:FlowLog": ("fl", "vpc-flow-log"),
-    "aws:ec2/launchTemplate:LaunchTemplate": ("lt", "launch-template"),
 }
 
 
@@ -196,6 +197,70 @@ def _replication_group(new: _New) -> str:
     return group
 
 
+def _eks_cluster(new: _New) -> str:
+    cluster = new.named()
+    oidc_id = _hex(new.seed, 32).upper()
+    vpc_config = dict(new.state.get("vpcConfig") or {})
+    vpc_config.update(
+        clusterSecurityGroupId=f"sg-{_hex(new.seed + 'cluster-sg', 17)}",
+        vpcId=f"vpc-{_hex(new.seed + 'vpc', 17)}",
+    )
+    new.state.update(
+        arn=f"arn:aws:eks:{new.region}:{new.account}:cluster/{cluster}",
+        endpoint=f"https://{oidc_id}.gr7.{new.region}.eks.amazonaws.com",
+        certificateAuthority={"data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="},
+        identities=[
+            {"oidcs": [{"issuer": f"https://oidc.eks.{new.region}.amazonaws.com/id/{oidc_id}"}]}
+        ],
+        vpcConfig=vpc_config,
+        status="ACTIVE",
+    )
+    return cluster
+
+
+def _oidc_provider(new: _New) -> str:
+    host = str(new.state.get("url", "")).removeprefix("https://")
+    arn = f"arn:aws:iam::{new.account}:oidc-provider/{host}"
+    new.state["arn"] = arn
+    return arn
+
+
+def _node_group(new: _New) -> str:
+    group = new.named("nodeGroupName")
+    new.state["arn"] = (
+        f"arn:aws:eks:{new.region}:{new.account}:nodegroup/{new.state.get('clusterName')}/"
+        f"{group}/{_hex(new.seed, 8)}"
+    )
+    new.state["status"] = "ACTIVE"
+    return f"{new.state.get('clusterName')}:{group}"
+
+
+def _launch_template(new: _New) -> str:
+    new.state["latestVersion"] = 1
+    new.state["defaultVersion"] = 1
+    template_id = f"lt-{_hex(new.seed, 17)}"
+    new.state["arn"] = f"arn:aws:ec2:{new.region}:{new.account}:launch-template/{template_id}"
+    return template_id
+
+
+def _repository(new: _New) -> str:
+    repository = new.named()
+    registry = f"{new.account}.dkr.ecr.{new.region}.amazonaws.com"
+    new.state.update(
+        arn=f"arn:aws:ecr:{new.region}:{new.account}:repository/{repository}",
+        repositoryUrl=f"{registry}/{repository}",
+        registryId=new.account,
+    )
+    return repository
+
+
+def _docker_image(new: _New) -> str:
+    image_name = str(new.state.get("imageName", new.name))
+    repository = image_name.rsplit(":", 1)[0]
+    new.state["repoDigest"] = f"{repository}@sha256:{_hex(new.seed + image_name, 64)}"
+    return image_name
+
+
 def _role_policy(new: _New) -> str:
     return f"{new.state.get('role', new.name)}:{new.state.get('name') or new.name}"
 
@@ -218,8 +283,22 @@ _OUTPUTS: dict[str, Callable[[_New], str]] = {
     "aws:s3/bucket:Bucket": _bucket,
     "aws:rds/instance:Instance": _db_instance,
     "aws:elasticache/replicationGroup:ReplicationGroup": _replication_group,
+    "aws:eks/cluster:Cluster": _eks_cluster,
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": _oidc_provider,
+    "aws:eks/nodeGroup:NodeGroup": _node_group,
+    "aws:ec2/launchTemplate:LaunchTemplate": _launch_template,
+    "aws:ecr/repository:Repository": _repository,
+    "docker:index/image:Image": _docker_image,
 }
 """Per-type output functions: fill in the outputs the provider would and return the id."""
+
+
+def _kubernetes_id(inputs: dict[str, Any]) -> str:
+    """Kubernetes object ids are ``namespace/name`` (or ``name`` when cluster-scoped)."""
+    metadata = inputs.get("metadata") or {}
+    name = str(metadata.get("name", ""))
+    namespace = metadata.get("namespace")
+    return f"{namespace}/{name}" if namespace else name
 
 
 def _short_region(region: str) -> str:

@@ -1,0 +1,128 @@
+"""``ClusterAddons``: the EKS managed add-ons that need running nodes, and the default
+StorageClass.
+
+Add-ons come in two phases, because of what each needs to become healthy:
+
+* **before compute** (created by ``Cluster``): ``vpc-cni``, ``kube-proxy`` and
+  ``eks-pod-identity-agent``. Nodes only turn Ready once the CNI runs, so node groups wait for
+  these (the cluster is created without the self-managed defaults);
+* **after compute** (this component): ``coredns``, ``aws-ebs-csi-driver`` and
+  ``metrics-server`` (which the HPAs need), whose pods must be scheduled on nodes.
+
+Every add-on's version is pinned in settings, conflicts resolve to the configuration in code,
+and add-ons that call AWS run under their own IRSA role (``vpc-cni``: ``kube-system/aws-node``
+with the CNI policy; ``aws-ebs-csi-driver``: ``kube-system/ebs-csi-controller-sa`` with the EBS
+CSI driver policy) instead of borrowing the node role.
+
+This component also creates the ``gp3`` StorageClass (encrypted, ``WaitForFirstConsumer`` so
+volumes are made in the pod's zone, expandable) and marks it the cluster default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_aws import eks
+
+from components.irsa import OidcIssuer, irsa_role
+from components.naming import Naming
+
+COMPONENT = "addons"
+BEFORE_COMPUTE = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
+AFTER_COMPUTE = ("coredns", "aws-ebs-csi-driver", "metrics-server")
+IRSA = {
+    "vpc-cni": ("aws-node", "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"),
+    "aws-ebs-csi-driver": (
+        "ebs-csi-controller-sa",
+        "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
+    ),
+}
+"""Add-ons that call AWS: their kube-system service account and managed policy."""
+
+
+def managed_addons(
+    name: str,
+    *,
+    parent: pulumi.Resource,
+    cluster_name: pulumi.Input[str],
+    names: Sequence[str],
+    versions: Mapping[str, str],
+    oidc: OidcIssuer,
+    naming: Naming,
+) -> list[eks.Addon]:
+    """Pinned managed add-ons ``names``, with an IRSA role for those that call AWS."""
+    addons = []
+    for addon in names:
+        role_arn: pulumi.Output[str] | None = None
+        if addon in IRSA:
+            service_account, policy = IRSA[addon]
+            role_arn = irsa_role(
+                f"{name}-{addon}-role",
+                parent=parent,
+                oidc=oidc,
+                namespace="kube-system",
+                service_account=service_account,
+                role_name=naming.physical(COMPONENT, addon, max_length=64),
+                tags=naming.tags(COMPONENT, addon),
+                managed_policy_arns=[policy],
+            ).arn
+        addons.append(
+            eks.Addon(
+                f"{name}-{addon}",
+                cluster_name=cluster_name,
+                addon_name=addon,
+                addon_version=versions[addon],
+                service_account_role_arn=role_arn,
+                resolve_conflicts_on_create="OVERWRITE",
+                resolve_conflicts_on_update="OVERWRITE",
+                tags=naming.tags(COMPONENT, addon),
+                opts=pulumi.ResourceOptions(parent=parent),
+            )
+        )
+    return addons
+
+
+@dataclass(frozen=True)
+class ClusterAddonsArgs:
+    cluster_name: pulumi.Input[str]
+    versions: Mapping[str, str]
+    oidc: OidcIssuer
+    naming: Naming
+    kubernetes: k8s.Provider
+    """The cluster's Kubernetes provider (for the StorageClass)."""
+
+
+class ClusterAddons(pulumi.ComponentResource):
+    """Add-ons that run on nodes, and the default gp3 StorageClass."""
+
+    def __init__(
+        self, name: str, args: ClusterAddonsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("exposcholar:cluster:ClusterAddons", name, None, opts)
+        managed_addons(
+            name,
+            parent=self,
+            cluster_name=args.cluster_name,
+            names=AFTER_COMPUTE,
+            versions=args.versions,
+            oidc=args.oidc,
+            naming=args.naming,
+        )
+        k8s.storage.v1.StorageClass(
+            f"{name}-gp3",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="gp3",
+                annotations={"storageclass.kubernetes.io/is-default-class": "true"},
+                labels=args.naming.k8s_labels("gp3", "storage"),
+            ),
+            provisioner="ebs.csi.aws.com",
+            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
+            volume_binding_mode="WaitForFirstConsumer",
+            reclaim_policy="Delete",
+            allow_volume_expansion=True,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.kubernetes),
+        )
+        self.register_outputs({})

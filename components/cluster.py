@@ -1,0 +1,261 @@
+"""``Cluster``: the EKS control plane, who may use it, and the identity plumbing for pods.
+
+Creates:
+
+* the cluster IAM role (assumable by ``eks.amazonaws.com`` only, EKS cluster policy);
+* a log group ``/aws/eks/<name>/cluster`` with bounded retention, before the cluster, and all
+  five control-plane log types enabled (api, audit, authenticator, controllerManager, scheduler);
+* the cluster, version from settings, in the private subnets: private endpoint always on; the
+  public endpoint off, or on only for the CIDRs in settings (0.0.0.0/0 is refused in settings);
+  envelope encryption of Secrets with the cluster KMS key; authentication mode ``API`` (access
+  entries, no aws-auth ConfigMap), without implicit admin rights for whoever created it; no
+  self-managed default add-ons (managed, pinned ones replace them); deletion protection on
+  (both stacks, like the database's: a teardown turns it off deliberately, docs/teardown.md);
+* access entries: the administrator roles get ``AmazonEKSClusterAdminPolicy`` and the
+  read-only roles ``AmazonEKSViewPolicy``, cluster-wide, each also mapped to a Kubernetes group
+  (``exposcholar:admins``, ``exposcholar:viewers``) that in-cluster RBAC can refer to;
+* the IAM OIDC provider of the cluster, for IAM roles for service accounts (``components.irsa``);
+* the node IAM role shared by the managed node groups (worker and ECR pull policies only; the
+  CNI's permissions live on its own IRSA role);
+* the add-ons nodes need to become Ready (``components.addons.BEFORE_COMPUTE``).
+
+It exposes ``kubeconfig`` only as a secret Output: built with ``Output.json_dumps`` from the
+cluster's endpoint and CA, authenticating with ``aws eks get-token`` as the first administrator
+role (the deploying identity assumes it).
+
+Teardown order: the program passes the whole ``Network`` component in ``depends_on``, so the
+cluster — and, through it, node groups, add-ons and every Kubernetes object, including the
+Ingresses whose load balancers and ENIs the controllers create — is destroyed before any
+subnet, route, NAT gateway or security group of the VPC. See docs/teardown.md.
+
+Replacement: changing the cluster name (derived from the stack), the subnets' VPC, or the
+Secrets encryption key replaces the cluster; version upgrades happen in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_aws import eks, iam
+
+from components.addons import BEFORE_COMPUTE, managed_addons
+from components.aws_common import retained_log_group, service_role
+from components.irsa import AUDIENCE, OidcIssuer
+from components.naming import Naming
+from components.settings import ClusterSettings
+
+COMPONENT = "cluster"
+LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
+ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+VIEW_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
+ADMIN_GROUP = "exposcholar:admins"
+VIEWER_GROUP = "exposcholar:viewers"
+NODE_POLICIES = (
+    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
+)
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    settings: ClusterSettings
+    naming: Naming
+    account_id: str
+    region: str
+    subnet_ids: Sequence[pulumi.Input[str]]
+    """Private subnets: the control plane's ENIs and, later, the nodes."""
+    secrets_key_arn: pulumi.Input[str]
+    """KMS key for envelope encryption of Kubernetes Secrets."""
+    admin_role_arns: Sequence[str]
+
+
+class Cluster(pulumi.ComponentResource):
+    """EKS control plane with access entries, OIDC provider, node role and network add-ons."""
+
+    name: str
+    """Physical name (known before deploy: tags and names can use it)."""
+    eks_name: pulumi.Output[str]
+    """The same name as an Output of the cluster, for resources that must wait for it."""
+    endpoint: pulumi.Output[str]
+    oidc: OidcIssuer
+    node_security_group_id: pulumi.Output[str]
+    node_role_arn: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("exposcholar:cluster:Cluster", name, None, opts)
+        settings = args.settings
+        naming = args.naming
+        cluster_name = naming.physical(COMPONENT, "eks", max_length=100)
+        self.name = cluster_name
+
+        role = service_role(
+            f"{name}-role",
+            parent=self,
+            role_name=naming.physical(COMPONENT, "control-plane", max_length=64),
+            service="eks.amazonaws.com",
+            description="EKS control plane of the ExpoScholar cluster",
+            tags=naming.tags(COMPONENT, "control-plane"),
+            managed_policy_arns=["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"],
+        )
+        logs = retained_log_group(
+            f"{name}-logs",
+            parent=self,
+            log_group_name=f"/aws/eks/{cluster_name}/cluster",
+            retention_days=settings.log_retention_days,
+            tags=naming.tags(COMPONENT, "logs"),
+        )
+        public = bool(settings.public_access_cidrs)
+        cluster = eks.Cluster(
+            f"{name}-eks",
+            name=cluster_name,
+            version=settings.version,
+            role_arn=role.arn,
+            vpc_config=eks.ClusterVpcConfigArgs(
+                subnet_ids=list(args.subnet_ids),
+                endpoint_private_access=True,
+                endpoint_public_access=public,
+                public_access_cidrs=list(settings.public_access_cidrs) if public else None,
+            ),
+            encryption_config=eks.ClusterEncryptionConfigArgs(
+                provider=eks.ClusterEncryptionConfigProviderArgs(key_arn=args.secrets_key_arn),
+                resources=["secrets"],
+            ),
+            enabled_cluster_log_types=list(LOG_TYPES),
+            access_config=eks.ClusterAccessConfigArgs(
+                authentication_mode="API",
+                bootstrap_cluster_creator_admin_permissions=False,
+            ),
+            bootstrap_self_managed_addons=False,
+            upgrade_policy=eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
+            deletion_protection=True,
+            tags=naming.tags(COMPONENT, "eks"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs]),
+        )
+        self._access(name, cluster_name, cluster, args)
+
+        issuer = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer or "")  # type: ignore[index]
+        provider = iam.OpenIdConnectProvider(
+            f"{name}-oidc",
+            url=issuer,
+            client_id_lists=[AUDIENCE],
+            tags=naming.tags(COMPONENT, "oidc"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.oidc = OidcIssuer(provider_arn=provider.arn, issuer_url=issuer)
+
+        node_role = service_role(
+            f"{name}-node-role",
+            parent=self,
+            role_name=naming.physical(COMPONENT, "nodes", max_length=64),
+            service="ec2.amazonaws.com",
+            description="EKS managed nodes of the ExpoScholar cluster",
+            tags=naming.tags(COMPONENT, "nodes"),
+            managed_policy_arns=NODE_POLICIES,
+        )
+        managed_addons(
+            f"{name}-addon",
+            parent=self,
+            cluster_name=cluster.name,
+            names=BEFORE_COMPUTE,
+            versions=settings.addons,
+            oidc=self.oidc,
+            naming=naming,
+        )
+
+        self.eks_name = cluster.name
+        self.endpoint = cluster.endpoint
+        self.node_security_group_id = cluster.vpc_config.cluster_security_group_id
+        self.node_role_arn = node_role.arn
+        self.kubeconfig = pulumi.Output.secret(
+            kubeconfig(cluster_name, cluster, args.region, args.admin_role_arns[0])
+        )
+        self.register_outputs(
+            {
+                "name": self.name,
+                "endpoint": self.endpoint,
+                "oidc_provider_arn": self.oidc.provider_arn,
+                "node_security_group_id": self.node_security_group_id,
+                "node_role_arn": self.node_role_arn,
+                "kubeconfig": self.kubeconfig,
+            }
+        )
+
+    def _access(
+        self, name: str, cluster_name: str, cluster: eks.Cluster, args: ClusterArgs
+    ) -> None:
+        """Access entries: administrators and viewers, cluster-wide."""
+        grants: Mapping[str, tuple[Sequence[str], str, str]] = {
+            "admin": (args.admin_role_arns, ADMIN_POLICY, ADMIN_GROUP),
+            "viewer": (args.settings.read_only_role_arns, VIEW_POLICY, VIEWER_GROUP),
+        }
+        for kind, (arns, policy, group) in grants.items():
+            for index, arn in enumerate(arns):
+                entry = eks.AccessEntry(
+                    f"{name}-{kind}-{index}",
+                    cluster_name=cluster.name,
+                    principal_arn=arn,
+                    type="STANDARD",
+                    kubernetes_groups=[group],
+                    tags=args.naming.tags(COMPONENT, f"{kind}-{index}"),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+                eks.AccessPolicyAssociation(
+                    f"{name}-{kind}-{index}-policy",
+                    cluster_name=cluster.name,
+                    principal_arn=entry.principal_arn,
+                    policy_arn=policy,
+                    access_scope=eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+
+
+def kubeconfig(
+    cluster_name: str, cluster: eks.Cluster, region: str, role_arn: str
+) -> pulumi.Output[str]:
+    """A kubeconfig for the cluster that authenticates with ``aws eks get-token``."""
+    return pulumi.Output.json_dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": cluster_name,
+                    "cluster": {
+                        "server": cluster.endpoint,
+                        "certificate-authority-data": cluster.certificate_authority.data,
+                    },
+                }
+            ],
+            "contexts": [
+                {"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}
+            ],
+            "current-context": cluster_name,
+            "users": [
+                {
+                    "name": cluster_name,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": [
+                                "eks",
+                                "get-token",
+                                "--cluster-name",
+                                cluster_name,
+                                "--region",
+                                region,
+                                "--role-arn",
+                                role_arn,
+                            ],
+                            "interactiveMode": "Never",
+                        }
+                    },
+                }
+            ],
+        }
+    )

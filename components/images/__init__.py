@@ -1,0 +1,161 @@
+"""``Images``: the ECR repositories of the platform and the images in them.
+
+Creates one ECR repository per image (``server``, ``web``, ``backup``): immutable tags, scan on
+push, encryption with the images KMS key, and a lifecycle policy that keeps the newest
+``imageRetentionCount`` tagged images and expires untagged ones after a day.
+
+Each image is either **built from source** — the folder named in ``<name>ImageSource``, which
+holds the build context and its Dockerfile (this folder keeps the canonical Dockerfiles:
+``server/``, ``web/``, ``backup/``; the application checkouts carry the first two) — or taken
+**prebuilt** from ``<name>Image`` (a reference in the stack's ECR pinned by tag or digest).
+
+Built images are tagged with a hash of their build context (every file, with its path and
+mode, that is not excluded by ``.dockerignore``-style rules below) and build arguments, so an
+unchanged source keeps its tag and is neither rebuilt nor pushed again, and a changed one gets
+a new immutable tag. pulumi-docker builds and pushes only on ``pulumi up``, never during a
+preview. Registry credentials come from the Docker credential helper for ECR on the deploying
+machine, so the program makes no cloud call and stores no registry password in state.
+
+``refs`` maps each image name to what workloads should run: the pushed image pinned by digest
+(``repo_digest``) when built, the prebuilt reference otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+from pulumi_aws import ecr
+
+from components.naming import Naming
+from components.settings import ImagesSettings
+
+COMPONENT = "images"
+IGNORED_PARTS = frozenset({".git", "__pycache__", ".venv", "node_modules", ".dart_tool", "build"})
+"""Folders never part of a build context's hash (caches and build outputs)."""
+
+
+def content_tag(folder: Path, build_args: Mapping[str, str] | None = None) -> str:
+    """A tag that changes exactly when the build context or the build arguments change.
+
+    Hashes each file's relative path, executable bit and bytes, in sorted order, skipping the
+    folders in IGNORED_PARTS; pure and deterministic (tested directly).
+    """
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if not path.is_file() or IGNORED_PARTS.intersection(relative.parts):
+            continue
+        executable = os.access(path, os.X_OK)
+        digest.update(f"{relative.as_posix()}\0{int(executable)}\0".encode())
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    digest.update(json.dumps(dict(build_args or {}), sort_keys=True).encode())
+    return f"src-{digest.hexdigest()[:20]}"
+
+
+@dataclass(frozen=True)
+class ImagesArgs:
+    settings: ImagesSettings
+    naming: Naming
+    kms_key_arn: pulumi.Input[str]
+    """The images domain key: encrypts every repository."""
+    platform: str
+    """Target platform of built images, e.g. linux/amd64 (the application nodes' CPU)."""
+    protect: bool
+    build_args: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Build arguments per image name, e.g. {"backup": {"PG_MAJOR": "17"}}."""
+
+
+class Images(pulumi.ComponentResource):
+    """ECR repositories, and the images built into them or referenced from them."""
+
+    repository_urls: dict[str, pulumi.Output[str]]
+    refs: dict[str, pulumi.Output[str]]
+
+    def __init__(
+        self, name: str, args: ImagesArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("exposcholar:images:Images", name, None, opts)
+        self.repository_urls = {}
+        self.refs = {}
+        lifecycle = json.dumps(_lifecycle_policy(args.settings.retention_count))
+        for image in args.settings.images:
+            label = image.name
+            repository = ecr.Repository(
+                f"{name}-{label}",
+                name=args.naming.physical(COMPONENT, label),
+                image_tag_mutability="IMMUTABLE",
+                image_scanning_configuration=ecr.RepositoryImageScanningConfigurationArgs(
+                    scan_on_push=True
+                ),
+                encryption_configurations=[
+                    ecr.RepositoryEncryptionConfigurationArgs(
+                        encryption_type="KMS", kms_key=args.kms_key_arn
+                    )
+                ],
+                force_delete=False,
+                tags=args.naming.tags(COMPONENT, label),
+                opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+            )
+            ecr.LifecyclePolicy(
+                f"{name}-{label}-lifecycle",
+                repository=repository.name,
+                policy=lifecycle,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.repository_urls[label] = repository.repository_url
+            if image.source is not None:
+                build_args = dict(args.build_args.get(label, {}))
+                tag = content_tag(image.source, build_args)
+                built = docker.Image(
+                    f"{name}-{label}-image",
+                    image_name=pulumi.Output.concat(repository.repository_url, ":", tag),
+                    build=docker.DockerBuildArgs(
+                        context=str(image.source),
+                        dockerfile=str(image.source / "Dockerfile"),
+                        platform=args.platform,
+                        args=build_args,
+                    ),
+                    build_on_preview=False,
+                    skip_push=False,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+                self.refs[label] = built.repo_digest
+            else:
+                self.refs[label] = pulumi.Output.from_input(str(image.reference))
+        self.register_outputs({"repository_urls": self.repository_urls, "refs": self.refs})
+
+
+def _lifecycle_policy(keep: int) -> dict[str, object]:
+    return {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": "Untagged layers left by failed or replaced pushes",
+                "selection": {
+                    "tagStatus": "untagged",
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": 1,
+                },
+                "action": {"type": "expire"},
+            },
+            {
+                "rulePriority": 2,
+                "description": f"Keep the newest {keep} images",
+                "selection": {
+                    "tagStatus": "any",
+                    "countType": "imageCountMoreThan",
+                    "countNumber": keep,
+                },
+                "action": {"type": "expire"},
+            },
+        ]
+    }

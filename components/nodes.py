@@ -1,0 +1,144 @@
+"""``NodeGroup``: one EKS managed node group and its launch template.
+
+The program creates two: a small ``system`` group (tainted ``CriticalAddonsOnly`` so only
+cluster add-ons and the autoscaler land there) and an ``app`` group for the workloads.
+
+The launch template requires IMDSv2 with a hop limit of 1 (pods cannot reach the node's
+instance credentials), gives nodes no public IP, and an encrypted gp3 root volume (EBS default
+key; a customer key would need grants for the Auto Scaling service-linked role). The node group
+runs in the private subnets with the cluster's security group, carries the cluster-autoscaler
+discovery tags, and ignores changes to its desired size: after creation the cluster autoscaler
+owns it, so a deploy never shrinks a group that scaled up (a known pain point: an apply during
+scale-up drained live nodes). Updates replace at most a third of the nodes at a time.
+
+Replacement: changing instance types, AMI type or the subnets replaces the node group (a new
+one comes up first only if its name changes, so expect a rolling replacement); launch template
+changes roll the nodes in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+from pulumi_aws import ec2, eks
+
+from components.naming import Naming
+from components.settings import NodeGroupSettings
+
+COMPONENT = "nodes"
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str
+    effect: str
+    """NO_SCHEDULE, NO_EXECUTE or PREFER_NO_SCHEDULE."""
+
+
+SYSTEM_TAINTS = (Taint("CriticalAddonsOnly", "true", "NO_SCHEDULE"),)
+"""Keeps workloads off the system group; cluster add-ons tolerate this taint."""
+
+
+@dataclass(frozen=True)
+class NodeGroupArgs:
+    settings: NodeGroupSettings
+    role: str
+    """``system`` or ``app``: names the group and labels its nodes ``exposcholar.io/pool``."""
+    naming: Naming
+    cluster_name: str
+    """Physical cluster name, for the autoscaler discovery tag."""
+    cluster: pulumi.Input[str]
+    """The cluster's name as an Output, so the group depends on the cluster."""
+    node_role_arn: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    security_group_id: pulumi.Input[str]
+    disk_size_gb: int
+    taints: Sequence[Taint] = field(default_factory=tuple)
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class NodeGroup(pulumi.ComponentResource):
+    """A managed node group on a hardened launch template."""
+
+    name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: NodeGroupArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("exposcholar:cluster:NodeGroup", name, None, opts)
+        naming = args.naming
+        settings = args.settings
+        physical = naming.physical(COMPONENT, args.role)
+        template = ec2.LaunchTemplate(
+            f"{name}-template",
+            name=physical,
+            description=f"{physical}: IMDSv2 only, no public IP, encrypted gp3 root volume",
+            metadata_options=ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",
+                http_put_response_hop_limit=1,
+                instance_metadata_tags="disabled",
+            ),
+            block_device_mappings=[
+                ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name="/dev/xvda",
+                    ebs=ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=args.disk_size_gb,
+                        volume_type="gp3",
+                        encrypted="true",
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            network_interfaces=[
+                ec2.LaunchTemplateNetworkInterfaceArgs(
+                    associate_public_ip_address="false",
+                    delete_on_termination="true",
+                    security_groups=[args.security_group_id],
+                )
+            ],
+            tag_specifications=[
+                ec2.LaunchTemplateTagSpecificationArgs(
+                    resource_type=kind, tags=naming.tags(COMPONENT, args.role)
+                )
+                for kind in ("instance", "volume")
+            ],
+            update_default_version=True,
+            tags=naming.tags(COMPONENT, f"{args.role}-template"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        autoscaler_tags = {
+            "k8s.io/cluster-autoscaler/enabled": "true",
+            f"k8s.io/cluster-autoscaler/{args.cluster_name}": "owned",
+        }
+        group = eks.NodeGroup(
+            f"{name}-group",
+            cluster_name=args.cluster,
+            node_group_name=physical,
+            node_role_arn=args.node_role_arn,
+            subnet_ids=list(args.subnet_ids),
+            instance_types=list(settings.instance_types),
+            ami_type="AL2023_ARM_64_STANDARD" if settings.arm64 else "AL2023_x86_64_STANDARD",
+            capacity_type="ON_DEMAND",
+            scaling_config=eks.NodeGroupScalingConfigArgs(
+                min_size=settings.min_size,
+                max_size=settings.max_size,
+                desired_size=settings.desired_size,
+            ),
+            update_config=eks.NodeGroupUpdateConfigArgs(max_unavailable_percentage=33),
+            launch_template=eks.NodeGroupLaunchTemplateArgs(
+                id=template.id, version=template.latest_version.apply(str)
+            ),
+            labels={"exposcholar.io/pool": args.role, **args.labels},
+            taints=[
+                eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=t.effect)
+                for t in args.taints
+            ],
+            tags={**naming.tags(COMPONENT, args.role), **autoscaler_tags},
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
+        )
+        self.name = group.node_group_name
+        self.register_outputs({"name": self.name})
