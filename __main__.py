@@ -65,6 +65,7 @@ cluster = Cluster(
         subnet_ids=network.private_subnet_ids,
         secrets_key_arn=keys.cluster_key_arn,
         admin_role_arns=account.admin_role_arns,
+        network_ready=network.egress,
     ),
     # Teardown order: everything on the cluster goes before anything of the VPC.
     opts=pulumi.ResourceOptions(providers=[aws], depends_on=[network]),
@@ -82,6 +83,7 @@ node_groups = [
             subnet_ids=network.private_subnet_ids,
             security_group_id=cluster.node_security_group_id,
             disk_size_gb=settings.cluster.node_disk_size_gb,
+            ready=cluster.network_addons,
             taints=taints,
         ),
         opts=pulumi.ResourceOptions(providers=[aws], depends_on=[cluster]),
@@ -100,6 +102,7 @@ ClusterAddons(
         oidc=cluster.oidc,
         naming=naming,
         kubernetes=kubernetes,
+        node_groups=[group.group for group in node_groups],
     ),
     opts=pulumi.ResourceOptions(providers=[aws], depends_on=node_groups),
 )

@@ -52,6 +52,7 @@ def managed_addons(
     versions: Mapping[str, str],
     oidc: OidcIssuer,
     naming: Naming,
+    depends_on: Sequence[pulumi.Resource] = (),
 ) -> list[eks.Addon]:
     """Pinned managed add-ons ``names``, with an IRSA role for those that call AWS."""
     addons = []
@@ -79,7 +80,7 @@ def managed_addons(
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="OVERWRITE",
                 tags=naming.tags(COMPONENT, addon),
-                opts=pulumi.ResourceOptions(parent=parent),
+                opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
             )
         )
     return addons
@@ -93,6 +94,8 @@ class ClusterAddonsArgs:
     naming: Naming
     kubernetes: k8s.Provider
     """The cluster's Kubernetes provider (for the StorageClass)."""
+    node_groups: Sequence[pulumi.Resource] = ()
+    """The add-ons' pods schedule on these, so the add-ons wait for them."""
 
 
 class ClusterAddons(pulumi.ComponentResource):
@@ -110,6 +113,7 @@ class ClusterAddons(pulumi.ComponentResource):
             versions=args.versions,
             oidc=args.oidc,
             naming=args.naming,
+            depends_on=args.node_groups,
         )
         k8s.storage.v1.StorageClass(
             f"{name}-gp3",

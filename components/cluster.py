@@ -23,10 +23,12 @@ It exposes ``kubeconfig`` only as a secret Output: built with ``Output.json_dump
 cluster's endpoint and CA, authenticating with ``aws eks get-token`` as the first administrator
 role (the deploying identity assumes it).
 
-Teardown order: the program passes the whole ``Network`` component in ``depends_on``, so the
-cluster — and, through it, node groups, add-ons and every Kubernetes object, including the
-Ingresses whose load balancers and ENIs the controllers create — is destroyed before any
-subnet, route, NAT gateway or security group of the VPC. See docs/teardown.md.
+Teardown order: the EKS cluster depends on the network's egress (``network_ready``: NAT
+gateways, routes, route table associations, endpoints) and on its subnets; node groups depend
+on the cluster, add-ons on the node groups, Kubernetes objects on the cluster's provider. Pulumi
+destroys in reverse, so every Kubernetes object — including the Ingresses whose load balancers
+and ENIs the controllers create — goes first, while the controllers still run and can still
+reach AWS, then the nodes and the cluster, and only then the VPC. See docs/teardown.md.
 
 Replacement: changing the cluster name (derived from the stack), the subnets' VPC, or the
 Secrets encryption key replaces the cluster; version upgrades happen in place.
@@ -69,6 +71,9 @@ class ClusterArgs:
     secrets_key_arn: pulumi.Input[str]
     """KMS key for envelope encryption of Kubernetes Secrets."""
     admin_role_arns: Sequence[str]
+    network_ready: Sequence[pulumi.Resource] = ()
+    """The network's egress (NAT, routes, endpoints): created before the cluster and
+    destroyed after it, so nothing Kubernetes made is left holding an ENI in the VPC."""
 
 
 class Cluster(pulumi.ComponentResource):
@@ -82,6 +87,8 @@ class Cluster(pulumi.ComponentResource):
     oidc: OidcIssuer
     node_security_group_id: pulumi.Output[str]
     node_role_arn: pulumi.Output[str]
+    network_addons: list[eks.Addon]
+    """Add-ons nodes need to become Ready; node groups wait for them."""
     kubeconfig: pulumi.Output[str]
 
     def __init__(
@@ -134,7 +141,7 @@ class Cluster(pulumi.ComponentResource):
             upgrade_policy=eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
             deletion_protection=True,
             tags=naming.tags(COMPONENT, "eks"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs, *args.network_ready]),
         )
         self._access(name, cluster_name, cluster, args)
 
@@ -157,7 +164,7 @@ class Cluster(pulumi.ComponentResource):
             tags=naming.tags(COMPONENT, "nodes"),
             managed_policy_arns=NODE_POLICIES,
         )
-        managed_addons(
+        self.network_addons = managed_addons(
             f"{name}-addon",
             parent=self,
             cluster_name=cluster.name,

@@ -63,6 +63,9 @@ class Network(pulumi.ComponentResource):
     public_subnet_ids: list[pulumi.Output[str]]
     private_subnet_ids: list[pulumi.Output[str]]
     isolated_subnet_ids: list[pulumi.Output[str]]
+    egress: list[pulumi.Resource]
+    """NAT gateways, routes, route table associations and endpoints: what must exist before
+    nodes can join a cluster, and must outlive everything running on it."""
 
     def __init__(
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
@@ -73,6 +76,7 @@ class Network(pulumi.ComponentResource):
         settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
 
+        self.egress = []
         self.zones = settings.availability_zones
         self.vpc_cidr = settings.vpc_cidr
         vpc = ec2.Vpc(
@@ -158,13 +162,14 @@ class Network(pulumi.ComponentResource):
         )
 
         public_table = self._table("public", vpc)
-        ec2.Route(
+        public_route = ec2.Route(
             f"{name}-public-default",
             route_table_id=public_table.id,
             destination_cidr_block="0.0.0.0/0",
             gateway_id=igw.id,
             opts=self._opts(),
         )
+        self.egress.append(public_route)
         self._associate(public_table, subnets[Tier.PUBLIC], Tier.PUBLIC)
 
         nat_gateways = []
@@ -191,15 +196,17 @@ class Network(pulumi.ComponentResource):
         private_tables = []
         for index, zone in enumerate(zones):
             table = self._table(f"private-{zone}", vpc)
-            ec2.Route(
+            route = ec2.Route(
                 f"{name}-private-{zone}-default",
                 route_table_id=table.id,
                 destination_cidr_block="0.0.0.0/0",
                 nat_gateway_id=nat_gateways[min(index, len(nat_gateways) - 1)].id,
                 opts=self._opts(),
             )
+            self.egress.append(route)
             self._associate(table, [subnets[Tier.PRIVATE][index]], Tier.PRIVATE)
             private_tables.append(table)
+        self.egress.extend(nat_gateways)
 
         isolated_table = self._table("isolated", vpc)
         self._associate(isolated_table, subnets[Tier.ISOLATED], Tier.ISOLATED)
@@ -215,12 +222,13 @@ class Network(pulumi.ComponentResource):
 
     def _associate(self, table: ec2.RouteTable, subnets: list[ec2.Subnet], tier: Tier) -> None:
         for subnet, zone in zip(subnets, self.zones, strict=False):
-            ec2.RouteTableAssociation(
+            association = ec2.RouteTableAssociation(
                 f"{self._name}-{tier}-{zone}-rta",
                 subnet_id=subnet.id,
                 route_table_id=table.id,
                 opts=self._opts(),
             )
+            self.egress.append(association)
 
     def _flow_logs(self, vpc: ec2.Vpc) -> None:
         """Flow logs to CloudWatch, through a role only this account's flow-log service uses."""
@@ -297,7 +305,7 @@ class Network(pulumi.ComponentResource):
 
     def _endpoints(self, vpc: ec2.Vpc, route_table_ids: list[pulumi.Output[str]]) -> None:
         region = self._args.region
-        ec2.VpcEndpoint(
+        s3_endpoint = ec2.VpcEndpoint(
             f"{self._name}-s3-endpoint",
             vpc_id=vpc.id,
             service_name=f"com.amazonaws.{region}.s3",
@@ -306,6 +314,7 @@ class Network(pulumi.ComponentResource):
             tags=self._tags("s3-endpoint"),
             opts=self._opts(),
         )
+        self.egress.append(s3_endpoint)
         if not self._args.settings.interface_endpoints:
             return
         group = ec2.SecurityGroup(
@@ -329,7 +338,7 @@ class Network(pulumi.ComponentResource):
         )
         for service in INTERFACE_ENDPOINT_SERVICES:
             label = service.replace(".", "-")
-            ec2.VpcEndpoint(
+            endpoint = ec2.VpcEndpoint(
                 f"{self._name}-{label}-endpoint",
                 vpc_id=vpc.id,
                 service_name=f"com.amazonaws.{region}.{service}",
@@ -340,3 +349,4 @@ class Network(pulumi.ComponentResource):
                 tags=self._tags(f"{label}-endpoint"),
                 opts=self._opts(),
             )
+            self.egress.append(endpoint)

@@ -56,6 +56,8 @@ class NodeGroupArgs:
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     disk_size_gb: int
+    ready: Sequence[pulumi.Resource] = ()
+    """What must run before nodes can become Ready (the network add-ons)."""
     taints: Sequence[Taint] = field(default_factory=tuple)
     labels: Mapping[str, str] = field(default_factory=dict)
 
@@ -64,6 +66,7 @@ class NodeGroup(pulumi.ComponentResource):
     """A managed node group on a hardened launch template."""
 
     name: pulumi.Output[str]
+    group: eks.NodeGroup
 
     def __init__(
         self, name: str, args: NodeGroupArgs, opts: pulumi.ResourceOptions | None = None
@@ -138,7 +141,12 @@ class NodeGroup(pulumi.ComponentResource):
                 for t in args.taints
             ],
             tags={**naming.tags(COMPONENT, args.role), **autoscaler_tags},
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=list(args.ready),
+                ignore_changes=["scalingConfig.desiredSize"],
+            ),
         )
         self.name = group.node_group_name
+        self.group = group
         self.register_outputs({"name": self.name})
