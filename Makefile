@@ -7,7 +7,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+CHECKOV_STAMP := .venv-checkov/.installed-3.3.30
+
 .PHONY: preview test lint typecheck unit bench clean
+
+## Checkov lives in its own virtualenv: it pins a `packaging` that breaks pulumi.
+$(CHECKOV_STAMP): scripts/install-checkov.sh
+	bash scripts/install-checkov.sh
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +34,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(CHECKOV_STAMP)
 	$(VENV)/bin/pytest
 
 ## Benchmarks (not part of the tests: they print ratios measured in one run)
