@@ -15,7 +15,7 @@ from components.keys import Keys, KeysArgs
 from components.naming import Naming
 from components.network import Network, NetworkArgs
 from components.nodes import SYSTEM_TAINTS, NodeGroup, NodeGroupArgs
-from components.providers import aws_provider, kubernetes_provider
+from components.providers import aws_provider, docker_provider, kubernetes_provider
 from components.settings import load_settings
 from components.storage import Storage, StorageArgs
 
@@ -116,7 +116,7 @@ images = Images(
         protect=protect,
         build_args={"backup": {"PG_MAJOR": settings.database.engine_version}},
     ),
-    opts=with_aws,
+    opts=pulumi.ResourceOptions(providers=[aws, docker_provider("docker")]),
 )
 
 # The data stores live in the isolated subnets and admit only the cluster's nodes.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
 from components.naming import Naming
@@ -39,3 +40,9 @@ def kubernetes_provider(name: str, kubeconfig: pulumi.Input[str]) -> k8s.Provide
         delete_unreachable=False,
         opts=pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"]),
     )
+
+
+def docker_provider(name: str) -> docker.Provider:
+    """The provider that builds and pushes images. Registry credentials come from the deploying
+    machine's Docker credential helper for ECR, so none are stored in state."""
+    return docker.Provider(name)

@@ -160,3 +160,14 @@ def test_data_stores_are_not_reachable_from_anywhere_by_cidr(plan: Plan) -> None
         if "cidrIpv4" in rule.inputs:
             assert rule.name == "network-endpoints-https"
             assert rule.inputs["cidrIpv4"] == plan.outputs["vpcCidr"]
+
+
+def test_every_resource_uses_an_explicit_provider(plan: Plan) -> None:
+    """The stack files disable default providers; under mocks that is checked here."""
+    custom = [r for r in plan.resources if r.custom and not r.type.startswith("pulumi:providers:")]
+    providers = {r.urn for r in plan.resources if r.type.startswith("pulumi:providers:")}
+    kinds = {plan.by_urn(urn).type.removeprefix("pulumi:providers:") for urn in providers}
+    assert kinds == {"aws", "docker", "kubernetes"}
+    for resource in custom:
+        assert resource.provider, f"{resource.urn} would use a default provider"
+        assert resource.provider.rsplit("::", 1)[0] in providers, resource.urn
