@@ -33,7 +33,20 @@ def test_preview_of_each_stack(tmp_path: Path, stack: str, nat_count: int, subne
     assert result.returncode == EXIT_OK, result.stderr
     out = result.stdout
     assert out.startswith(f"exposcholar-{stack}  (")
-    assert "exposcholar:network:Network  network" in out
+    for component in (
+        "exposcholar:network:Network  network",
+        "exposcholar:data:Database  database",
+        "exposcholar:data:Cache  cache",
+        "exposcholar:data:Storage  storage",
+        "exposcholar:cluster:Cluster  cluster",
+        "exposcholar:cluster:NodeGroup  nodes-system",
+        "exposcholar:cluster:NodeGroup  nodes-app",
+        "exposcholar:cluster:ClusterAddons  addons",
+        "exposcholar:images:Images  images",
+    ):
+        assert component in out, component
+    assert "aws:eks/addon:Addon ×3" in out  # three before and three after the nodes
+    assert "docker:index/image:Image ×1" in out
     assert f"aws:ec2/natGateway:NatGateway ×{nat_count}" in out
     assert f"aws:ec2/subnet:Subnet ×{subnets}" in out
     assert "Offline placeholders stand in for the secrets: cacheAuthToken, alertWebhookUrl" in out
@@ -45,6 +58,7 @@ def test_preview_of_each_stack(tmp_path: Path, stack: str, nat_count: int, subne
     assert data["countsByType"]["aws:ec2/natGateway:NatGateway"] == nat_count
     assert data["countsByType"]["aws:ec2/subnet:Subnet"] == subnets
     assert data["outputs"]["vpcId"].startswith("vpc-")
+    assert data["outputs"]["kubeconfig"] == "[secret]"
     for resource in data["resources"]:
         assert set(resource) >= {"urn", "type", "name", "parent", "inputs", "dependencies"}
         assert resource["urn"].startswith(f"urn:pulumi:{stack}::exposcholar::")
