@@ -8,7 +8,8 @@ A pipeline of stages over one ``PreviewContext``:
    types, placeholders for secrets);
 2. ``program`` — run ``__main__.py`` under the Pulumi mock runtime, capturing every resource;
 3. ``plan``    — write ``build/<stack>/plan.json``;
-4. ``summary`` — print the resource tree grouped by component, with counts per type.
+4. ``summary`` — print the resource tree grouped by component, with counts per type;
+5. ``manifests`` — write every Kubernetes object as YAML under ``build/<stack>/manifests/``.
 
 Later stages (policy check, rendered artifacts) append to ``STAGES``. Exit codes: 0 success,
 2 configuration problems (one line per problem, naming the key), 1 the program itself failed.
@@ -33,6 +34,7 @@ from pulumi.runtime import stack as runtime_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from components.settings import PROJECT, SettingsError, SettingsProblem
+from tools import render
 from tools.mocks import CapturingMonitor, RealisticMocks
 from tools.plan import Plan
 from tools.project import ConfigFileError, StackConfig, load_stack_config
@@ -110,6 +112,11 @@ def stage_plan(ctx: PreviewContext) -> None:
     ctx.require_plan().write(ctx.out_dir / "plan.json")
 
 
+def stage_manifests(ctx: PreviewContext) -> None:
+    written = render.write(ctx.require_plan(), ctx.out_dir / "manifests")
+    ctx.say(f"{len(written)} Kubernetes manifests written to {ctx.out_dir / 'manifests'}")
+
+
 def stage_summary(ctx: PreviewContext) -> None:
     ctx.say(ctx.require_plan().render_tree())
     placeholders = ctx.require_config().placeholders
@@ -123,6 +130,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("program", stage_program),
     ("plan", stage_plan),
     ("summary", stage_summary),
+    ("manifests", stage_manifests),
 ]
 
 

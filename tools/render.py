@@ -1,0 +1,71 @@
+"""Rendered Kubernetes manifests: every Kubernetes object of the plan as the YAML the provider
+would apply, one file per object, so real tools (kubernetes-validate, Checkov) can check them.
+
+Secret values stay masked (``[secret]``); Helm charts are components whose objects the chart
+renders at deploy time, so they are not written here.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools.mocks import CapturedResource
+from tools.plan import Plan
+
+PREFIX = "kubernetes:"
+
+
+def api_version_and_kind(typ: str) -> tuple[str, str]:
+    """``kubernetes:apps/v1:Deployment`` -> (``apps/v1``, ``Deployment``); core is ``v1``."""
+    _, group_version, kind = typ.split(":")
+    group, version = group_version.rsplit("/", 1)
+    return (version if group == "core" else f"{group}/{version}"), kind
+
+
+def is_manifest(resource: CapturedResource) -> bool:
+    return resource.custom and resource.type.startswith(PREFIX)
+
+
+def manifest(resource: CapturedResource) -> dict[str, Any]:
+    """The object as applied: apiVersion, kind, then the inputs as given."""
+    api_version, kind = api_version_and_kind(resource.type)
+    body = {k: v for k, v in resource.inputs.items() if k not in ("apiVersion", "kind")}
+    return {"apiVersion": api_version, "kind": kind, **body}
+
+
+def file_name(document: dict[str, Any]) -> str:
+    metadata = document.get("metadata") or {}
+    namespace = metadata.get("namespace") or "_cluster"
+    return f"{namespace}__{document['kind']}__{metadata.get('name', 'unnamed')}.yaml".lower()
+
+
+def render(plan: Plan) -> dict[str, dict[str, Any]]:
+    """File name to document, for every Kubernetes object in the plan."""
+    documents: dict[str, dict[str, Any]] = {}
+    for resource in plan.resources:
+        if not is_manifest(resource):
+            continue
+        document = manifest(resource)
+        name = file_name(document)
+        if name in documents:
+            raise ValueError(f"two Kubernetes objects render to {name}: names must be unique")
+        documents[name] = document
+    return documents
+
+
+def write(plan: Plan, folder: Path) -> list[Path]:
+    """Replace ``folder`` with the plan's manifests and return the files written."""
+    documents = render(plan)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    written = []
+    for name, document in sorted(documents.items()):
+        path = folder / name
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        written.append(path)
+    return written
