@@ -44,7 +44,9 @@ from components.validation import (
     PERFORMANCE_INSIGHTS_DAYS,
     InvalidValueError,
     Parser,
+    Quantity,
     account_id,
+    acm_certificate_arn,
     addon_versions,
     boolean,
     cache_auth_token,
@@ -53,8 +55,12 @@ from components.validation import (
     cidr,
     cidr_allowlist,
     cost_center,
+    cpu_quantity,
     daily_window,
+    django_secret_key,
     email,
+    host_name,
+    hosted_zone_id,
     https_url,
     iam_role_arns,
     identifier,
@@ -64,11 +70,13 @@ from components.validation import (
     integer,
     is_graviton,
     kubernetes_version,
+    memory_quantity,
     one_of_ints,
     optional,
     postgres_version,
     region,
     string_list,
+    wafv2_acl_arn,
     weekly_window,
     windows_overlap,
 )
@@ -153,6 +161,21 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("imageRetentionCount", "integer", varies=True),
     *_keys("serverImageSource webImageSource backupImageSource", "string"),
     *_keys("serverImage webImage backupImage", "string"),
+    # workloads
+    KeySpec("appHost", "string", varies=True),
+    *_keys("appCertificateArn appHostedZoneId appWafAclArn", "string"),
+    KeySpec("appLogLevel", "string", varies=True),
+    *_keys(
+        "serverMinReplicas serverMaxReplicas serverCpuTargetPercent serverMemoryTargetPercent "
+        "serverScaleDownStabilizationSeconds namespaceQuotaPods",
+        "integer",
+    ),
+    *_keys(
+        "serverCpuRequest serverCpuLimit serverMemoryRequest serverMemoryLimit "
+        "namespaceQuotaCpu namespaceQuotaMemory",
+        "string",
+    ),
+    KeySpec("djangoSecretKey", "string", varies=True, secret=True),
     # alerting
     KeySpec("alertEmail", "string", varies=True),
     KeySpec("alertWebhookUrl", "string", varies=True, secret=True),
@@ -206,6 +229,13 @@ class FlowLogTrafficType(StrEnum):
     ALL = "ALL"
     ACCEPT = "ACCEPT"
     REJECT = "REJECT"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
 
 
 class CacheEngine(StrEnum):
@@ -377,6 +407,59 @@ class ImagesSettings:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """Requests and limits of one container (limits at least the requests)."""
+
+    cpu_request: Quantity
+    cpu_limit: Quantity
+    memory_request: Quantity
+    memory_limit: Quantity
+
+    def requests(self) -> dict[str, str]:
+        return {"cpu": self.cpu_request.text, "memory": self.memory_request.text}
+
+    def limits(self) -> dict[str, str]:
+        return {"cpu": self.cpu_limit.text, "memory": self.memory_limit.text}
+
+
+ROLLOUT_SURGE_PERCENT = 25
+"""maxSurge of the Deployments: a rolling update adds this share of pods before removing."""
+JOBS_AT_ONCE = 1
+"""Pods the namespace runs beside the Deployments at worst: the release's migration Job."""
+
+
+@dataclass(frozen=True)
+class QuotaSettings:
+    cpu: Quantity
+    memory: Quantity
+    pods: int
+
+
+@dataclass(frozen=True)
+class WorkloadSettings:
+    host: str
+    certificate_arn: str | None
+    """ACM certificate for ``host``; None when one is created in ``hosted_zone_id``."""
+    hosted_zone_id: str | None
+    waf_acl_arn: str | None
+    log_level: LogLevel
+    min_replicas: int
+    max_replicas: int
+    cpu_target_percent: int
+    memory_target_percent: int
+    scale_down_stabilization_seconds: int
+    server: Resources
+    quota: QuotaSettings
+    django_secret_key: Secret
+
+    def peak_pods(self) -> int:
+        """Server pods at the worst moment: every replica, a rolling update's surge and the
+        migration Job (each of those pods has the server's resources)."""
+        surge = -(-self.max_replicas * ROLLOUT_SURGE_PERCENT // 100)
+        return self.max_replicas + surge + JOBS_AT_ONCE
+
+
+@dataclass(frozen=True)
 class AlertingSettings:
     email: str
     webhook_url: Secret
@@ -395,6 +478,7 @@ class StackSettings:
     storage: StorageSettings
     cluster: ClusterSettings
     images: ImagesSettings
+    workloads: WorkloadSettings
     alerting: AlertingSettings
 
     @property
@@ -489,6 +573,7 @@ def parse_settings(stack: str, raw: Mapping[str, str]) -> StackSettings:
         _storage(r, account.region),
         _cluster(r, account.account_id),
         _images(r, account),
+        _workloads(r, account),
         AlertingSettings(r.get("alertEmail", email), Secret(r.get("alertWebhookUrl", https_url))),
     )
     if r.problems:
@@ -764,6 +849,107 @@ def _images(r: _Reader, account: AccountSettings) -> ImagesSettings:
         )
         images.append(ImageSettings(name, source, reference))
     return ImagesSettings(r.get("imageRetentionCount", integer(1, 1000)), tuple(images))
+
+
+def _resources(r: _Reader, prefix: str) -> Resources:
+    """``<prefix>{Cpu,Memory}{Request,Limit}``, limits at least the requests."""
+    values = {
+        kind: (
+            r.get(f"{prefix}{kind}Request", parse),
+            r.get(f"{prefix}{kind}Limit", parse),
+        )
+        for kind, parse in (("Cpu", cpu_quantity), ("Memory", memory_quantity))
+    }
+    for kind, (request, limit) in values.items():
+        r.check(
+            f"{prefix}{kind}Limit",
+            lambda request=request, limit=limit: limit.base >= request.base,
+            f"at least {prefix}{kind}Request ({r.raw.get(f'{prefix}{kind}Request')}): a limit "
+            "below the request is refused by the API server",
+            needs=(f"{prefix}{kind}Request",),
+        )
+    return Resources(values["Cpu"][0], values["Cpu"][1], values["Memory"][0], values["Memory"][1])
+
+
+def _workloads(r: _Reader, account: AccountSettings) -> WorkloadSettings:
+    where = (account.region, account.account_id)
+    certificate = r.get("appCertificateArn", optional(acm_certificate_arn(*where)))
+    zone = r.get("appHostedZoneId", optional(hosted_zone_id))
+    exactly_one = (
+        "exactly one of appCertificateArn (an existing certificate) and appHostedZoneId (a "
+        "certificate created and DNS-validated there) to be set"
+    )
+    r.check(
+        "appCertificateArn",
+        lambda: certificate is None or zone is None,
+        f"{exactly_one}; both are",
+        needs=("appHostedZoneId",),
+    )
+    r.check(
+        "appHostedZoneId",
+        lambda: certificate is not None or zone is not None,
+        f"{exactly_one}; neither is",
+        needs=("appCertificateArn",),
+    )
+    low = r.get("serverMinReplicas", integer(1, 100))
+    high = r.get("serverMaxReplicas", integer(1, 500))
+    r.check(
+        "serverMinReplicas",
+        lambda: not r.production or low >= 2,
+        "at least 2 in prod (a replica per zone survives a node or zone loss)",
+    )
+    r.check(
+        "serverMaxReplicas",
+        lambda: high >= low,
+        f"at least serverMinReplicas ({low})",
+        needs=("serverMinReplicas",),
+    )
+    percent = integer(1, 100)
+    server = _resources(r, "server")
+    quota = QuotaSettings(
+        r.get("namespaceQuotaCpu", cpu_quantity),
+        r.get("namespaceQuotaMemory", memory_quantity),
+        r.get("namespaceQuotaPods", integer(1, 10000)),
+    )
+    settings = WorkloadSettings(
+        host=r.get("appHost", host_name),
+        certificate_arn=certificate,
+        hosted_zone_id=zone,
+        waf_acl_arn=r.get("appWafAclArn", optional(wafv2_acl_arn(*where))),
+        log_level=r.get("appLogLevel", choice(LogLevel)),
+        min_replicas=low,
+        max_replicas=high,
+        cpu_target_percent=r.get("serverCpuTargetPercent", percent),
+        memory_target_percent=r.get("serverMemoryTargetPercent", percent),
+        scale_down_stabilization_seconds=r.get(
+            "serverScaleDownStabilizationSeconds", integer(0, 3600)
+        ),
+        server=server,
+        quota=quota,
+        django_secret_key=Secret(r.get("djangoSecretKey", django_secret_key)),
+    )
+    sizing = ("serverMaxReplicas", "serverCpuLimit", "serverMemoryLimit")
+    if r.ok(*sizing):
+        pods = settings.peak_pods()
+        demand = (
+            f"serverMaxReplicas ({high}) + rolling-update surge + the migration Job = {pods} "
+            "pods of"
+        )
+        r.check(
+            "namespaceQuotaPods",
+            lambda: quota.pods >= pods,
+            f"at least {pods}: {demand} the server",
+        )
+        for key, used, limit in (
+            ("namespaceQuotaCpu", quota.cpu, server.cpu_limit),
+            ("namespaceQuotaMemory", quota.memory, server.memory_limit),
+        ):
+            r.check(
+                key,
+                lambda used=used, limit=limit: used.base >= pods * limit.base,
+                f"room for the workloads' limits at peak: {demand} {limit.text} each",
+            )
+    return settings
 
 
 def raw_config_from_pulumi() -> dict[str, str]:

@@ -12,9 +12,12 @@ from components.settings import KEYS, NatGatewayMode, SettingsError, StackSettin
 from components.subnets import Tier
 from components.validation import InvalidValueError as Invalid
 from components.validation import (
+    Quantity,
     cidr_allowlist,
+    cpu_quantity,
     daily_window,
     instance_type,
+    memory_quantity,
     port,
     weekly_window,
     windows_overlap,
@@ -176,6 +179,50 @@ BAD_VALUES: list[tuple[str, str | None, str]] = [
         "exactly one of backupImageSource",
     ),
     ("backupImageSource", "tools", "a folder with a Dockerfile"),
+    ("appHost", "Staging.Exposcholar.org", "lower-case fully qualified host name"),
+    ("appHost", "localhost", "lower-case fully qualified host name"),
+    ("appHost", "-bad-.example.org", "lower-case fully qualified host name"),
+    (
+        "appCertificateArn",
+        "arn:aws:acm:eu-west-1:123456789012:certificate/nope",
+        "ACM certificate ARN",
+    ),
+    (
+        "appCertificateArn",
+        "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9",
+        "stack's region eu-west-1",
+    ),
+    (
+        "appCertificateArn",
+        "arn:aws:acm:eu-west-1:999999999999:certificate/0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9",
+        "stack's account 123456789012",
+    ),
+    (
+        "appCertificateArn",
+        "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9",
+        "exactly one of appCertificateArn",
+    ),
+    ("appHostedZoneId", "zone-1", "Route 53 hosted zone id"),
+    ("appHostedZoneId", "", "exactly one of appCertificateArn"),
+    ("appWafAclArn", "arn:aws:wafv2:eu-west-1:123456789012:global/webacl/x/1", "regional WAFv2"),
+    ("appLogLevel", "verbose", "one of"),
+    ("serverMinReplicas", "0", "from 1 to 100"),
+    ("serverMaxReplicas", "1", "at least serverMinReplicas (2)"),
+    ("serverCpuTargetPercent", "0", "from 1 to 100"),
+    ("serverMemoryTargetPercent", "101", "from 1 to 100"),
+    ("serverScaleDownStabilizationSeconds", "-1", "from 0 to 3600"),
+    ("serverCpuRequest", "0m", "CPU quantity above zero"),
+    ("serverCpuRequest", "1.5", "CPU quantity above zero"),
+    ("serverCpuLimit", "200m", "at least serverCpuRequest (250m)"),
+    ("serverMemoryRequest", "512MB", "memory quantity"),
+    ("serverMemoryLimit", "256Mi", "at least serverMemoryRequest (512Mi)"),
+    ("serverMemoryLimit", "1Ki", "at least 4Mi"),
+    ("namespaceQuotaCpu", "4", "room for the workloads' limits at peak"),
+    ("namespaceQuotaMemory", "4Gi", "room for the workloads' limits at peak"),
+    ("namespaceQuotaPods", "5", "at least 6"),
+    ("djangoSecretKey", "django-insecure-" + "x" * 50, "not a 'django-insecure-'"),
+    ("djangoSecretKey", "short", "at least 50 characters"),
+    ("djangoSecretKey", "ab" * 30, "at least 5 distinct"),
 ]
 
 PROD_BAD_VALUES: list[tuple[str, str, str]] = [
@@ -186,6 +233,7 @@ PROD_BAD_VALUES: list[tuple[str, str, str]] = [
     ("backupReplicaRegion", "", "a second region in prod"),
     ("systemNodeMinSize", "1", "from 2 to 100"),
     ("appNodeMinSize", "1", "from 2 to 100"),
+    ("serverMinReplicas", "1", "at least 2 in prod"),
 ]
 
 
@@ -214,7 +262,7 @@ def test_bad_value_names_key_value_and_expectation(
     assert [p.key for p in caught.value.problems] == [P + key], caught.value
     problem = caught.value.problems[0]
     assert expected in problem.expected
-    if value is not None and not key.endswith(("WebhookUrl", "AuthToken")):
+    if value is not None and not key.endswith(("WebhookUrl", "AuthToken", "SecretKey")):
         assert problem.value == value
     assert f"{P}{key}: got" in str(caught.value)
 
@@ -331,3 +379,32 @@ def test_node_group_min_above_max_is_reported_once(
     (problem,) = caught.value.problems
     assert problem.key == f"{P}{group}MaxSize"
     assert f"at least {group}MinSize (5)" in problem.expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "base"),
+    [("250m", 250), ("2", 2000), ("1500m", 1500)],
+)
+def test_cpu_quantities_compare_in_millicores(raw: str, base: int) -> None:
+    assert cpu_quantity(raw) == Quantity(raw, base)
+
+
+@pytest.mark.parametrize(
+    ("raw", "base"),
+    [("512Mi", 512 * 2**20), ("2Gi", 2 * 2**30), ("1G", 10**9), ("8388608", 8 * 2**20)],
+)
+def test_memory_quantities_compare_in_bytes(raw: str, base: int) -> None:
+    assert memory_quantity(raw) == Quantity(raw, base)
+
+
+def test_workload_settings_of_both_stacks(stack_settings: dict[str, StackSettings]) -> None:
+    staging, prod = stack_settings["staging"].workloads, stack_settings["prod"].workloads
+    # staging creates its certificate in its zone; prod brings one, and a WAF ACL
+    assert (staging.certificate_arn, staging.hosted_zone_id) == (None, "Z0123456789STAGINGZONE")
+    assert prod.certificate_arn is not None and prod.hosted_zone_id is None
+    assert prod.waf_acl_arn is not None
+    assert (prod.cpu_target_percent, prod.memory_target_percent) == (70, 80)
+    # the quota leaves room for every replica, the rolling-update surge and the migration Job
+    assert prod.peak_pods() == 12 + 3 + 1
+    assert prod.quota.cpu.base >= prod.peak_pods() * prod.server.cpu_limit.base
+    assert repr(prod.django_secret_key) == "Secret(****)"
