@@ -10,6 +10,7 @@ from components.aws_common import Placement
 from components.cache import Cache, CacheArgs
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
+from components.external_secrets import ExternalSecretsOperator, ExternalSecretsOperatorArgs
 from components.images import Images, ImagesArgs
 from components.keys import Keys, KeysArgs
 from components.naming import Naming
@@ -18,6 +19,14 @@ from components.nodes import SYSTEM_TAINTS, NodeGroup, NodeGroupArgs
 from components.providers import aws_provider, docker_provider, kubernetes_provider
 from components.settings import load_settings
 from components.storage import Storage, StorageArgs
+from components.vpa import VerticalPodAutoscaler, VerticalPodAutoscalerArgs
+from components.workloads import (
+    CacheEndpoint,
+    DatabaseEndpoint,
+    MediaBuckets,
+    Workloads,
+    WorkloadsArgs,
+)
 
 settings = load_settings()
 naming = Naming.for_stack(settings)
@@ -94,7 +103,7 @@ node_groups = [
     )
 ]
 kubernetes = kubernetes_provider("k8s", cluster.kubeconfig)
-ClusterAddons(
+addons = ClusterAddons(
     "addons",
     ClusterAddonsArgs(
         cluster_name=cluster.eks_name,
@@ -164,6 +173,59 @@ storage = Storage(
     opts=with_aws,
 )
 
+# --- On the cluster -------------------------------------------------------------------------
+with_k8s = pulumi.ResourceOptions(providers=[aws, kubernetes])
+on_nodes = [*node_groups, addons]
+"""What in-cluster objects wait for: nodes to run on, DNS, metrics and storage."""
+secrets_operator = ExternalSecretsOperator(
+    "external-secrets",
+    ExternalSecretsOperatorArgs(
+        naming=naming,
+        cluster_version=settings.cluster.version,
+        kubernetes=kubernetes,
+        depends_on=on_nodes,
+    ),
+    opts=with_k8s,
+)
+vpa = VerticalPodAutoscaler(
+    "vpa", VerticalPodAutoscalerArgs(kubernetes=kubernetes, depends_on=on_nodes), opts=with_k8s
+)
+workloads = Workloads(
+    "app",
+    WorkloadsArgs(
+        settings=settings.workloads,
+        naming=naming,
+        region=account.region,
+        cluster_version=settings.cluster.version,
+        oidc=cluster.oidc,
+        kubernetes=kubernetes,
+        server_image=images.refs["server"],
+        database=DatabaseEndpoint(
+            host=database.address,
+            port=database.port,
+            name=database.database_name,
+            master_secret_arn=database.master_secret_arn,
+            key_arn=keys.data_key_arn,
+        ),
+        cache=CacheEndpoint(
+            host=cache.primary_endpoint,
+            port=cache.port,
+            auth_token=settings.cache.auth_token.output(),
+        ),
+        buckets=MediaBuckets(
+            static_bucket=storage.static_bucket,
+            static_arn=storage.static_bucket_arn,
+            media_bucket=storage.media_bucket,
+            media_arn=storage.media_bucket_arn,
+            key_arn=keys.storage_key_arn,
+        ),
+        secrets_ready=secrets_operator.ready,
+        vpa_ready=vpa.ready,
+        depends_on=on_nodes,
+    ),
+    opts=with_k8s,
+)
+
 pulumi.export("region", account.region)
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("vpcCidr", network.vpc_cidr)
@@ -191,3 +253,4 @@ pulumi.export("nodeSecurityGroupId", cluster.node_security_group_id)
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("imageRepositories", images.repository_urls)
 pulumi.export("images", images.refs)
+pulumi.export("appNamespace", workloads.namespace)

@@ -119,3 +119,40 @@ def writable(
         core.VolumeArgs(name=name, empty_dir=core.EmptyDirVolumeSourceArgs(size_limit=size)),
         core.VolumeMountArgs(name=name, mount_path=path),
     )
+
+
+def chart_placement() -> dict[str, Any]:
+    """``nodeSelector`` and ``tolerations`` of the system pool as Helm values (plain data)."""
+    return {
+        "nodeSelector": {POOL_LABEL: "system"},
+        "tolerations": [
+            {
+                "key": taint.key,
+                "operator": "Equal",
+                "value": taint.value,
+                "effect": _EFFECTS[taint.effect],
+            }
+            for taint in SYSTEM_TAINTS
+        ],
+    }
+
+
+def chart_security(uid: int = NON_ROOT_UID) -> dict[str, Any]:
+    """The ``restricted`` container and pod security contexts as Helm values, under the keys
+    most charts use (``securityContext``, ``podSecurityContext``)."""
+    return {
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": uid,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "podSecurityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": uid,
+            "fsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }

@@ -851,6 +851,10 @@ def _images(r: _Reader, account: AccountSettings) -> ImagesSettings:
     return ImagesSettings(r.get("imageRetentionCount", integer(1, 1000)), tuple(images))
 
 
+def _covers(big: Quantity, small: Quantity, times: int = 1) -> bool:
+    return big.base >= times * small.base
+
+
 def _resources(r: _Reader, prefix: str) -> Resources:
     """``<prefix>{Cpu,Memory}{Request,Limit}``, limits at least the requests."""
     values = {
@@ -863,7 +867,7 @@ def _resources(r: _Reader, prefix: str) -> Resources:
     for kind, (request, limit) in values.items():
         r.check(
             f"{prefix}{kind}Limit",
-            lambda request=request, limit=limit: limit.base >= request.base,
+            partial(_covers, limit, request),
             f"at least {prefix}{kind}Request ({r.raw.get(f'{prefix}{kind}Request')}): a limit "
             "below the request is refused by the API server",
             needs=(f"{prefix}{kind}Request",),
@@ -946,7 +950,7 @@ def _workloads(r: _Reader, account: AccountSettings) -> WorkloadSettings:
         ):
             r.check(
                 key,
-                lambda used=used, limit=limit: used.base >= pods * limit.base,
+                partial(_covers, used, limit, pods),
                 f"room for the workloads' limits at peak: {demand} {limit.text} each",
             )
     return settings

@@ -27,10 +27,12 @@ UNKNOWN = "[unknown]"
 
 
 def mask(value: Any) -> Any:
-    """A JSON-able copy of ``value`` with every secret replaced by ``[secret]``."""
+    """A JSON-able copy of ``value`` with every secret value replaced by ``[secret]``."""
     if isinstance(value, dict):
         if value.get(SECRET_SIG) == SECRET_VALUE:
-            return MASK
+            inner = value.get("value")
+            # a secret map (a Kubernetes Secret's data) keeps its keys: only values are hidden
+            return {str(k): MASK for k in inner} if isinstance(inner, dict) else MASK
         return {str(k): mask(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [mask(v) for v in value]
@@ -274,6 +276,41 @@ def _generic(new: _New) -> str:
     return physical
 
 
+def _certificate(new: _New) -> str:
+    """An ACM certificate pending DNS validation: one CNAME to create per domain name."""
+    seed = new.seed
+    cert_id = f"{_hex(seed, 8)}-{_hex(seed + '1', 4)}-{_hex(seed + '2', 4)}-{_hex(seed + '3', 12)}"
+    arn = f"arn:aws:acm:{new.region}:{new.account}:certificate/{cert_id}"
+    domains = [str(new.state.get("domainName", ""))]
+    domains += [str(d) for d in new.state.get("subjectAlternativeNames") or [] if d not in domains]
+    new.state.update(
+        arn=arn,
+        status="PENDING_VALIDATION",
+        domainValidationOptions=[
+            {
+                "domainName": domain,
+                "resourceRecordName": f"_{_hex(seed + domain, 32)}.{domain}.",
+                "resourceRecordType": "CNAME",
+                "resourceRecordValue": f"_{_hex(seed + domain + 'v', 32)}."
+                f"{_hex(seed + domain + 'w', 10)}.acm-validations.aws.",
+            }
+            for domain in domains
+        ],
+    )
+    return arn
+
+
+def _certificate_validation(new: _New) -> str:
+    """The provider's id of a validation is the time the certificate was issued."""
+    return "2025-01-01 00:00:00 +0000 UTC"
+
+
+def _route53_record(new: _New) -> str:
+    name = str(new.state.get("name", new.name))
+    new.state["fqdn"] = name.rstrip(".").lower()
+    return f"{new.state.get('zoneId')}_{name}_{new.state.get('type')}"
+
+
 _OUTPUTS: dict[str, Callable[[_New], str]] = {
     **dict.fromkeys(_EC2_PREFIXES, _ec2),
     "aws:cloudwatch/logGroup:LogGroup": _log_group,
@@ -289,6 +326,9 @@ _OUTPUTS: dict[str, Callable[[_New], str]] = {
     "aws:ec2/launchTemplate:LaunchTemplate": _launch_template,
     "aws:ecr/repository:Repository": _repository,
     "docker:index/image:Image": _docker_image,
+    "aws:acm/certificate:Certificate": _certificate,
+    "aws:acm/certificateValidation:CertificateValidation": _certificate_validation,
+    "aws:route53/record:Record": _route53_record,
 }
 """Per-type output functions: fill in the outputs the provider would and return the id."""
 

@@ -17,6 +17,16 @@ from tools.mocks import CapturedResource
 from tools.plan import Plan
 
 PREFIX = "kubernetes:"
+BUILT_IN_GROUPS = frozenset(
+    {
+        "", "apps", "batch", "policy", "autoscaling", "networking.k8s.io",
+        "rbac.authorization.k8s.io", "storage.k8s.io", "scheduling.k8s.io",
+        "admissionregistration.k8s.io", "apiextensions.k8s.io", "coordination.k8s.io",
+        "discovery.k8s.io", "node.k8s.io", "certificates.k8s.io",
+    }
+)  # fmt: skip
+"""API groups the Kubernetes OpenAPI schema covers; any other group is a CustomResource,
+validated against its CRD's schema instead."""
 
 
 def api_version_and_kind(typ: str) -> tuple[str, str]:
@@ -24,6 +34,12 @@ def api_version_and_kind(typ: str) -> tuple[str, str]:
     _, group_version, kind = typ.split(":")
     group, version = group_version.rsplit("/", 1)
     return (version if group == "core" else f"{group}/{version}"), kind
+
+
+def is_custom(document: dict[str, Any]) -> bool:
+    """Whether ``document`` is a CustomResource (its API group is not built in)."""
+    group = str(document["apiVersion"]).rpartition("/")[0]
+    return group not in BUILT_IN_GROUPS
 
 
 def is_manifest(resource: CapturedResource) -> bool:

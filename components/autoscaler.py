@@ -1,0 +1,379 @@
+"""``ClusterAutoscaler``: the Kubernetes cluster autoscaler, as explicit Kubernetes objects (no
+Helm chart), and the IAM role it calls AWS with.
+
+What it creates, and why each piece is as narrow as it is:
+
+* an **IRSA role** (``components.irsa.irsa_role``) that only ``kube-system/cluster-autoscaler``
+  of this cluster can assume, with one inline policy (``iam_policy``): the read-only
+  ``Describe*``/``Get*`` calls the autoscaler makes to discover node groups and simulate new
+  nodes, on ``*`` (those calls take no resource ARNs), and the only two mutating calls it
+  makes — ``autoscaling:SetDesiredCapacity`` and ``autoscaling:TerminateInstanceInAutoScalingGroup``
+  — allowed only on Auto Scaling groups tagged ``k8s.io/cluster-autoscaler/<cluster>=owned``.
+  EKS puts that tag (and ``k8s.io/cluster-autoscaler/enabled=true``) on the Auto Scaling group
+  of every managed node group of the cluster, and ``NodeGroup`` sets the same pair on the
+  node groups themselves, so the role can resize this cluster's groups and no one else's;
+* a **ServiceAccount** ``kube-system/cluster-autoscaler`` annotated with the role's ARN. Its
+  token is mounted (``automountServiceAccountToken``) because the autoscaler watches the API
+  server with it; the IRSA web identity token is projected separately by EKS;
+* a **ClusterRole** with exactly what the upstream autoscaler uses cluster-wide: read access to
+  what the scheduler simulation and the drain checks look at (nodes, pods, namespaces,
+  services, controllers, PDBs, volumes, storage and DRA objects), and the few writes it makes
+  (events; ``nodes`` update for its scale-down taints; pod evictions and ``pods/status`` when
+  it drains a node). No wildcard anywhere, no Secrets, nothing in the ``extensions`` group (no
+  longer served), no ``endpoints`` (the leader lock is a Lease), and no ``patch`` on Jobs
+  (granted by upstream's example but never used by the autoscaler);
+* a **Role** in ``kube-system`` for what only lives there: its leader-election Lease and its
+  status ConfigMap, each by name (``create`` cannot be limited by name, so it is granted on
+  its own). The ``list``/``watch`` on ConfigMaps upstream grants serve only the priority
+  expander, which is not used here (``--expander=least-waste``);
+* a **Deployment** of one replica (leader election makes more pointless) on the system node
+  group, ``system-cluster-critical``, with the ``restricted`` security contexts
+  (``components.pods``; the upstream image runs as 65534), requests equal to limits, liveness
+  and readiness probes on ``/health-check`` and the metrics port 8085 named ``metrics``, and
+  ``cluster-autoscaler.kubernetes.io/safe-to-evict: "false"`` so it never evicts itself.
+
+Version matching: the autoscaler embeds the Kubernetes scheduler of its minor version, and its
+simulation is only right against a control plane of the same minor. The image tag therefore
+comes from ``RELEASES``, keyed by the cluster's minor version; a cluster version with no entry
+stops the program (``ValueError``) instead of running a mismatched autoscaler. Upgrading the
+cluster means adding its minor here in the same change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_aws import iam
+
+from components import pods
+from components.irsa import OidcIssuer, irsa_role
+from components.naming import Naming
+
+COMPONENT = "autoscaler"
+NAME = "cluster-autoscaler"
+"""Name of every Kubernetes object, of the leader-election Lease, and the IRSA subject's SA."""
+NAMESPACE = "kube-system"
+IMAGE = "registry.k8s.io/autoscaling/cluster-autoscaler"
+RELEASES: Mapping[str, str] = {
+    "1.30": "v1.30.4",
+    "1.31": "v1.31.1",
+    "1.32": "v1.32.3",
+    "1.33": "v1.33.1",
+}
+"""Cluster minor version -> the upstream cluster-autoscaler release of that same minor."""
+UID = 65534
+"""``nobody``: the user the upstream image runs as."""
+PORT = 8085
+"""Metrics (``/metrics``) and health (``/health-check``) port of the autoscaler."""
+STATUS_CONFIGMAP = "cluster-autoscaler-status"
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+DISCOVERY_TAG = "k8s.io/cluster-autoscaler/enabled"
+
+READ_ACTIONS = (
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeLaunchConfigurations",
+    "autoscaling:DescribeScalingActivities",
+    "autoscaling:DescribeTags",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeLaunchTemplateVersions",
+    "ec2:GetInstanceTypesFromInstanceRequirements",
+    "eks:DescribeNodegroup",
+)
+"""Discovery and node-template simulation: read-only, and none of them takes a resource ARN
+the autoscaler could know in advance, hence ``Resource: *``."""
+SCALE_ACTIONS = (
+    "autoscaling:SetDesiredCapacity",
+    "autoscaling:TerminateInstanceInAutoScalingGroup",
+)
+"""The only calls that change anything: allowed on this cluster's groups only."""
+
+rbac = k8s.rbac.v1
+core = k8s.core.v1
+
+
+def owner_tag(cluster_name: str) -> str:
+    """``k8s.io/cluster-autoscaler/<cluster>``: set to ``owned`` on the cluster's groups."""
+    return f"k8s.io/cluster-autoscaler/{cluster_name}"
+
+
+def image_tag(cluster_version: str) -> str:
+    """The autoscaler release for a cluster minor version (``"1.33"`` -> ``"v1.33.1"``)."""
+    try:
+        return RELEASES[cluster_version]
+    except KeyError:
+        known = ", ".join(sorted(RELEASES, key=lambda v: tuple(map(int, v.split(".")))))
+        raise ValueError(
+            f"no cluster-autoscaler release is pinned for Kubernetes {cluster_version!r}; "
+            f"known versions: {known}. Add the matching release to "
+            "components.autoscaler.RELEASES: the autoscaler must match the cluster's minor"
+        ) from None
+
+
+def image(cluster_version: str) -> str:
+    return f"{IMAGE}:{image_tag(cluster_version)}"
+
+
+def command(cluster_name: str) -> list[str]:
+    """The autoscaler's command line for the cluster named ``cluster_name``."""
+    return [
+        "/cluster-autoscaler",
+        "--cloud-provider=aws",
+        # Only Auto Scaling groups carrying both tags: this cluster's managed node groups.
+        f"--node-group-auto-discovery=asg:tag={DISCOVERY_TAG},{owner_tag(cluster_name)}",
+        # Node groups of the same shape in different zones grow together, keeping zones even.
+        "--balance-similar-node-groups",
+        "--expander=least-waste",
+        # kube-system pods (add-ons) and emptyDir volumes do not pin a node forever; PDBs and
+        # safe-to-evict annotations still protect what must not move.
+        "--skip-nodes-with-system-pods=false",
+        "--skip-nodes-with-local-storage=false",
+        "--stderrthreshold=info",
+        "--v=4",
+    ]
+
+
+def iam_policy(cluster_name: str) -> str:
+    """The autoscaler role's inline policy (pure: tested directly)."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "DiscoverAndSimulate",
+            "Effect": "Allow",
+            "Action": list(READ_ACTIONS),
+            "Resource": "*",
+        },
+        {
+            "Sid": "ScaleOnlyThisClustersGroups",
+            "Effect": "Allow",
+            "Action": list(SCALE_ACTIONS),
+            "Resource": "*",
+            "Condition": {"StringEquals": {f"aws:ResourceTag/{owner_tag(cluster_name)}": "owned"}},
+        },
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def _rule(
+    groups: Sequence[str],
+    resources: Sequence[str],
+    verbs: Sequence[str],
+    names: Sequence[str] = (),
+) -> k8s.rbac.v1.PolicyRuleArgs:
+    return rbac.PolicyRuleArgs(
+        api_groups=list(groups),
+        resources=list(resources),
+        verbs=list(verbs),
+        resource_names=list(names) or None,
+    )
+
+
+READ = ("get", "list", "watch")
+
+
+def cluster_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
+    """What the autoscaler needs across the cluster (see the module docstring)."""
+    return [
+        _rule([""], ["events"], ["create", "patch"]),
+        _rule([""], ["pods/eviction"], ["create"]),
+        _rule([""], ["pods/status"], ["update"]),
+        _rule([""], ["nodes"], [*READ, "update"]),
+        _rule(
+            [""],
+            [
+                "namespaces",
+                "pods",
+                "services",
+                "replicationcontrollers",
+                "persistentvolumeclaims",
+                "persistentvolumes",
+            ],
+            READ,
+        ),
+        _rule(["apps"], ["daemonsets", "replicasets", "statefulsets"], READ),
+        _rule(["batch"], ["jobs"], READ),
+        _rule(["policy"], ["poddisruptionbudgets"], ["list", "watch"]),
+        _rule(
+            ["storage.k8s.io"],
+            [
+                "storageclasses",
+                "csinodes",
+                "csidrivers",
+                "csistoragecapacities",
+                "volumeattachments",
+            ],
+            READ,
+        ),
+        _rule(["resource.k8s.io"], ["deviceclasses", "resourceclaims", "resourceslices"], READ),
+    ]
+
+
+def namespace_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
+    """What the autoscaler needs in its own namespace: its Lease and its status ConfigMap."""
+    return [
+        _rule(["coordination.k8s.io"], ["leases"], ["create"]),
+        _rule(["coordination.k8s.io"], ["leases"], ["get", "update"], [NAME]),
+        _rule([""], ["configmaps"], ["create"]),
+        _rule([""], ["configmaps"], ["get", "update", "delete"], [STATUS_CONFIGMAP]),
+    ]
+
+
+@dataclass(frozen=True)
+class ClusterAutoscalerArgs:
+    cluster_name: str
+    """Physical EKS cluster name: the discovery and ownership tags are spelled with it."""
+    cluster_version: str
+    """The cluster's minor version (``"1.33"``): picks the autoscaler release."""
+    oidc: OidcIssuer
+    naming: Naming
+    kubernetes: k8s.Provider
+    depends_on: Sequence[pulumi.Resource] = ()
+    """The node groups: the autoscaler's pod needs a node, and is removed before them."""
+
+
+class ClusterAutoscaler(pulumi.ComponentResource):
+    """The cluster autoscaler: IRSA role, ServiceAccount, RBAC and Deployment."""
+
+    role: iam.Role
+    service_account: k8s.core.v1.ServiceAccount
+    deployment: k8s.apps.v1.Deployment
+
+    def __init__(
+        self, name: str, args: ClusterAutoscalerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        tag = image_tag(args.cluster_version)  # an unknown version fails before anything exists
+        super().__init__("exposcholar:cluster:ClusterAutoscaler", name, None, opts)
+        naming = args.naming
+        labels = naming.k8s_labels(NAME, COMPONENT, version=tag)
+        selector = {k: labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
+        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.kubernetes)
+
+        def metadata(
+            namespaced: bool = True, annotations: Mapping[str, pulumi.Input[str]] | None = None
+        ) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(
+                name=NAME,
+                namespace=NAMESPACE if namespaced else None,
+                labels=labels,
+                annotations=dict(annotations) if annotations else None,
+            )
+
+        self.role = irsa_role(
+            f"{name}-irsa",
+            parent=self,
+            oidc=args.oidc,
+            namespace=NAMESPACE,
+            service_account=NAME,
+            role_name=naming.physical(COMPONENT, NAME, max_length=64),
+            tags=naming.tags(COMPONENT, NAME),
+            inline_policy=iam_policy(args.cluster_name),
+        )
+        self.service_account = core.ServiceAccount(
+            f"{name}-service-account",
+            metadata=metadata(annotations={"eks.amazonaws.com/role-arn": self.role.arn}),
+            automount_service_account_token=True,
+            opts=on_cluster,
+        )
+        subject = rbac.SubjectArgs(kind="ServiceAccount", name=NAME, namespace=NAMESPACE)
+        cluster_role = rbac.ClusterRole(
+            f"{name}-cluster-role",
+            metadata=metadata(namespaced=False),
+            rules=cluster_rules(),
+            opts=on_cluster,
+        )
+        cluster_binding = rbac.ClusterRoleBinding(
+            f"{name}-cluster-role-binding",
+            metadata=metadata(namespaced=False),
+            role_ref=rbac.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=NAME
+            ),
+            subjects=[subject],
+            opts=pulumi.ResourceOptions.merge(
+                on_cluster, pulumi.ResourceOptions(depends_on=[cluster_role])
+            ),
+        )
+        role = rbac.Role(
+            f"{name}-role",
+            metadata=metadata(),
+            rules=namespace_rules(),
+            opts=on_cluster,
+        )
+        binding = rbac.RoleBinding(
+            f"{name}-role-binding",
+            metadata=metadata(),
+            role_ref=rbac.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="Role", name=NAME
+            ),
+            subjects=[subject],
+            opts=pulumi.ResourceOptions.merge(
+                on_cluster, pulumi.ResourceOptions(depends_on=[role])
+            ),
+        )
+        node_selector, tolerations = pods.system_pool()
+        health = core.HTTPGetActionArgs(path="/health-check", port=PORT)
+        resources = {"cpu": "100m", "memory": "600Mi"}
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=metadata(),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                template=core.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=labels, annotations={SAFE_TO_EVICT: "false"}
+                    ),
+                    spec=core.PodSpecArgs(
+                        service_account_name=NAME,
+                        automount_service_account_token=True,
+                        priority_class_name="system-cluster-critical",
+                        node_selector=node_selector,
+                        tolerations=tolerations,
+                        security_context=pods.pod_security_context(uid=UID),
+                        containers=[
+                            core.ContainerArgs(
+                                name=NAME,
+                                image=f"{IMAGE}:{tag}",
+                                image_pull_policy="Always",
+                                command=command(args.cluster_name),
+                                ports=[
+                                    core.ContainerPortArgs(
+                                        name="metrics", container_port=PORT, protocol="TCP"
+                                    )
+                                ],
+                                liveness_probe=core.ProbeArgs(
+                                    http_get=health,
+                                    initial_delay_seconds=30,
+                                    period_seconds=10,
+                                    timeout_seconds=5,
+                                    failure_threshold=3,
+                                ),
+                                readiness_probe=core.ProbeArgs(
+                                    http_get=health, period_seconds=10, timeout_seconds=5
+                                ),
+                                resources=core.ResourceRequirementsArgs(
+                                    requests=resources, limits=resources
+                                ),
+                                security_context=pods.container_security_context(),
+                            )
+                        ],
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions.merge(
+                on_cluster,
+                pulumi.ResourceOptions(
+                    depends_on=[
+                        *args.depends_on,
+                        self.service_account,
+                        cluster_binding,
+                        binding,
+                    ]
+                ),
+            ),
+        )
+        self.register_outputs({"roleArn": self.role.arn})

@@ -1,0 +1,104 @@
+"""``ExternalSecretsOperator``: the External Secrets Operator, which copies secrets from AWS
+Secrets Manager into Kubernetes Secrets and keeps them in sync.
+
+Why it exists: RDS manages and rotates the database master password in Secrets Manager. A
+password copied into the stack at deploy time would go stale at the first rotation; the
+operator re-reads the secret on every refresh interval and updates the Kubernetes Secret, so
+the application follows a rotation without a deploy (see ``components.workloads``).
+
+Installed from its Helm chart (a third-party controller; version pinned) into its own
+``restricted`` namespace, on the system node group, with its CRDs. The operator itself has no
+AWS permissions: each ``SecretStore`` authenticates with the token of a service account in its
+own namespace, whose IRSA role may read only that namespace's secrets (least privilege per
+namespace, instead of one controller role that can read everything).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.namespaces import namespace
+from components.naming import Naming
+from components.pods import chart_placement, chart_security
+
+CHART = "external-secrets"
+CHART_VERSION = "0.19.2"
+REPOSITORY = "https://charts.external-secrets.io"
+NAMESPACE = "external-secrets"
+API_VERSION = "external-secrets.io/v1"
+"""API of the ``SecretStore`` and ``ExternalSecret`` objects this chart version serves."""
+
+
+def chart_values() -> dict[str, Any]:
+    """Values for the chart: CRDs on, every pod restricted and on the system node group."""
+    placement = {
+        **chart_placement(),
+        **chart_security(),
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "128Mi"},
+            "limits": {"cpu": "500m", "memory": "256Mi"},
+        },
+    }
+    return {
+        "installCRDs": True,
+        "replicaCount": 2,
+        "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
+        **placement,
+        "webhook": {"replicaCount": 2, **placement,
+                    "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}},
+        "certController": {**placement},
+        # Only namespaced SecretStores: no ClusterSecretStore may read across namespaces.
+        "processClusterStore": False,
+        "processClusterExternalSecret": False,
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ExternalSecretsOperatorArgs:
+    naming: Naming
+    cluster_version: str
+    kubernetes: k8s.Provider
+    depends_on: Sequence[pulumi.Resource] = ()
+    """The node groups its pods schedule on."""
+
+
+class ExternalSecretsOperator(pulumi.ComponentResource):
+    """The operator's namespace and chart; ``ready`` is what SecretStores must wait for."""
+
+    ready: Sequence[pulumi.Resource]
+
+    def __init__(
+        self,
+        name: str,
+        args: ExternalSecretsOperatorArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("exposcholar:cluster:ExternalSecretsOperator", name, None, opts)
+        ns = namespace(
+            f"{name}-namespace",
+            name=NAMESPACE,
+            cluster_version=args.cluster_version,
+            naming=args.naming,
+            component="secrets",
+            parent=self,
+            provider=args.kubernetes,
+            depends_on=args.depends_on,
+        )
+        chart = k8s.helm.v4.Chart(
+            f"{name}-chart",
+            chart=CHART,
+            version=CHART_VERSION,
+            repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=REPOSITORY),
+            namespace=NAMESPACE,
+            values=chart_values(),
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.kubernetes, depends_on=[ns, *args.depends_on]
+            ),
+        )
+        self.ready = [chart]
+        self.register_outputs({})

@@ -1,0 +1,218 @@
+"""``AppIngress``: the platform's public entry point, an internet-facing Application Load
+Balancer made by the AWS Load Balancer Controller from one Ingress.
+
+Creates:
+
+* a ``networking.k8s.io/v1`` Ingress of class ``alb`` in the app namespace: one rule for the
+  host sending ``/`` (Prefix) to the backend Service, and a ``tls`` section for the host. Its
+  annotations ask the controller for an internet-facing ALB with IP targets (pods registered
+  directly, no NodePort hop), listeners on 80 and 443 with 80 redirecting to 443, TLS 1.2 and
+  1.3 only (``ELBSecurityPolicy-TLS13-1-2-2021-06``), the certificate below, the health check
+  path, the WAFv2 web ACL when one is given, invalid header fields dropped and, when asked
+  (prod), deletion protection;
+* the TLS certificate, one of two ways (exactly one of ``certificate_arn`` / ``hosted_zone_id``,
+  else ``ValueError``): the ACM certificate whose ARN is given, or — given a Route 53 hosted
+  zone — a DNS-validated ACM certificate for the host, the validation CNAME records in the zone
+  and a ``CertificateValidation`` that waits until ACM issued it, so the Ingress only ever
+  names an issued certificate.
+
+The host's own DNS record is not created: the ALB's address is known only once the controller
+has made it, after this program ran. Point the host at the ALB (a Route 53 alias A record, or
+a CNAME elsewhere) from the Ingress' ``status.loadBalancer`` after the first deployment;
+the address stays the same as long as the Ingress exists.
+
+The Ingress carries ``pulumi.com/skipAwait`` because its address appears asynchronously. That
+also means Pulumi does not wait for its deletion (the controller's finalizer removing the ALB):
+on teardown, delete the Ingress and wait for it to be gone before the controller is removed
+(docs/teardown.md). Deletion protection (prod) must be turned off before the ALB can go.
+
+``depends_on`` (the controller's chart) is put on the Ingress itself: the controller's webhook
+must run before an Ingress can be created.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_aws import acm, route53
+
+from components.naming import Naming
+
+COMPONENT = "ingress"
+INGRESS_CLASS = "alb"
+SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+"""TLS 1.3 and 1.2 only, forward-secret ciphers."""
+KEY_ALGORITHM = "RSA_2048"
+VALIDATION_TTL = 300
+ALB = "alb.ingress.kubernetes.io"
+SKIP_AWAIT = "pulumi.com/skipAwait"
+
+networking = k8s.networking.v1
+
+
+@dataclass(frozen=True)
+class AppIngressArgs:
+    namespace: pulumi.Input[str]
+    host: str
+    """Public host name: the Ingress rule, the TLS section and the certificate."""
+    backend_service: pulumi.Input[str]
+    backend_port: int
+    health_check_path: str
+    certificate_arn: str | None
+    """An ACM certificate for ``host`` in the stack's region; or None with ``hosted_zone_id``."""
+    hosted_zone_id: str | None
+    """Route 53 zone in which a certificate for ``host`` is DNS-validated; or None."""
+    waf_acl_arn: str | None
+    """Regional WAFv2 web ACL to attach to the ALB; None (or empty) for none."""
+    deletion_protection: bool
+    naming: Naming
+    kubernetes: k8s.Provider
+    depends_on: Sequence[pulumi.Resource] = ()
+    """The controller's chart: its webhook must exist before the Ingress."""
+
+    def __post_init__(self) -> None:
+        if bool(self.certificate_arn) == bool(self.hosted_zone_id):
+            raise ValueError(
+                "exactly one of certificate_arn and hosted_zone_id must be set "
+                f"(got certificate_arn={self.certificate_arn!r}, "
+                f"hosted_zone_id={self.hosted_zone_id!r})"
+            )
+        if not self.health_check_path.startswith("/"):
+            raise ValueError(f"health_check_path {self.health_check_path!r} must start with /")
+
+
+def load_balancer_attributes(deletion_protection: bool) -> str:
+    """The ``load-balancer-attributes`` annotation value."""
+    return ",".join(
+        [
+            f"deletion_protection.enabled={str(deletion_protection).lower()}",
+            "routing.http.drop_invalid_header_fields.enabled=true",
+        ]
+    )
+
+
+def ingress_annotations(
+    *,
+    certificate_arn: pulumi.Input[str],
+    health_check_path: str,
+    deletion_protection: bool,
+    waf_acl_arn: str | None,
+) -> dict[str, pulumi.Input[str]]:
+    """What the controller makes of the Ingress (annotation values are always strings)."""
+    annotations: dict[str, pulumi.Input[str]] = {
+        f"{ALB}/scheme": "internet-facing",
+        f"{ALB}/target-type": "ip",
+        f"{ALB}/listen-ports": json.dumps([{"HTTP": 80}, {"HTTPS": 443}]),
+        f"{ALB}/ssl-redirect": "443",
+        f"{ALB}/certificate-arn": certificate_arn,
+        f"{ALB}/ssl-policy": SSL_POLICY,
+        f"{ALB}/healthcheck-path": health_check_path,
+        f"{ALB}/load-balancer-attributes": load_balancer_attributes(deletion_protection),
+        SKIP_AWAIT: "true",
+    }
+    if waf_acl_arn:
+        annotations[f"{ALB}/wafv2-acl-arn"] = waf_acl_arn
+    return annotations
+
+
+class AppIngress(pulumi.ComponentResource):
+    """The public Ingress and, when asked, its DNS-validated certificate."""
+
+    ingress: networking.Ingress
+    certificate_arn: pulumi.Output[str]
+    """The certificate the ALB serves (issued, when created here)."""
+
+    def __init__(
+        self, name: str, args: AppIngressArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("exposcholar:app:Ingress", name, None, opts)
+        if args.certificate_arn:
+            self.certificate_arn = pulumi.Output.from_input(args.certificate_arn)
+        elif args.hosted_zone_id:
+            self.certificate_arn = self._validated_certificate(name, args, args.hosted_zone_id)
+        else:  # AppIngressArgs refuses this
+            raise ValueError("one of certificate_arn and hosted_zone_id must be set")
+
+        object_name = args.naming.project
+        self.ingress = networking.Ingress(
+            f"{name}-ingress",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=object_name,
+                namespace=args.namespace,
+                labels=args.naming.k8s_labels(object_name, COMPONENT),
+                annotations=ingress_annotations(
+                    certificate_arn=self.certificate_arn,
+                    health_check_path=args.health_check_path,
+                    deletion_protection=args.deletion_protection,
+                    waf_acl_arn=args.waf_acl_arn,
+                ),
+            ),
+            spec=networking.IngressSpecArgs(
+                ingress_class_name=INGRESS_CLASS,
+                tls=[networking.IngressTLSArgs(hosts=[args.host])],
+                rules=[
+                    networking.IngressRuleArgs(
+                        host=args.host,
+                        http=networking.HTTPIngressRuleValueArgs(
+                            paths=[
+                                networking.HTTPIngressPathArgs(
+                                    path="/",
+                                    path_type="Prefix",
+                                    backend=networking.IngressBackendArgs(
+                                        service=networking.IngressServiceBackendArgs(
+                                            name=args.backend_service,
+                                            port=networking.ServiceBackendPortArgs(
+                                                number=args.backend_port
+                                            ),
+                                        )
+                                    ),
+                                )
+                            ]
+                        ),
+                    )
+                ],
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.kubernetes, depends_on=list(args.depends_on)
+            ),
+        )
+        self.register_outputs({"certificateArn": self.certificate_arn})
+
+    def _validated_certificate(
+        self, name: str, args: AppIngressArgs, zone_id: str
+    ) -> pulumi.Output[str]:
+        """An ACM certificate for the host, DNS-validated in ``zone_id``; its ARN once issued."""
+        certificate = acm.Certificate(
+            f"{name}-certificate",
+            domain_name=args.host,
+            validation_method="DNS",
+            key_algorithm=KEY_ALGORITHM,
+            tags=args.naming.tags(COMPONENT, "certificate"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # One domain (no alternative names), so exactly one validation option and record.
+        option = certificate.domain_validation_options.apply(
+            lambda options: next(o for o in options if o.domain_name == args.host)
+        )
+        record = route53.Record(
+            f"{name}-validation",
+            zone_id=zone_id,
+            name=option.apply(lambda o: o.resource_record_name or ""),
+            type=option.apply(lambda o: o.resource_record_type or "CNAME"),
+            records=[option.apply(lambda o: o.resource_record_value or "")],
+            ttl=VALIDATION_TTL,
+            # A certificate re-created for the same host gets the same record: take it over.
+            allow_overwrite=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        validation = acm.CertificateValidation(
+            f"{name}-certificate-validation",
+            certificate_arn=certificate.arn,
+            validation_record_fqdns=[record.fqdn],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return validation.certificate_arn

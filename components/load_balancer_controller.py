@@ -1,0 +1,387 @@
+"""``LoadBalancerController``: the AWS Load Balancer Controller, which turns the Ingress into an
+Application Load Balancer.
+
+Creates:
+
+* an IRSA role only ``kube-system/aws-load-balancer-controller`` of this cluster can assume,
+  whose inline policy (``controller_policy``) is the controller's documented set of actions,
+  with every mutating action on load balancers, target groups and security groups scoped by the
+  ``elbv2.k8s.aws/cluster`` tag the controller puts on what it creates — narrowed here from "the
+  tag is present" (upstream) to "the tag names this cluster", so the controller can only change
+  or delete what it created for this cluster. The classic WAF and Shield Advanced integrations
+  are switched off in the chart, so their actions are not granted;
+* the ``aws-load-balancer-controller`` Helm chart (``pulumi_kubernetes.helm.v4.Chart``, version
+  pinned in ``CHART_VERSION``) in ``kube-system``: the service account annotated with the role,
+  two replicas on the system node pool with a PodDisruptionBudget (one may be down during a
+  node drain), the ``restricted`` security contexts, the stack's tags on every AWS object the
+  controller creates (``defaultTags``), and the Service mutator webhook off, so a Service of
+  type LoadBalancer keeps the in-tree behaviour instead of being taken over silently.
+
+The chart installs the ``alb`` IngressClass and the controller's validating and mutating webhooks
+for Ingresses: an Ingress created before the webhook's pods run is refused, so ``AppIngress``
+depends on ``chart``. ``args.depends_on`` (the node groups and add-ons the pods need) is put on
+the chart itself: ``depends_on`` given to this component would not reach its children.
+
+The role's inline policy is a separate resource the chart depends on, so a teardown removes the
+controller (after the Ingress, which depends on the chart) before its permissions: the
+controller keeps the rights to delete the load balancers it made while it is still running.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_aws import iam
+
+from components.irsa import OidcIssuer, irsa_role
+from components.naming import Naming
+from components.pods import system_pool
+
+COMPONENT = "load-balancer"
+CHART = "aws-load-balancer-controller"
+CHART_REPOSITORY = "https://aws.github.io/eks-charts"
+CHART_VERSION = "1.13.4"
+"""Chart 1.13.4 installs controller v2.13.4."""
+NAMESPACE = "kube-system"
+SERVICE_ACCOUNT = "aws-load-balancer-controller"
+ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+REPLICAS = 2
+CLUSTER_TAG = "elbv2.k8s.aws/cluster"
+"""Tag the controller puts on every load balancer, target group and security group it creates;
+its value is the cluster name."""
+
+_ELB = "arn:aws:elasticloadbalancing:*:*"
+_LOAD_BALANCERS_AND_TARGET_GROUPS = [
+    f"{_ELB}:targetgroup/*/*",
+    f"{_ELB}:loadbalancer/net/*/*",
+    f"{_ELB}:loadbalancer/app/*/*",
+]
+_LISTENERS_AND_RULES = [
+    f"{_ELB}:listener/net/*/*/*",
+    f"{_ELB}:listener/app/*/*/*",
+    f"{_ELB}:listener-rule/net/*/*/*",
+    f"{_ELB}:listener-rule/app/*/*/*",
+]
+_SECURITY_GROUPS = "arn:aws:ec2:*:*:security-group/*"
+
+DISCOVERY_ACTIONS = (
+    "ec2:DescribeAccountAttributes",
+    "ec2:DescribeAddresses",
+    "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeInternetGateways",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeVpcPeeringConnections",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeInstances",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeTags",
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeIpamPools",
+    "ec2:GetCoipPoolUsage",
+    "ec2:DescribeCoipPools",
+    "ec2:GetSecurityGroupsForVpc",
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeLoadBalancerAttributes",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeListenerAttributes",
+    "elasticloadbalancing:DescribeListenerCertificates",
+    "elasticloadbalancing:DescribeSSLPolicies",
+    "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetGroupAttributes",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "elasticloadbalancing:DescribeTags",
+    "elasticloadbalancing:DescribeTrustStores",
+    "elasticloadbalancing:DescribeCapacityReservation",
+)
+"""Read-only calls the controller makes to discover subnets, groups and its own objects."""
+
+INTEGRATION_ACTIONS = (
+    "acm:ListCertificates",
+    "acm:DescribeCertificate",
+    "iam:ListServerCertificates",
+    "iam:GetServerCertificate",
+    "cognito-idp:DescribeUserPoolClient",
+    "wafv2:GetWebACL",
+    "wafv2:GetWebACLForResource",
+    "wafv2:AssociateWebACL",
+    "wafv2:DisassociateWebACL",
+)
+"""Certificates for the HTTPS listener, Cognito authentication and the WAFv2 web ACL."""
+
+OWNED_LOAD_BALANCER_ACTIONS = (
+    "elasticloadbalancing:ModifyLoadBalancerAttributes",
+    "elasticloadbalancing:SetIpAddressType",
+    "elasticloadbalancing:SetSecurityGroups",
+    "elasticloadbalancing:SetSubnets",
+    "elasticloadbalancing:DeleteLoadBalancer",
+    "elasticloadbalancing:ModifyTargetGroup",
+    "elasticloadbalancing:ModifyTargetGroupAttributes",
+    "elasticloadbalancing:DeleteTargetGroup",
+    "elasticloadbalancing:ModifyListenerAttributes",
+    "elasticloadbalancing:ModifyCapacityReservation",
+    "elasticloadbalancing:ModifyIpPools",
+)
+"""Changes to load balancers and target groups: only those tagged for this cluster."""
+
+LISTENER_ACTIONS = (
+    "elasticloadbalancing:CreateListener",
+    "elasticloadbalancing:DeleteListener",
+    "elasticloadbalancing:ModifyListener",
+    "elasticloadbalancing:CreateRule",
+    "elasticloadbalancing:DeleteRule",
+    "elasticloadbalancing:ModifyRule",
+    "elasticloadbalancing:AddListenerCertificates",
+    "elasticloadbalancing:RemoveListenerCertificates",
+    "elasticloadbalancing:SetWebAcl",
+)
+"""Listeners and rules carry no cluster tag of their own (upstream grants these unscoped)."""
+
+
+def _statement(
+    sid: str,
+    actions: Sequence[str],
+    resources: str | Sequence[str] = "*",
+    condition: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    statement: dict[str, Any] = {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": list(actions),
+        "Resource": resources if isinstance(resources, str) else list(resources),
+    }
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def controller_policy(cluster_name: str) -> str:
+    """The controller's IAM policy (pure: tested directly). Creating a load balancer, target
+    group or security group requires the request to tag it for ``cluster_name``; changing or
+    deleting one requires it to carry that tag already; re-tagging may not touch the tag."""
+    tagged_here = {"StringEquals": {f"aws:ResourceTag/{CLUSTER_TAG}": cluster_name}}
+    tagging_for_here = {f"aws:RequestTag/{CLUSTER_TAG}": cluster_name}
+    keeps_cluster_tag = {
+        "Null": {f"aws:RequestTag/{CLUSTER_TAG}": "true"},
+        "StringEquals": {f"aws:ResourceTag/{CLUSTER_TAG}": cluster_name},
+    }
+    statements = [
+        _statement(
+            "ElbServiceLinkedRole",
+            ["iam:CreateServiceLinkedRole"],
+            condition={
+                "StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}
+            },
+        ),
+        _statement("Discover", DISCOVERY_ACTIONS),
+        _statement("ListenerIntegrations", INTEGRATION_ACTIONS),
+        # Security groups: the controller opens the nodes' groups (not its own) to the load
+        # balancer's group, so ingress rules cannot be scoped by the cluster tag.
+        _statement(
+            "EditIngressRules",
+            ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
+        ),
+        _statement("CreateSecurityGroups", ["ec2:CreateSecurityGroup"]),
+        _statement(
+            "TagNewSecurityGroups",
+            ["ec2:CreateTags"],
+            _SECURITY_GROUPS,
+            {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup", **tagging_for_here}},
+        ),
+        _statement(
+            "RetagOwnedSecurityGroups",
+            ["ec2:CreateTags", "ec2:DeleteTags"],
+            _SECURITY_GROUPS,
+            keeps_cluster_tag,
+        ),
+        _statement(
+            "ManageOwnedSecurityGroups",
+            [
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:RevokeSecurityGroupIngress",
+                "ec2:DeleteSecurityGroup",
+            ],
+            condition=tagged_here,
+        ),
+        # Load balancers and target groups.
+        _statement(
+            "CreateLoadBalancers",
+            ["elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup"],
+            condition={"StringEquals": tagging_for_here},
+        ),
+        _statement(
+            "TagOnCreate",
+            ["elasticloadbalancing:AddTags"],
+            _LOAD_BALANCERS_AND_TARGET_GROUPS,
+            {
+                "StringEquals": {
+                    "elasticloadbalancing:CreateAction": [
+                        "CreateTargetGroup",
+                        "CreateLoadBalancer",
+                    ],
+                    **tagging_for_here,
+                }
+            },
+        ),
+        _statement(
+            "RetagOwnedLoadBalancers",
+            ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
+            _LOAD_BALANCERS_AND_TARGET_GROUPS,
+            keeps_cluster_tag,
+        ),
+        _statement("ManageOwnedLoadBalancers", OWNED_LOAD_BALANCER_ACTIONS, condition=tagged_here),
+        _statement(
+            "RegisterTargets",
+            ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+            f"{_ELB}:targetgroup/*/*",
+        ),
+        # Listeners and rules.
+        _statement("ManageListeners", LISTENER_ACTIONS),
+        _statement(
+            "TagListenersAndRules",
+            ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
+            _LISTENERS_AND_RULES,
+        ),
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def _toleration_values(tolerations: Sequence[k8s.core.v1.TolerationArgs]) -> list[dict[str, Any]]:
+    """Typed tolerations as the plain data Helm values need."""
+    return [
+        {"key": t.key, "operator": t.operator, "value": t.value, "effect": t.effect}
+        for t in tolerations
+    ]
+
+
+RESTRICTED_CONTAINER: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+"""``pods.container_security_context()`` as Helm values (the tests keep the two equal)."""
+RESTRICTED_POD: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "fsGroup": 65534,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+"""Pod level: non-root (the image's own non-root user), RuntimeDefault seccomp, and the chart's
+default ``fsGroup``."""
+
+
+def chart_values(
+    *,
+    cluster_name: str,
+    region: str,
+    vpc_id: pulumi.Input[str],
+    role_arn: pulumi.Input[str],
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    """The chart's values (plain data, Outputs allowed as leaves)."""
+    node_selector, tolerations = system_pool()
+    return {
+        "clusterName": cluster_name,
+        "region": region,
+        "vpcId": vpc_id,
+        "serviceAccount": {
+            "create": True,
+            "name": SERVICE_ACCOUNT,
+            "annotations": {ROLE_ANNOTATION: role_arn},
+        },
+        "replicaCount": REPLICAS,
+        "nodeSelector": node_selector,
+        "tolerations": _toleration_values(tolerations),
+        "podDisruptionBudget": {"maxUnavailable": 1},
+        "securityContext": RESTRICTED_CONTAINER,
+        "podSecurityContext": RESTRICTED_POD,
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": "512Mi"},
+        },
+        # Services of type LoadBalancer are not rewritten to NLBs behind our back.
+        "enableServiceMutatorWebhook": False,
+        # Only WAFv2 is used; classic WAF and Shield Advanced are off, and not in the policy.
+        "enableWafv2": True,
+        "enableWaf": False,
+        "enableShield": False,
+        # Reuse the webhook's TLS secret on upgrades instead of minting a new CA each time.
+        "keepTLSSecret": True,
+        "defaultTags": tags,
+    }
+
+
+@dataclass(frozen=True)
+class LoadBalancerControllerArgs:
+    cluster_name: str
+    region: str
+    vpc_id: pulumi.Input[str]
+    oidc: OidcIssuer
+    naming: Naming
+    kubernetes: k8s.Provider
+    """The cluster's Kubernetes provider."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """What the controller's pods need first (node groups, add-ons); put on the chart."""
+
+
+class LoadBalancerController(pulumi.ComponentResource):
+    """The AWS Load Balancer Controller and its IRSA role."""
+
+    chart: k8s.helm.v4.Chart
+    """The installed chart: the Ingress depends on it (the controller's webhook must run)."""
+    role_arn: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: LoadBalancerControllerArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("exposcholar:cluster:LoadBalancerController", name, None, opts)
+        naming = args.naming
+        role = irsa_role(
+            f"{name}-role",
+            parent=self,
+            oidc=args.oidc,
+            namespace=NAMESPACE,
+            service_account=SERVICE_ACCOUNT,
+            role_name=naming.physical(COMPONENT, "controller", max_length=64),
+            tags=naming.tags(COMPONENT, "controller"),
+        )
+        # Created here rather than through irsa_role's inline_policy, so the chart can depend
+        # on it (teardown: the controller goes before its permissions).
+        policy = iam.RolePolicy(
+            f"{name}-role-policy",
+            role=role.id,
+            policy=controller_policy(args.cluster_name),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.role_arn = role.arn
+        self.chart = k8s.helm.v4.Chart(
+            f"{name}-chart",
+            chart=CHART,
+            version=CHART_VERSION,
+            repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=CHART_REPOSITORY),
+            name=CHART,
+            namespace=NAMESPACE,
+            values=chart_values(
+                cluster_name=args.cluster_name,
+                region=args.region,
+                vpc_id=args.vpc_id,
+                role_arn=role.arn,
+                tags={**naming.default_tags(), "Component": COMPONENT},
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=args.kubernetes,
+                depends_on=[policy, *args.depends_on],
+            ),
+        )
+        self.register_outputs({"roleArn": self.role_arn})
