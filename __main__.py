@@ -6,13 +6,16 @@ Components never read configuration themselves: they get settings and each other
 import pulumi
 
 from components.addons import ClusterAddons, ClusterAddonsArgs
+from components.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from components.aws_common import Placement
 from components.cache import Cache, CacheArgs
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
 from components.external_secrets import ExternalSecretsOperator, ExternalSecretsOperatorArgs
 from components.images import Images, ImagesArgs
+from components.ingress import AppIngress, AppIngressArgs
 from components.keys import Keys, KeysArgs
+from components.load_balancer_controller import LoadBalancerController, LoadBalancerControllerArgs
 from components.naming import Naming
 from components.network import Network, NetworkArgs
 from components.nodes import SYSTEM_TAINTS, NodeGroup, NodeGroupArgs
@@ -21,6 +24,7 @@ from components.settings import load_settings
 from components.storage import Storage, StorageArgs
 from components.vpa import VerticalPodAutoscaler, VerticalPodAutoscalerArgs
 from components.workloads import (
+    HEALTH,
     CacheEndpoint,
     DatabaseEndpoint,
     MediaBuckets,
@@ -190,6 +194,19 @@ secrets_operator = ExternalSecretsOperator(
 vpa = VerticalPodAutoscaler(
     "vpa", VerticalPodAutoscalerArgs(kubernetes=kubernetes, depends_on=on_nodes), opts=with_k8s
 )
+ClusterAutoscaler(
+    "autoscaler",
+    ClusterAutoscalerArgs(
+        cluster_name=cluster.name,
+        cluster_version=settings.cluster.version,
+        oidc=cluster.oidc,
+        naming=naming,
+        kubernetes=kubernetes,
+        depends_on=on_nodes,
+        vpa_ready=vpa.ready,
+    ),
+    opts=with_k8s,
+)
 workloads = Workloads(
     "app",
     WorkloadsArgs(
@@ -225,6 +242,39 @@ workloads = Workloads(
     ),
     opts=with_k8s,
 )
+load_balancers = LoadBalancerController(
+    "lb-controller",
+    LoadBalancerControllerArgs(
+        cluster_name=cluster.name,
+        region=account.region,
+        vpc_id=network.vpc_id,
+        oidc=cluster.oidc,
+        naming=naming,
+        kubernetes=kubernetes,
+        depends_on=on_nodes,
+    ),
+    opts=with_k8s,
+)
+app = settings.workloads
+ingress = AppIngress(
+    "ingress",
+    AppIngressArgs(
+        namespace=workloads.namespace,
+        host=app.host,
+        # the edge proxy takes this place once it exists
+        backend_service=workloads.server_service,
+        backend_port=workloads.server_port,
+        health_check_path=HEALTH["ready"],
+        certificate_arn=app.certificate_arn,
+        hosted_zone_id=app.hosted_zone_id,
+        waf_acl_arn=app.waf_acl_arn,
+        deletion_protection=protect,
+        naming=naming,
+        kubernetes=kubernetes,
+        depends_on=[load_balancers.chart],
+    ),
+    opts=with_k8s,
+)
 
 pulumi.export("region", account.region)
 pulumi.export("vpcId", network.vpc_id)
@@ -254,3 +304,4 @@ pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("imageRepositories", images.repository_urls)
 pulumi.export("images", images.refs)
 pulumi.export("appNamespace", workloads.namespace)
+pulumi.export("appHost", app.host)

@@ -48,11 +48,11 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_aws import iam
 
 from components import pods
-from components.irsa import OidcIssuer, irsa_role
+from components.irsa import IrsaRole, OidcIssuer, irsa_role
 from components.naming import Naming
+from components.vpa import mode_for, vertical_autoscaler
 
 COMPONENT = "autoscaler"
 NAME = "cluster-autoscaler"
@@ -234,12 +234,15 @@ class ClusterAutoscalerArgs:
     kubernetes: k8s.Provider
     depends_on: Sequence[pulumi.Resource] = ()
     """The node groups: the autoscaler's pod needs a node, and is removed before them."""
+    vpa_ready: Sequence[pulumi.Resource] | None = None
+    """The VPA components; when given, the autoscaler gets a VPA in ``Auto`` mode (no HPA
+    scales it, so the VPA may resize it)."""
 
 
 class ClusterAutoscaler(pulumi.ComponentResource):
     """The cluster autoscaler: IRSA role, ServiceAccount, RBAC and Deployment."""
 
-    role: iam.Role
+    role: IrsaRole
     service_account: k8s.core.v1.ServiceAccount
     deployment: k8s.apps.v1.Deployment
 
@@ -376,4 +379,17 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                 ),
             ),
         )
+        if args.vpa_ready is not None:
+            vertical_autoscaler(
+                f"{name}-vpa",
+                namespace=NAMESPACE,
+                target_kind="Deployment",
+                target_name=NAME,
+                mode=mode_for(scaled_by_hpa_on_resources=False),
+                max_allowed={"cpu": "1", "memory": "2Gi"},
+                labels=labels,
+                parent=self,
+                provider=args.kubernetes,
+                depends_on=[self.deployment, *args.vpa_ready],
+            )
         self.register_outputs({"roleArn": self.role.arn})

@@ -74,22 +74,27 @@ def attach_policies(
     parent: pulumi.Resource,
     managed: Sequence[str] = (),
     inline: pulumi.Input[str] | None = None,
-) -> None:
-    """Attach managed policies and at most one inline policy to ``role``."""
+) -> list[pulumi.CustomResource]:
+    """Attach managed policies and at most one inline policy to ``role``; returns them."""
+    attached: list[pulumi.CustomResource] = []
     for index, arn in enumerate(managed):
-        iam.RolePolicyAttachment(
+        attachment = iam.RolePolicyAttachment(
             f"{name}-managed-{index}",
             role=role.name,
             policy_arn=arn,
             opts=pulumi.ResourceOptions(parent=parent),
         )
+        attached.append(attachment)
     if inline is not None:
-        iam.RolePolicy(
-            f"{name}-policy",
-            role=role.id,
-            policy=inline,
-            opts=pulumi.ResourceOptions(parent=parent),
+        attached.append(
+            iam.RolePolicy(
+                f"{name}-policy",
+                role=role.id,
+                policy=inline,
+                opts=pulumi.ResourceOptions(parent=parent),
+            )
         )
+    return attached
 
 
 def ingress_only_from(

@@ -12,19 +12,21 @@ Creates:
   (prod), deletion protection;
 * the TLS certificate, one of two ways (exactly one of ``certificate_arn`` / ``hosted_zone_id``,
   else ``ValueError``): the ACM certificate whose ARN is given, or — given a Route 53 hosted
-  zone — a DNS-validated ACM certificate for the host, the validation CNAME records in the zone
+  zone — a DNS-validated ACM certificate for the host, its validation CNAME record in the zone
   and a ``CertificateValidation`` that waits until ACM issued it, so the Ingress only ever
   names an issued certificate.
 
 The host's own DNS record is not created: the ALB's address is known only once the controller
 has made it, after this program ran. Point the host at the ALB (a Route 53 alias A record, or
 a CNAME elsewhere) from the Ingress' ``status.loadBalancer`` after the first deployment;
-the address stays the same as long as the Ingress exists.
+the address stays as long as the ALB does (changing the scheme or the Ingress' name or
+namespace makes a new one).
 
-The Ingress carries ``pulumi.com/skipAwait`` because its address appears asynchronously. That
-also means Pulumi does not wait for its deletion (the controller's finalizer removing the ALB):
-on teardown, delete the Ingress and wait for it to be gone before the controller is removed
-(docs/teardown.md). Deletion protection (prod) must be turned off before the ALB can go.
+Pulumi awaits the Ingress (no ``pulumi.com/skipAwait``): on create until the controller has
+published the ALB's address, and on delete until the controller's finalizer has removed the
+ALB. Skipping the await would also skip the delete wait, and ``pulumi destroy`` could remove
+the controller first and orphan the ALB. Deletion protection (prod) must be turned off before
+the ALB can go (docs/teardown.md).
 
 ``depends_on`` (the controller's chart) is put on the Ingress itself: the controller's webhook
 must run before an Ingress can be created.
@@ -49,7 +51,6 @@ SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 KEY_ALGORITHM = "RSA_2048"
 VALIDATION_TTL = 300
 ALB = "alb.ingress.kubernetes.io"
-SKIP_AWAIT = "pulumi.com/skipAwait"
 
 networking = k8s.networking.v1
 
@@ -112,7 +113,6 @@ def ingress_annotations(
         f"{ALB}/ssl-policy": SSL_POLICY,
         f"{ALB}/healthcheck-path": health_check_path,
         f"{ALB}/load-balancer-attributes": load_balancer_attributes(deletion_protection),
-        SKIP_AWAIT: "true",
     }
     if waf_acl_arn:
         annotations[f"{ALB}/wafv2-acl-arn"] = waf_acl_arn

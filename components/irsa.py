@@ -23,6 +23,16 @@ AUDIENCE = "sts.amazonaws.com"
 
 
 @dataclass(frozen=True)
+class IrsaRole:
+    """An IRSA role, and its ARN as an Output that resolves only once the role's policies are
+    attached: a service account annotated with ``arn`` (and so its pods) is created after the
+    permissions exist, so the first start does not fail on AccessDenied."""
+
+    role: iam.Role
+    arn: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
 class OidcIssuer:
     """The cluster's OIDC identity provider, as IRSA roles need it."""
 
@@ -67,7 +77,7 @@ def irsa_role(
     tags: Mapping[str, str],
     managed_policy_arns: Sequence[str] = (),
     inline_policy: pulumi.Input[str] | None = None,
-) -> iam.Role:
+) -> IrsaRole:
     """A role only ``namespace/service_account`` of the cluster behind ``oidc`` can assume."""
     trust = pulumi.Output.all(oidc.provider_arn, oidc.issuer_url).apply(
         lambda values: irsa_trust_policy(values[0], values[1], namespace, service_account)
@@ -80,5 +90,8 @@ def irsa_role(
         tags=dict(tags),
         opts=pulumi.ResourceOptions(parent=parent),
     )
-    attach_policies(name, role, parent=parent, managed=managed_policy_arns, inline=inline_policy)
-    return role
+    policies = attach_policies(
+        name, role, parent=parent, managed=managed_policy_arns, inline=inline_policy
+    )
+    ready = pulumi.Output.all(role.arn, *(policy.urn for policy in policies))
+    return IrsaRole(role, ready.apply(lambda values: str(values[0])))

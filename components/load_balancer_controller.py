@@ -22,9 +22,10 @@ for Ingresses: an Ingress created before the webhook's pods run is refused, so `
 depends on ``chart``. ``args.depends_on`` (the node groups and add-ons the pods need) is put on
 the chart itself: ``depends_on`` given to this component would not reach its children.
 
-The role's inline policy is a separate resource the chart depends on, so a teardown removes the
-controller (after the Ingress, which depends on the chart) before its permissions: the
-controller keeps the rights to delete the load balancers it made while it is still running.
+The chart takes the role's ARN from ``irsa_role``, which resolves only once the inline policy is
+attached, so the chart depends on the policy: the controller starts with its permissions, and
+a teardown removes it (after the Ingress, which depends on the chart) before them, so it keeps
+the rights to delete the load balancers it made for as long as it runs.
 """
 
 from __future__ import annotations
@@ -36,11 +37,10 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_aws import iam
 
 from components.irsa import OidcIssuer, irsa_role
 from components.naming import Naming
-from components.pods import system_pool
+from components.pods import chart_placement, chart_security
 
 COMPONENT = "load-balancer"
 CHART = "aws-load-balancer-controller"
@@ -51,6 +51,8 @@ NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "aws-load-balancer-controller"
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 REPLICAS = 2
+CONTROLLER_UID = 65532
+"""The controller image's own non-root user (any non-root uid works: it writes no files)."""
 CLUSTER_TAG = "elbv2.k8s.aws/cluster"
 """Tag the controller puts on every load balancer, target group and security group it creates;
 its value is the cluster name."""
@@ -252,31 +254,6 @@ def controller_policy(cluster_name: str) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
-def _toleration_values(tolerations: Sequence[k8s.core.v1.TolerationArgs]) -> list[dict[str, Any]]:
-    """Typed tolerations as the plain data Helm values need."""
-    return [
-        {"key": t.key, "operator": t.operator, "value": t.value, "effect": t.effect}
-        for t in tolerations
-    ]
-
-
-RESTRICTED_CONTAINER: dict[str, Any] = {
-    "runAsNonRoot": True,
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-"""``pods.container_security_context()`` as Helm values (the tests keep the two equal)."""
-RESTRICTED_POD: dict[str, Any] = {
-    "runAsNonRoot": True,
-    "fsGroup": 65534,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-"""Pod level: non-root (the image's own non-root user), RuntimeDefault seccomp, and the chart's
-default ``fsGroup``."""
-
-
 def chart_values(
     *,
     cluster_name: str,
@@ -286,7 +263,6 @@ def chart_values(
     tags: dict[str, str],
 ) -> dict[str, Any]:
     """The chart's values (plain data, Outputs allowed as leaves)."""
-    node_selector, tolerations = system_pool()
     return {
         "clusterName": cluster_name,
         "region": region,
@@ -297,11 +273,9 @@ def chart_values(
             "annotations": {ROLE_ANNOTATION: role_arn},
         },
         "replicaCount": REPLICAS,
-        "nodeSelector": node_selector,
-        "tolerations": _toleration_values(tolerations),
+        **chart_placement(),
         "podDisruptionBudget": {"maxUnavailable": 1},
-        "securityContext": RESTRICTED_CONTAINER,
-        "podSecurityContext": RESTRICTED_POD,
+        **chart_security(uid=CONTROLLER_UID),
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"memory": "512Mi"},
@@ -354,15 +328,9 @@ class LoadBalancerController(pulumi.ComponentResource):
             service_account=SERVICE_ACCOUNT,
             role_name=naming.physical(COMPONENT, "controller", max_length=64),
             tags=naming.tags(COMPONENT, "controller"),
+            inline_policy=controller_policy(args.cluster_name),
         )
-        # Created here rather than through irsa_role's inline_policy, so the chart can depend
-        # on it (teardown: the controller goes before its permissions).
-        policy = iam.RolePolicy(
-            f"{name}-role-policy",
-            role=role.id,
-            policy=controller_policy(args.cluster_name),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        # Resolves only once the inline policy is attached: the chart depends on it.
         self.role_arn = role.arn
         self.chart = k8s.helm.v4.Chart(
             f"{name}-chart",
@@ -375,13 +343,13 @@ class LoadBalancerController(pulumi.ComponentResource):
                 cluster_name=args.cluster_name,
                 region=args.region,
                 vpc_id=args.vpc_id,
-                role_arn=role.arn,
+                role_arn=self.role_arn,
                 tags={**naming.default_tags(), "Component": COMPONENT},
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=args.kubernetes,
-                depends_on=[policy, *args.depends_on],
+                depends_on=list(args.depends_on),
             ),
         )
         self.register_outputs({"roleArn": self.role_arn})

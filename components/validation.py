@@ -449,7 +449,7 @@ def image_reference(registry: str | None) -> Parser[str]:
     """An image in ``registry`` (the stack's ECR) pinned by tag or digest."""
     host = re.escape(registry) if registry else r"[a-z0-9.-]+(:\d+)?"
     pattern = re.compile(
-        rf"^{host}/[a-z0-9]+([._/-][a-z0-9]+)*(:[\w][\w.-]{{0,127}}|@sha256:[a-f0-9]{{64}})$"
+        rf"^{host}/[a-z0-9]+([._/-][a-z0-9]+)*(?=[:@])(:[\w][\w.-]{{0,127}})?(@sha256:[a-f0-9]{{64}})?$"
     )
     where = registry or "the stack's ECR registry"
 

@@ -8,7 +8,8 @@ What is created, in the ``exposcholar`` namespace:
   **LimitRange** giving any container without requests and limits the server's;
 * **configuration**: a ConfigMap with what Django needs that is not secret (database host, port
   and name, the Redis URL with TLS, bucket names, allowed hosts, log level) and a Secret with the
-  Django secret key and the Redis AUTH token (secret settings, encrypted in state);
+  Django secret key and the Redis AUTH token (secret settings, encrypted in state), mounted as
+  files under ``SECRETS_DIR`` rather than passed as environment variables;
 * **database credentials synced from Secrets Manager** by the External Secrets Operator: a
   ``SecretStore`` that authenticates as the ``database-credentials`` service account (its IRSA
   role may read only the RDS master secret and decrypt it with the data key) and an
@@ -44,10 +45,9 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_aws import iam
 
 from components.external_secrets import API_VERSION as ESO_API_VERSION
-from components.irsa import OidcIssuer, irsa_role
+from components.irsa import IrsaRole, OidcIssuer, irsa_role
 from components.namespaces import namespace
 from components.naming import Naming
 from components.pods import (
@@ -77,6 +77,9 @@ GRACEFUL_SECONDS = 30
 """Gunicorn's graceful timeout: in-flight requests finish within it."""
 CREDENTIALS_REFRESH = "15m"
 CREDENTIALS_DIR = "/var/run/secrets/exposcholar/database"
+SECRETS_DIR = "/var/run/secrets/exposcholar/app"
+"""Secrets reach the app as files (one per key), never as environment variables: those leak
+into crash reports, ``/proc/<pid>/environ`` and child processes."""
 MIGRATE = ("python", "manage.py", "migrate", "--noinput")
 MIGRATION_RETRIES = 3
 MIGRATION_DEADLINE_SECONDS = 900
@@ -352,6 +355,7 @@ class Workloads(pulumi.ComponentResource):
                 "DATABASE_NAME": args.database.name,
                 "DATABASE_SSLMODE": "verify-full",
                 "DATABASE_CREDENTIALS_DIR": CREDENTIALS_DIR,
+                "DJANGO_SECRETS_DIR": SECRETS_DIR,
                 "REDIS_URL": f"rediss://{v[1]}:{args.cache.port}/0",
                 "AWS_REGION": args.region,
                 "AWS_STORAGE_BUCKET_NAME": v[2],
@@ -360,7 +364,7 @@ class Workloads(pulumi.ComponentResource):
             }
         )  # fmt: skip
 
-    def _role(self, suffix: str, service_account: str, policy: pulumi.Input[str]) -> iam.Role:
+    def _role(self, suffix: str, service_account: str, policy: pulumi.Input[str]) -> IrsaRole:
         naming = self._args.naming
         return irsa_role(
             f"{self._name}-{suffix}-role",
@@ -373,7 +377,7 @@ class Workloads(pulumi.ComponentResource):
             inline_policy=policy,
         )
 
-    def _service_account(self, suffix: str, account: str, role: iam.Role) -> core.ServiceAccount:
+    def _service_account(self, suffix: str, account: str, role: IrsaRole) -> core.ServiceAccount:
         """A workload's own service account, bound to its IRSA role, with no API token."""
         return core.ServiceAccount(
             f"{self._name}-{suffix}-account",
@@ -465,7 +469,8 @@ class Workloads(pulumi.ComponentResource):
         container = core.ContainerArgs(
             name=SERVER if serving else "migrate",
             image=self._args.server_image,
-            image_pull_policy="IfNotPresent",
+            # pinned by digest; Always re-checks the registry so a pod never runs a stale copy
+            image_pull_policy="Always",
             args=list(command) if command is not None else [
                 "gunicorn",
                 "exposcholar.wsgi:application",
@@ -479,9 +484,6 @@ class Workloads(pulumi.ComponentResource):
             env_from=[
                 core.EnvFromSourceArgs(
                     config_map_ref=core.ConfigMapEnvSourceArgs(name=config.metadata.name)
-                ),
-                core.EnvFromSourceArgs(
-                    secret_ref=core.SecretEnvSourceArgs(name=secret.metadata.name)
                 ),
             ],
             resources=core.ResourceRequirementsArgs(
@@ -499,6 +501,7 @@ class Workloads(pulumi.ComponentResource):
             volume_mounts=[
                 tmp_mount,
                 core.VolumeMountArgs(name="database", mount_path=CREDENTIALS_DIR, read_only=True),
+                core.VolumeMountArgs(name="secrets", mount_path=SECRETS_DIR, read_only=True),
             ],
         )  # fmt: skip
         return core.PodSpecArgs(
@@ -516,6 +519,12 @@ class Workloads(pulumi.ComponentResource):
                     name="database",
                     secret=core.SecretVolumeSourceArgs(
                         secret_name=DATABASE_READER, default_mode=0o440
+                    ),
+                ),
+                core.VolumeArgs(
+                    name="secrets",
+                    secret=core.SecretVolumeSourceArgs(
+                        secret_name=secret.metadata.name, default_mode=0o440
                     ),
                 ),
             ],

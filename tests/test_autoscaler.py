@@ -119,13 +119,13 @@ def autoscaler(plan: Plan) -> Plan:
     return plan.subtree(plan.component(COMPONENT_TYPE).urn)
 
 
-def _pod(autoscaler: Plan) -> dict[str, Any]:
+def _template(autoscaler: Plan) -> dict[str, Any]:
     spec: dict[str, Any] = only(autoscaler, DEPLOYMENT).inputs["spec"]["template"]
     return spec
 
 
 def _container(autoscaler: Plan) -> dict[str, Any]:
-    (container,) = _pod(autoscaler)["spec"]["containers"]
+    (container,) = _template(autoscaler)["spec"]["containers"]
     assert isinstance(container, dict)
     return container
 
@@ -162,7 +162,7 @@ def test_unknown_cluster_version_is_refused_naming_it_and_the_known_ones() -> No
         assert known in str(raised.value)
 
 
-def test_unknown_cluster_version_stops_the_program_before_anything_is_created(
+def test_unknown_cluster_version_stops_the_program(
     stack_configs: dict[str, StackConfig], stack_settings: dict[str, StackSettings]
 ) -> None:
     with pytest.raises(StageError) as raised:
@@ -212,7 +212,7 @@ def test_one_replica_on_the_system_pool_never_evicted_by_itself(autoscaler: Plan
     deployment = only(autoscaler, DEPLOYMENT).inputs
     assert deployment["metadata"]["namespace"] == "kube-system"
     assert deployment["spec"]["replicas"] == 1
-    template = _pod(autoscaler)
+    template = _template(autoscaler)
     assert template["metadata"]["annotations"] == {
         "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"
     }
@@ -230,7 +230,7 @@ def test_one_replica_on_the_system_pool_never_evicted_by_itself(autoscaler: Plan
 
 
 def test_runs_restricted_with_bounded_resources_and_probes(autoscaler: Plan) -> None:
-    spec = _pod(autoscaler)["spec"]
+    spec = _template(autoscaler)["spec"]
     assert spec["securityContext"] == {
         "runAsNonRoot": True,
         "runAsUser": 65534,

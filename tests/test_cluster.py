@@ -125,6 +125,10 @@ def test_irsa_trust_names_issuer_audience_and_exact_service_account(plan: Plan) 
     expected = {
         "cluster-addon-vpc-cni-role": "system:serviceaccount:kube-system:aws-node",
         "addons-aws-ebs-csi-driver-role": "system:serviceaccount:kube-system:ebs-csi-controller-sa",
+        "autoscaler-irsa": "system:serviceaccount:kube-system:cluster-autoscaler",
+        "lb-controller-role": "system:serviceaccount:kube-system:aws-load-balancer-controller",
+        "app-server-role": "system:serviceaccount:exposcholar:server",
+        "app-database-credentials-role": "system:serviceaccount:exposcholar:database-credentials",
     }
     assert set(roles) == set(expected)
     for name, subject in expected.items():

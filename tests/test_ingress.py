@@ -4,6 +4,7 @@ cluster version's schemas — for both stacks, built under the mocks with the co
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
@@ -43,16 +45,21 @@ def host(stack: str) -> str:
 
 def given_certificate(settings: StackSettings) -> str:
     account = settings.account
-    return f"arn:aws:acm:{account.region}:{account.account_id}:certificate/0f1e2d3c-4b5a-6978"
+    certificate_id = "0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9"
+    return f"arn:aws:acm:{account.region}:{account.account_id}:certificate/{certificate_id}"
 
 
 def waf_acl(settings: StackSettings) -> str:
     account = settings.account
-    return f"arn:aws:wafv2:{account.region}:{account.account_id}:regional/webacl/expo/5b6a7c8d"
+    acl = "expo/5b6a7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"
+    return f"arn:aws:wafv2:{account.region}:{account.account_id}:regional/webacl/{acl}"
 
 
 def ingress_args(
-    settings: StackSettings, mode: str, kubernetes: Any, depends_on: list[pulumi.Resource]
+    settings: StackSettings,
+    mode: str,
+    kubernetes: k8s.Provider,
+    depends_on: list[pulumi.Resource],
 ) -> AppIngressArgs:
     return AppIngressArgs(
         namespace=NAMESPACE,
@@ -110,28 +117,29 @@ def ingress(plan: Plan) -> dict[str, Any]:
     return dict(only(plan, INGRESS).inputs)
 
 
-def annotations(plan: Plan) -> dict[str, str]:
+def annotations_of(plan: Plan) -> dict[str, str]:
     return dict(ingress(plan)["metadata"]["annotations"])
 
 
 def test_internet_facing_alb_with_ip_targets_and_https_only(plan: Plan) -> None:
     spec = ingress(plan)["spec"]
     assert spec["ingressClassName"] == "alb"
-    found = annotations(plan)
+    found = annotations_of(plan)
     assert found[f"{ALB}/scheme"] == "internet-facing"
     assert found[f"{ALB}/target-type"] == "ip"
     assert json.loads(found[f"{ALB}/listen-ports"]) == [{"HTTP": 80}, {"HTTPS": 443}]
     assert found[f"{ALB}/ssl-redirect"] == "443"
     assert found[f"{ALB}/ssl-policy"] == SSL_POLICY == "ELBSecurityPolicy-TLS13-1-2-2021-06"
     assert found[f"{ALB}/healthcheck-path"] == "/healthz"
-    assert found["pulumi.com/skipAwait"] == "true"
+    # awaited: on delete, Pulumi waits for the finalizer to remove the ALB
+    assert "pulumi.com/skipAwait" not in found
     assert not any(key.startswith(f"{ALB}/group.") for key in found)
 
 
 def test_load_balancer_attributes(plan: Plan) -> None:
     attributes = dict(
         item.split("=", 1)
-        for item in annotations(plan)[f"{ALB}/load-balancer-attributes"].split(",")
+        for item in annotations_of(plan)[f"{ALB}/load-balancer-attributes"].split(",")
     )
     assert attributes == {
         "deletion_protection.enabled": "true" if plan.stack == "prod" else "false",
@@ -168,9 +176,10 @@ def test_given_certificate_is_used_as_is(
     given_plan: Plan, stack_settings: dict[str, StackSettings]
 ) -> None:
     plan = given_plan
-    assert annotations(plan)[f"{ALB}/certificate-arn"] == given_certificate(
+    assert annotations_of(plan)[f"{ALB}/certificate-arn"] == given_certificate(
         stack_settings[plan.stack]
     )
+    assert not plan.of_type(CERTIFICATE)
     assert not plan.of_type(RECORD)
     assert not plan.of_type(VALIDATION)
 
@@ -198,7 +207,7 @@ def test_certificate_is_created_and_validated_in_the_zone(zone_plan: Plan) -> No
     assert certificate.urn in validation.dependencies
 
     # The Ingress only names the certificate once validated.
-    assert annotations(plan)[f"{ALB}/certificate-arn"] == certificate.outputs["arn"]
+    assert annotations_of(plan)[f"{ALB}/certificate-arn"] == certificate.outputs["arn"]
     assert validation.urn in only(plan, INGRESS).dependencies
 
     aws = only(plan, "pulumi:providers:aws")
@@ -206,12 +215,14 @@ def test_certificate_is_created_and_validated_in_the_zone(zone_plan: Plan) -> No
         assert resource.provider and resource.provider.startswith(aws.urn), resource.name
 
 
+@pytest.mark.parametrize("stack", STACKS)
 def test_waf_acl_only_when_given(
-    given_plan: Plan, zone_plan: Plan, stack_settings: dict[str, StackSettings]
+    ingress_plans: dict[tuple[str, str], Plan], stack_settings: dict[str, StackSettings], stack: str
 ) -> None:
     waf = f"{ALB}/wafv2-acl-arn"
-    assert annotations(given_plan)[waf] == waf_acl(stack_settings[given_plan.stack])
-    assert waf not in annotations(zone_plan)
+    given = annotations_of(ingress_plans[(stack, "certificate")])
+    assert given[waf] == waf_acl(stack_settings[stack])
+    assert waf not in annotations_of(ingress_plans[(stack, "zone")])
 
 
 @pytest.mark.parametrize(
@@ -238,6 +249,13 @@ def test_exactly_one_certificate_source(
             naming=Naming.for_stack(settings),
             kubernetes=None,  # type: ignore[arg-type]  # never reached
         )
+
+
+def test_health_check_path_is_absolute(stack_settings: dict[str, StackSettings]) -> None:
+    settings = stack_settings["staging"]
+    args = ingress_args(settings, "zone", None, [])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must start with /"):
+        dataclasses.replace(args, health_check_path="healthz")
 
 
 def test_rendered_ingress_validates_against_the_cluster_schemas(

@@ -18,6 +18,7 @@ from components.irsa import OidcIssuer
 from components.load_balancer_controller import (
     CHART_VERSION,
     CLUSTER_TAG,
+    CONTROLLER_UID,
     LoadBalancerController,
     LoadBalancerControllerArgs,
     controller_policy,
@@ -176,17 +177,17 @@ def test_values_place_two_replicas_on_the_system_pool(plan: Plan) -> None:
 
 def test_values_security_contexts_are_restricted(plan: Plan) -> None:
     chart_values = values(plan)
+    shared = pods.chart_security(uid=CONTROLLER_UID)
+    assert chart_values["securityContext"] == shared["securityContext"]
+    assert chart_values["podSecurityContext"] == shared["podSecurityContext"]
     container = chart_values["securityContext"]
     typed = pods.container_security_context()
-    assert container == {
-        "runAsNonRoot": typed.run_as_non_root,
-        "allowPrivilegeEscalation": typed.allow_privilege_escalation,
-        "readOnlyRootFilesystem": typed.read_only_root_filesystem,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    assert container["runAsNonRoot"] is True
-    assert container["allowPrivilegeEscalation"] is False
+    assert container["runAsNonRoot"] is typed.run_as_non_root is True
+    assert container["allowPrivilegeEscalation"] is typed.allow_privilege_escalation is False
+    assert container["readOnlyRootFilesystem"] is typed.read_only_root_filesystem is True
+    assert container["capabilities"] == {"drop": ["ALL"]}
+    assert container["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["runAsUser"] == CONTROLLER_UID != 0
     pod = chart_values["podSecurityContext"]
     assert pod["runAsNonRoot"] is True
     assert pod["seccompProfile"] == {"type": "RuntimeDefault"}

@@ -170,6 +170,11 @@ BAD_VALUES: list[tuple[str, str | None, str]] = [
         "docker.io/library/python:3.11",
         "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
     ),
+    (
+        "serverImage",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/exposcholar-staging-images-server:1.0@sha256:abc",
+        "with a tag or digest",
+    ),
     ("serverImageSource", "no/such/folder", "does not exist"),
     ("webImage", "", "exactly one of webImageSource"),
     ("webImageSource", "components", "a folder with a Dockerfile"),

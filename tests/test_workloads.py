@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from components.settings import StackSettings
-from components.workloads import CREDENTIALS_DIR, HEALTH, PRE_STOP_SECONDS
+from components.workloads import CREDENTIALS_DIR, HEALTH, PRE_STOP_SECONDS, SECRETS_DIR
 from tests.conftest import component_plan, key_arn, only
 from tools.mocks import MASK, CapturedResource
 from tools.plan import Plan
@@ -108,7 +108,8 @@ def test_config_map_tells_django_where_everything_is(
     assert data["DJANGO_CSRF_TRUSTED_ORIGINS"] == f"https://{settings.workloads.host}"
     assert data["DJANGO_LOG_LEVEL"] == settings.workloads.log_level.value
     assert data["DATABASE_CREDENTIALS_DIR"] == CREDENTIALS_DIR
-    assert not any("PASSWORD" in key or "SECRET" in key for key in data)
+    assert data["DJANGO_SECRETS_DIR"] == SECRETS_DIR
+    assert not any(key.endswith(("PASSWORD", "SECRET_KEY", "TOKEN")) for key in data)
 
 
 def test_secret_holds_the_secret_settings_encrypted(app: Plan) -> None:
@@ -135,13 +136,29 @@ def test_database_credentials_follow_rotation(app: Plan, plan: Plan) -> None:
     assert external["metadata"]["annotations"] == {"pulumi.com/waitFor": "condition=Ready"}
     # mounted as files the kubelet refreshes in place, never as environment variables
     spec_of_pod = pod(server(app))
-    (volume,) = [v for v in spec_of_pod["volumes"] if "secret" in v]
-    assert volume["secret"]["secretName"] == "database-credentials"
     (container,) = spec_of_pod["containers"]
-    assert {"name": volume["name"], "mountPath": CREDENTIALS_DIR, "readOnly": True} in container[
-        "volumeMounts"
-    ]
-    assert all("database-credentials" not in json.dumps(e) for e in container["envFrom"])
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec_of_pod["volumes"]}
+    assert volumes["database"]["secret"]["secretName"] == "database-credentials"
+    assert mounts["database"] == {
+        "name": "database",
+        "mountPath": CREDENTIALS_DIR,
+        "readOnly": True,
+    }
+
+
+def test_secrets_reach_the_app_as_files_only(app: Plan) -> None:
+    for workload in (server(app), only(app, JOB).inputs):
+        spec_of_pod = pod(workload)
+        (container,) = spec_of_pod["containers"]
+        assert all("secretRef" not in source for source in container["envFrom"])
+        assert all("valueFrom" not in json.dumps(env) for env in container.get("env", []))
+        volumes = {v["name"]: v for v in spec_of_pod["volumes"]}
+        assert volumes["secrets"]["secret"]["secretName"] == "server-secrets"
+        assert volumes["secrets"]["secret"]["defaultMode"] == 0o440
+        assert {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True} in container[
+            "volumeMounts"
+        ]
 
 
 def test_credentials_reader_may_read_only_the_master_secret(app: Plan, plan: Plan) -> None:

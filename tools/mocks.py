@@ -279,7 +279,7 @@ def _generic(new: _New) -> str:
 def _certificate(new: _New) -> str:
     """An ACM certificate pending DNS validation: one CNAME to create per domain name."""
     seed = new.seed
-    cert_id = f"{_hex(seed, 8)}-{_hex(seed + '1', 4)}-{_hex(seed + '2', 4)}-{_hex(seed + '3', 12)}"
+    cert_id = "-".join(_hex(seed + str(i), n) for i, n in enumerate((8, 4, 4, 4, 12)))
     arn = f"arn:aws:acm:{new.region}:{new.account}:certificate/{cert_id}"
     domains = [str(new.state.get("domainName", ""))]
     domains += [str(d) for d in new.state.get("subjectAlternativeNames") or [] if d not in domains]
