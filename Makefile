@@ -8,12 +8,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 CHECKOV_STAMP := .venv-checkov/.installed-3.3.30
+NODE_TOOLS_STAMP := tools/crd-validate/node_modules/.installed
 
 .PHONY: preview test lint typecheck unit bench clean
 
 ## Checkov lives in its own virtualenv: it pins a `packaging` that breaks pulumi.
 $(CHECKOV_STAMP): scripts/install-checkov.sh
 	bash scripts/install-checkov.sh
+
+## Node.js (Debian's, where missing) and tools/crd-validate's locked packages, for the CRD checks
+$(NODE_TOOLS_STAMP): scripts/install-node-tools.sh tools/crd-validate/package.json tools/crd-validate/package-lock.json
+	bash scripts/install-node-tools.sh
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,7 +39,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP) $(CHECKOV_STAMP)
+unit: $(STAMP) $(CHECKOV_STAMP) $(NODE_TOOLS_STAMP)
 	$(VENV)/bin/pytest
 
 ## Benchmarks (not part of the tests: they print ratios measured in one run)

@@ -268,7 +268,8 @@ ingress = AppIngress(
         certificate_arn=app.certificate_arn,
         hosted_zone_id=app.hosted_zone_id,
         waf_acl_arn=app.waf_acl_arn,
-        deletion_protection=protect,
+        # like the cluster's and the database's: on in every stack (teardown: docs/teardown.md)
+        deletion_protection=True,
         naming=naming,
         kubernetes=kubernetes,
         depends_on=[load_balancers.chart],

@@ -49,7 +49,8 @@ def test_preview_of_each_stack(tmp_path: Path, stack: str, nat_count: int, subne
     assert "docker:index/image:Image ×1" in out
     assert f"aws:ec2/natGateway:NatGateway ×{nat_count}" in out
     assert f"aws:ec2/subnet:Subnet ×{subnets}" in out
-    assert "Offline placeholders stand in for the secrets: cacheAuthToken, alertWebhookUrl" in out
+    secrets = "cacheAuthToken, djangoSecretKey, alertWebhookUrl"
+    assert f"Offline placeholders stand in for the secrets: {secrets}" in out
 
     plan_file = tmp_path / stack / "plan.json"
     data = json.loads(plan_file.read_text())
