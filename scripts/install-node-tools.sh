@@ -26,8 +26,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "Installing Debian packages: ${missing[*]}"
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  # ca-certificates: npm reaches the registry over https (nodejs only recommends it)
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    "${missing[@]}"
+    ca-certificates "${missing[@]}"
 fi
 
 # The @kubernetes-models packages declare node >=22 (npm warns EBADENGINE) but run on Debian

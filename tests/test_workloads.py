@@ -340,3 +340,26 @@ def test_pods_wait_for_nodes_and_operators(app: Plan, plan: Plan) -> None:
     assert charts["external-secrets-chart"] in store.dependencies
     vpa = only(app, "kubernetes:autoscaling.k8s.io/v1:VerticalPodAutoscaler")
     assert charts["vpa-chart"] in vpa.dependencies
+
+
+def test_every_multi_replica_deployment_has_a_disruption_budget(plan: Plan) -> None:
+    """Explicit Deployments (charts set their own budgets in their values)."""
+    hpas = {
+        (h.inputs["metadata"]["namespace"], h.inputs["spec"]["scaleTargetRef"]["name"]): h
+        for h in plan.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    }
+    budgets = plan.of_type("kubernetes:policy/v1:PodDisruptionBudget")
+    deployments = plan.of_type(DEPLOYMENT)
+    assert len(deployments) >= 2
+    for deployment in deployments:
+        metadata, spec = deployment.inputs["metadata"], deployment.inputs["spec"]
+        hpa = hpas.get((metadata["namespace"], metadata["name"]))
+        most = hpa.inputs["spec"]["maxReplicas"] if hpa else spec.get("replicas", 1)
+        labels = spec["template"]["metadata"]["labels"].items()
+        covering = [
+            b
+            for b in budgets
+            if b.inputs["metadata"]["namespace"] == metadata["namespace"]
+            and b.inputs["spec"]["selector"]["matchLabels"].items() <= labels
+        ]
+        assert bool(covering) == (most > 1), metadata["name"]

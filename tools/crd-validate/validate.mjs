@@ -61,6 +61,7 @@ const CUSTOM_RESOURCES = Object.freeze([
   ["external-secrets.io/v1", "SecretStore", "@kubernetes-models/external-secrets/external-secrets.io/v1/SecretStore"],
   ["external-secrets.io/v1", "ExternalSecret", "@kubernetes-models/external-secrets/external-secrets.io/v1/ExternalSecret"],
   // autoscaling.k8s.io: @kubernetes-models/autoscaler, Vertical Pod Autoscaler API types
+  ["autoscaling.k8s.io/v1", "VerticalPodAutoscaler", "@kubernetes-models/autoscaler/autoscaling.k8s.io/v1/VerticalPodAutoscaler"],
 ]);
 
 const USAGE = "usage: node validate.mjs FILE... | --list";
