@@ -19,10 +19,12 @@ from tools.plan import Plan
 PREFIX = "kubernetes:"
 BUILT_IN_GROUPS = frozenset(
     {
-        "", "apps", "batch", "policy", "autoscaling", "networking.k8s.io",
-        "rbac.authorization.k8s.io", "storage.k8s.io", "scheduling.k8s.io",
-        "admissionregistration.k8s.io", "apiextensions.k8s.io", "coordination.k8s.io",
-        "discovery.k8s.io", "node.k8s.io", "certificates.k8s.io",
+        "", "admissionregistration.k8s.io", "apiextensions.k8s.io", "apiregistration.k8s.io",
+        "apps", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch",
+        "certificates.k8s.io", "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io",
+        "flowcontrol.apiserver.k8s.io", "internal.apiserver.k8s.io", "networking.k8s.io",
+        "node.k8s.io", "policy", "rbac.authorization.k8s.io", "resource.k8s.io",
+        "scheduling.k8s.io", "storage.k8s.io", "storagemigration.k8s.io",
     }
 )  # fmt: skip
 """API groups the Kubernetes OpenAPI schema covers; any other group is a CustomResource,
