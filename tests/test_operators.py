@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from components import external_secrets, vpa
-from components.namespaces import PRIVILEGED_NAMESPACES, pss_labels
+from components.namespaces import PRIVILEGED_NAMESPACES, Level, pss_labels
 from components.settings import StackSettings
 from tests.conftest import component_plan, only
 from tools.plan import Plan
@@ -87,8 +87,8 @@ def test_every_vpa_matches_the_rule(plan: Plan) -> None:
 
 
 @pytest.mark.parametrize("level", ["restricted", "privileged"])
-def test_pss_labels(level: str) -> None:
-    labels = pss_labels(level, "1.33")  # type: ignore[arg-type]
+def test_pss_labels(level: Level) -> None:
+    labels = pss_labels(level, "1.33")
     assert labels == {
         f"pod-security.kubernetes.io/{mode}{suffix}": value
         for mode in ("enforce", "audit", "warn")
@@ -104,5 +104,5 @@ def test_every_namespace_has_pod_security_labels(
     assert {n.inputs["metadata"]["name"] for n in namespaces} >= {"exposcholar", "external-secrets"}
     for namespace in namespaces:
         name = namespace.inputs["metadata"]["name"]
-        level = "privileged" if name in PRIVILEGED_NAMESPACES else "restricted"
+        level: Level = "privileged" if name in PRIVILEGED_NAMESPACES else "restricted"
         assert pss_labels(level, version).items() <= namespace.inputs["metadata"]["labels"].items()
