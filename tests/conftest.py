@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,20 @@ def node_security_group(plan: Plan) -> str:
     """The security group of the cluster's nodes (the EKS cluster security group)."""
     cluster = only(plan, "aws:eks/cluster:Cluster")
     return str(cluster.outputs["vpcConfig"]["clusterSecurityGroupId"])
+
+
+KUBERNETES_VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
+
+
+def assert_valid_manifests(files: Sequence[Path], cluster_version: str) -> None:
+    """Every file passes kubernetes-validate, strict, against the cluster version's schemas
+    (a missing tool fails the test: it is installed by requirements-dev.txt)."""
+    assert KUBERNETES_VALIDATE.exists(), f"{KUBERNETES_VALIDATE} missing: make test installs it"
+    assert files, "nothing to validate"
+    result = subprocess.run(
+        [str(KUBERNETES_VALIDATE), "--strict", "-k", f"{cluster_version}.0", *map(str, files)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    passed = [line for line in result.stdout.splitlines() if " passed for resource " in line]
+    assert len(passed) == len(files), result.stdout

@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
-import yaml
 
 from components.ingress import SSL_POLICY, AppIngress, AppIngressArgs
 from components.naming import Naming
 from components.settings import STACKS, StackSettings
-from tests.conftest import only
+from tests.conftest import assert_valid_manifests, only
 from tests.test_load_balancer_controller import build as build_controller
 from tools import render
 from tools.plan import Plan
@@ -32,7 +29,6 @@ RECORD = "aws:route53/record:Record"
 VALIDATION = "aws:acm/certificateValidation:CertificateValidation"
 CHART = "kubernetes:helm.sh/v4:Chart"
 ALB = "alb.ingress.kubernetes.io"
-VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
 NAMESPACE = "exposcholar"
 ZONE = "Z0123456789EXAMPLE"
 MODES = ("certificate", "zone")
@@ -263,15 +259,5 @@ def test_rendered_ingress_validates_against_the_cluster_schemas(
 ) -> None:
     documents = render.render(plan)
     assert [d["kind"] for d in documents.values()] == ["Ingress"], "the chart is not rendered"
-    files = []
-    for name, document in documents.items():
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(document, sort_keys=False))
-        files.append(str(path))
-    version = f"{stack_settings[plan.stack].cluster.version}.0"
-    result = subprocess.run(
-        [str(VALIDATE), "--strict", "-k", version, *files],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert " passed for resource " in result.stdout
+    files = render.write(plan, tmp_path / plan.stack)
+    assert_valid_manifests(files, stack_settings[plan.stack].cluster.version)

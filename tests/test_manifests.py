@@ -7,19 +7,18 @@ import fnmatch
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from components.settings import StackSettings
+from tests.conftest import assert_valid_manifests
 from tools import render
 from tools.plan import Plan
 from tools.preview import REPO_ROOT
 
 CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
-VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"}
 
 
@@ -57,18 +56,10 @@ def test_one_file_per_object_with_its_inputs(plan: Plan, manifests: list[Path]) 
 def test_manifests_validate_against_the_cluster_version_schemas(
     plan: Plan, manifests: list[Path], stack_settings: dict[str, StackSettings]
 ) -> None:
-    assert VALIDATE.exists(), f"{VALIDATE} missing: pip install -r requirements-dev.txt"
-    version = f"{stack_settings[plan.stack].cluster.version}.0"
     # CustomResources have no schema here: tests/test_custom_resources.py checks them
     built_in = [p for p in manifests if not render.is_custom(yaml.safe_load(p.read_text()))]
     assert len(built_in) > len(manifests) / 2
-    result = subprocess.run(
-        [str(VALIDATE), "--strict", "-k", version, *map(str, built_in)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    passed = [line for line in result.stdout.splitlines() if " passed for resource " in line]
-    assert len(passed) == len(built_in), result.stdout
+    assert_valid_manifests(built_in, stack_settings[plan.stack].cluster.version)
 
 
 def test_custom_resource_groups_are_told_apart() -> None:
