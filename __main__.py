@@ -22,6 +22,7 @@ from components.nodes import SYSTEM_TAINTS, NodeGroup, NodeGroupArgs
 from components.providers import aws_provider, docker_provider, kubernetes_provider
 from components.settings import load_settings
 from components.storage import Storage, StorageArgs
+from components.subnets import Tier
 from components.vpa import VerticalPodAutoscaler, VerticalPodAutoscalerArgs
 from components.workloads import (
     HEALTH,
@@ -187,6 +188,7 @@ secrets_operator = ExternalSecretsOperator(
         naming=naming,
         cluster_version=settings.cluster.version,
         kubernetes=kubernetes,
+        control_plane_cidrs=network.subnet_cidrs[Tier.PRIVATE],
         depends_on=on_nodes,
     ),
     opts=with_k8s,
@@ -238,6 +240,8 @@ workloads = Workloads(
         ),
         secrets_ready=secrets_operator.ready,
         vpa_ready=vpa.ready,
+        load_balancer_cidrs=network.subnet_cidrs[Tier.PUBLIC],
+        data_cidrs=network.subnet_cidrs[Tier.ISOLATED],
         depends_on=on_nodes,
     ),
     opts=with_k8s,

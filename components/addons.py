@@ -20,6 +20,7 @@ volumes are made in the pod's zone, expandable) and marks it the cluster default
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -41,6 +42,11 @@ IRSA = {
     ),
 }
 """Add-ons that call AWS: their kube-system service account and managed policy."""
+CONFIGURATION = {
+    # The VPC CNI's network policy agent enforces NetworkPolicies (off by default on EKS).
+    "vpc-cni": {"enableNetworkPolicy": "true"},
+}
+"""Add-on configuration values (JSON), for the add-ons that need any."""
 
 
 def managed_addons(
@@ -77,6 +83,9 @@ def managed_addons(
                 addon_name=addon,
                 addon_version=versions[addon],
                 service_account_role_arn=role_arn,
+                configuration_values=(
+                    json.dumps(CONFIGURATION[addon]) if addon in CONFIGURATION else None
+                ),
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="OVERWRITE",
                 tags=naming.tags(COMPONENT, addon),

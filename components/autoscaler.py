@@ -52,6 +52,7 @@ import pulumi_kubernetes as k8s
 from components import pods
 from components.irsa import IrsaRole, OidcIssuer, irsa_role
 from components.naming import Naming
+from components.network_policies import Allowance, Peer, allow
 from components.vpa import mode_for, vertical_autoscaler
 
 COMPONENT = "autoscaler"
@@ -378,6 +379,21 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                     ]
                 ),
             ),
+        )
+        allow(
+            f"{name}-network-policy",
+            Allowance(
+                NAME,
+                selector,
+                ingress=(Peer.monitoring(PORT),),
+                # the Kubernetes API and the Auto Scaling / EC2 / EKS APIs, over HTTPS
+                egress=(Peer.https_anywhere(),),
+            ),
+            namespace=NAMESPACE,
+            naming=naming,
+            parent=self,
+            provider=args.kubernetes,
+            dns=True,
         )
         if args.vpa_ready is not None:
             vertical_autoscaler(

@@ -24,12 +24,15 @@ import pulumi_kubernetes as k8s
 
 from components.namespaces import namespace
 from components.naming import Naming
+from components.network_policies import Allowance, Peer, Port, allow, namespace_baseline
 from components.pods import chart_placement, chart_security
 
 CHART = "external-secrets"
 CHART_VERSION = "0.19.2"
 REPOSITORY = "https://charts.external-secrets.io"
 NAMESPACE = "external-secrets"
+WEBHOOK_PORT = 10250
+"""The chart's admission webhook container port."""
 API_VERSION = "external-secrets.io/v1"
 """API of the ``SecretStore`` and ``ExternalSecret`` objects this chart version serves."""
 
@@ -63,6 +66,9 @@ class ExternalSecretsOperatorArgs:
     naming: Naming
     cluster_version: str
     kubernetes: k8s.Provider
+    control_plane_cidrs: tuple[str, ...] = ()
+    """Subnets of the EKS control plane's network interfaces: the API server calls the
+    operator's admission webhook from there."""
     depends_on: Sequence[pulumi.Resource] = ()
     """The node groups its pods schedule on."""
 
@@ -88,6 +94,22 @@ class ExternalSecretsOperator(pulumi.ComponentResource):
             parent=self,
             provider=args.kubernetes,
             depends_on=args.depends_on,
+        )
+        policy_opts: dict[str, Any] = {
+            "namespace": NAMESPACE, "naming": args.naming, "parent": self,
+            "provider": args.kubernetes, "depends_on": [ns],
+        }  # fmt: skip
+        namespace_baseline(f"{name}-netpol", **policy_opts)
+        allow(
+            f"{name}-netpol-operator",
+            Allowance(
+                "operator",
+                {},
+                ingress=(Peer((Port(WEBHOOK_PORT),), cidrs=args.control_plane_cidrs),),
+                # the Kubernetes API, STS and Secrets Manager, over HTTPS
+                egress=(Peer.https_anywhere(),),
+            ),
+            **policy_opts,
         )
         chart = k8s.helm.v4.Chart(
             f"{name}-chart",

@@ -77,6 +77,8 @@ class Network(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         self.egress = []
+        self.subnet_cidrs: dict[Tier, tuple[str, ...]] = {}
+        """Each tier's subnet CIDRs (known before deployment: the subnet plan is pure)."""
         self.zones = settings.availability_zones
         self.vpc_cidr = settings.vpc_cidr
         vpc = ec2.Vpc(
@@ -136,6 +138,9 @@ class Network(pulumi.ComponentResource):
         plans = plan_subnets(
             settings.vpc_cidr, settings.availability_zones, settings.subnet_prefixes
         )
+        self.subnet_cidrs = {
+            tier: tuple(plan.cidr for plan in plans if plan.tier is tier) for tier in Tier
+        }
         for plan in plans:
             label = f"{plan.tier}-{plan.zone}"
             subnets[plan.tier].append(

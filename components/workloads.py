@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -50,6 +51,7 @@ from components.external_secrets import API_VERSION as ESO_API_VERSION
 from components.irsa import IrsaRole, OidcIssuer, irsa_role
 from components.namespaces import namespace
 from components.naming import Naming
+from components.network_policies import Allowance, Peer, Port, allow, namespace_baseline
 from components.pods import (
     CHECKSUM_ANNOTATION,
     app_pool,
@@ -66,6 +68,8 @@ COMPONENT = "app"
 NAMESPACE = "exposcholar"
 SERVER = "server"
 HTTP_PORT = 8000
+METRICS_PORT = 8001
+"""Prometheus metrics of the Gunicorn workers, apart from the public port."""
 SERVICE_PORT = 80
 HEALTH = {"startup": "/health/startup", "ready": "/health/ready", "live": "/health/live"}
 """Distinct endpoints: startup (migrations checked, app loaded), readiness (database and cache
@@ -135,6 +139,11 @@ class WorkloadsArgs:
     """The External Secrets Operator (its CRDs) that the SecretStore needs."""
     vpa_ready: Sequence[pulumi.Resource]
     """The VPA components (their CRD)."""
+    load_balancer_cidrs: tuple[str, ...] = ()
+    """Where the ALB's nodes are (the public subnets): the only source of app traffic until the
+    edge proxy exists."""
+    data_cidrs: tuple[str, ...] = ()
+    """Where the database and cache are (the isolated subnets)."""
     depends_on: Sequence[pulumi.Resource] = ()
     """The node groups the pods schedule on."""
 
@@ -227,6 +236,7 @@ class Workloads(pulumi.ComponentResource):
         )
         self._ns = ns.metadata.name
         self._limits(ns)
+        self._network_policies(ns)
         config_data = self._config_data()
         config = core.ConfigMap(
             f"{name}-server-config",
@@ -272,7 +282,10 @@ class Workloads(pulumi.ComponentResource):
                 ports=[
                     core.ServicePortArgs(
                         name="http", port=SERVICE_PORT, target_port="http", protocol="TCP"
-                    )
+                    ),
+                    core.ServicePortArgs(
+                        name="metrics", port=METRICS_PORT, target_port="metrics", protocol="TCP"
+                    ),
                 ],
             ),
             opts=k8s_opts,
@@ -338,6 +351,39 @@ class Workloads(pulumi.ComponentResource):
             opts=opts,
         )
 
+    def _network_policies(self, ns: core.Namespace) -> None:
+        """Default deny, then the server's and the migrations' own allowances."""
+        args = self._args
+        opts: dict[str, Any] = {
+            "namespace": self._ns, "naming": args.naming, "parent": self,
+            "provider": args.kubernetes, "depends_on": [ns],
+        }  # fmt: skip
+        namespace_baseline(f"{self._name}-netpol", **opts)
+        database = Peer((Port(args.database.port),), cidrs=args.data_cidrs)
+        cache = Peer((Port(args.cache.port),), cidrs=args.data_cidrs)
+        allow(
+            f"{self._name}-netpol-server",
+            Allowance(
+                SERVER,
+                self._selector(),
+                ingress=(
+                    Peer((Port(HTTP_PORT),), cidrs=args.load_balancer_cidrs),
+                    Peer.monitoring(METRICS_PORT),
+                ),
+                egress=(database, cache, Peer.https_anywhere()),
+            ),
+            **opts,
+        )
+        allow(
+            f"{self._name}-netpol-migrate",
+            Allowance("migrate", self._migrate_selector(), egress=(database,)),
+            **opts,
+        )
+
+    def _migrate_selector(self) -> dict[str, str]:
+        labels = self._labels("migrate")
+        return {k: labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
+
     def _config_data(self) -> pulumi.Output[dict[str, str]]:
         args = self._args
         settings = args.settings
@@ -361,6 +407,7 @@ class Workloads(pulumi.ComponentResource):
                 "AWS_STORAGE_BUCKET_NAME": v[2],
                 "AWS_MEDIA_BUCKET_NAME": v[3],
                 "GUNICORN_GRACEFUL_TIMEOUT": str(GRACEFUL_SECONDS),
+                "PROMETHEUS_METRICS_EXPORT_PORT": str(METRICS_PORT),
             }
         )  # fmt: skip
 
@@ -479,8 +526,10 @@ class Workloads(pulumi.ComponentResource):
                 "--worker-tmp-dir=/tmp",
                 "--access-logfile=-",
             ],
-            ports=[core.ContainerPortArgs(name="http", container_port=HTTP_PORT, protocol="TCP")]
-            if serving else None,
+            ports=[
+                core.ContainerPortArgs(name="http", container_port=HTTP_PORT, protocol="TCP"),
+                core.ContainerPortArgs(name="metrics", container_port=METRICS_PORT, protocol="TCP"),
+            ] if serving else None,
             env_from=[
                 core.EnvFromSourceArgs(
                     config_map_ref=core.ConfigMapEnvSourceArgs(name=config.metadata.name)

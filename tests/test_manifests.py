@@ -42,12 +42,13 @@ def test_one_file_per_object_with_its_inputs(plan: Plan, manifests: list[Path]) 
     objects = [r for r in plan.resources if render.is_manifest(r)]
     assert len(manifests) == len(objects)
     by_name = {
-        (d["kind"], d["metadata"]["name"]): d
+        (d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
         for d in (yaml.safe_load(p.read_text()) for p in manifests)
     }
     for resource in objects:
         _, kind = render.api_version_and_kind(resource.type)
-        document = by_name[(kind, resource.inputs["metadata"]["name"])]
+        metadata = resource.inputs["metadata"]
+        document = by_name[(kind, metadata.get("namespace"), metadata["name"])]
         assert {k: v for k, v in document.items() if k not in ("apiVersion", "kind")} == {
             k: v for k, v in resource.inputs.items() if k not in ("apiVersion", "kind")
         }

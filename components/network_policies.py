@@ -1,0 +1,188 @@
+"""NetworkPolicies: default deny in every namespace the program creates, and the one way a
+component declares the traffic its pods need.
+
+* ``namespace_baseline`` — for each namespace we create: a policy selecting every pod that
+  denies all ingress and egress, and one that lets every pod resolve names through CoreDNS
+  (kube-system, UDP and TCP 53). Nothing else flows until an allowance says so.
+* ``allow`` — an ``Allowance`` declared in the component's own module (server, edge,
+  monitoring, backups, ...): which pods it selects, and from/to which ``Peer`` on which ports.
+  Each allowance names both policy types, so the pods it selects are isolated in both
+  directions even in a namespace we do not create (the cluster autoscaler in kube-system).
+
+Peers are pods (by labels, in a namespace named by ``kubernetes.io/metadata.name``, which the
+API server sets on every namespace) or address blocks (load balancer subnets, data subnets,
+``ANYWHERE`` for AWS APIs over HTTPS). The policies are enforced by the VPC CNI's network
+policy agent (``enableNetworkPolicy`` in ``components.addons``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.naming import Naming
+
+NAMESPACE_LABEL = "kubernetes.io/metadata.name"
+ANYWHERE = "0.0.0.0/0"
+DNS = {"k8s-app": "kube-dns"}
+MONITORING_NAMESPACE = "monitoring"
+PROMETHEUS = {"app.kubernetes.io/name": "prometheus"}
+"""Where scrapes come from (the monitoring component runs Prometheus with these labels)."""
+
+networking = k8s.networking.v1
+
+
+@dataclass(frozen=True)
+class Port:
+    number: int | str
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One side of a connection: pods (``pods`` labels in ``namespace``; ``namespace`` None
+    means the policy's own) or address blocks (``cidrs``), on ``ports``."""
+
+    ports: tuple[Port, ...]
+    pods: Mapping[str, str] | None = None
+    namespace: str | None = None
+    cidrs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.pods is None) == (not self.cidrs):
+            raise ValueError("a Peer is either pods or address blocks")
+        if not self.ports:
+            raise ValueError("a Peer names its ports: no allowance opens every port")
+
+    @classmethod
+    def monitoring(cls, port: int | str) -> Peer:
+        """Prometheus scraping ``port``."""
+        return cls((Port(port),), pods=PROMETHEUS, namespace=MONITORING_NAMESPACE)
+
+    @classmethod
+    def dns(cls) -> Peer:
+        """CoreDNS in kube-system, UDP and TCP 53."""
+        return cls((Port(53, "UDP"), Port(53, "TCP")), pods=DNS, namespace="kube-system")
+
+    @classmethod
+    def https_anywhere(cls) -> Peer:
+        """AWS APIs (and the Kubernetes API) over HTTPS: their addresses are not fixed."""
+        return cls((Port(443),), cidrs=(ANYWHERE,))
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """The traffic the pods matching ``pods`` may receive (``ingress``) and open (``egress``),
+    besides DNS; everything else stays denied."""
+
+    name: str
+    pods: Mapping[str, str]
+    ingress: tuple[Peer, ...] = ()
+    egress: tuple[Peer, ...] = ()
+
+
+def _peers(peer: Peer) -> list[networking.NetworkPolicyPeerArgs]:
+    if peer.cidrs:
+        return [
+            networking.NetworkPolicyPeerArgs(ip_block=networking.IPBlockArgs(cidr=cidr))
+            for cidr in peer.cidrs
+        ]
+    namespace = (
+        k8s.meta.v1.LabelSelectorArgs(match_labels={NAMESPACE_LABEL: peer.namespace})
+        if peer.namespace is not None
+        else None
+    )
+    return [
+        networking.NetworkPolicyPeerArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(peer.pods or {})),
+            namespace_selector=namespace,
+        )
+    ]
+
+
+def _ports(peer: Peer) -> list[networking.NetworkPolicyPortArgs]:
+    return [
+        networking.NetworkPolicyPortArgs(port=p.number, protocol=p.protocol) for p in peer.ports
+    ]
+
+
+def _policy(
+    resource_name: str,
+    *,
+    name: str,
+    namespace: pulumi.Input[str],
+    pods: Mapping[str, str],
+    ingress: Sequence[Peer],
+    egress: Sequence[Peer],
+    labels: Mapping[str, str],
+    opts: pulumi.ResourceOptions,
+) -> networking.NetworkPolicy:
+    return networking.NetworkPolicy(
+        resource_name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=dict(labels)),
+        spec=networking.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(pods)),
+            policy_types=["Ingress", "Egress"],
+            ingress=[
+                networking.NetworkPolicyIngressRuleArgs(from_=_peers(peer), ports=_ports(peer))
+                for peer in ingress
+            ],
+            egress=[
+                networking.NetworkPolicyEgressRuleArgs(to=_peers(peer), ports=_ports(peer))
+                for peer in egress
+            ],
+        ),
+        opts=opts,
+    )
+
+
+def namespace_baseline(
+    resource_name: str,
+    *,
+    namespace: pulumi.Input[str],
+    naming: Naming,
+    parent: pulumi.Resource,
+    provider: k8s.Provider,
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> list[networking.NetworkPolicy]:
+    """Default deny (every pod, both directions) and DNS to CoreDNS for every pod."""
+    opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
+    labels = naming.k8s_labels("network-policy", "security")
+    dns = Peer.dns()
+    return [
+        _policy(f"{resource_name}-default-deny", name="default-deny", namespace=namespace,
+                pods={}, ingress=(), egress=(), labels=labels, opts=opts),
+        _policy(f"{resource_name}-dns", name="allow-dns", namespace=namespace,
+                pods={}, ingress=(), egress=(dns,), labels=labels, opts=opts),
+    ]  # fmt: skip
+
+
+def allow(
+    resource_name: str,
+    allowance: Allowance,
+    *,
+    namespace: pulumi.Input[str],
+    naming: Naming,
+    parent: pulumi.Resource,
+    provider: k8s.Provider,
+    dns: bool = False,
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> networking.NetworkPolicy:
+    """The NetworkPolicy ``allow-<name>`` for ``allowance``; ``dns`` adds DNS egress for pods
+    in a namespace without our baseline (kube-system)."""
+    egress = allowance.egress
+    if dns:
+        egress = (Peer.dns(), *egress)
+    return _policy(
+        resource_name,
+        name=f"allow-{allowance.name}",
+        namespace=namespace,
+        pods=allowance.pods,
+        ingress=allowance.ingress,
+        egress=egress,
+        labels=naming.k8s_labels("network-policy", "security"),
+        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on)),
+    )
