@@ -266,7 +266,10 @@ class Workloads(pulumi.ComponentResource):
             )
         )
         migration = self._migration(
-            self._pod_spec(service_account, config, secret, MIGRATE),
+            # its own account: no AWS role (migrations only talk to the database)
+            self._pod_spec(
+                self._service_account("migrate", "migrate", None), config, secret, MIGRATE
+            ),
             release,
             [config, secret, *credentials],
         )
@@ -424,15 +427,22 @@ class Workloads(pulumi.ComponentResource):
             inline_policy=policy,
         )
 
-    def _service_account(self, suffix: str, account: str, role: IrsaRole) -> core.ServiceAccount:
-        """A workload's own service account, bound to its IRSA role, with no API token."""
+    def _service_account(
+        self, suffix: str, account: str, role: IrsaRole | None
+    ) -> core.ServiceAccount:
+        """A workload's own service account, bound to its IRSA role if it calls AWS, with no
+        Kubernetes API token (none of the app's workloads call the API)."""
         return core.ServiceAccount(
             f"{self._name}-{suffix}-account",
             metadata=meta.ObjectMetaArgs(
                 name=account,
                 namespace=self._ns,
                 labels=self._labels(account),
-                annotations=role.arn.apply(lambda arn: {"eks.amazonaws.com/role-arn": arn}),
+                annotations=(
+                    role.arn.apply(lambda arn: {"eks.amazonaws.com/role-arn": arn})
+                    if role is not None
+                    else None
+                ),
             ),
             automount_service_account_token=False,
             opts=self._k8s,

@@ -292,7 +292,8 @@ def test_service_selects_the_server_pods(app: Plan) -> None:
     service = only(app, "kubernetes:core/v1:Service").inputs["spec"]
     assert service["type"] == "ClusterIP"
     assert service["ports"] == [
-        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        {"name": "metrics", "port": 8001, "targetPort": "metrics", "protocol": "TCP"},
     ]
     labels = server(app)["spec"]["template"]["metadata"]["labels"]
     assert service["selector"].items() <= labels.items()
@@ -363,3 +364,17 @@ def test_every_multi_replica_deployment_has_a_disruption_budget(plan: Plan) -> N
             and b.inputs["spec"]["selector"]["matchLabels"].items() <= labels
         ]
         assert bool(covering) == (most > 1), metadata["name"]
+
+
+def test_one_service_account_per_workload(app: Plan) -> None:
+    accounts = {
+        a.inputs["metadata"]["name"]: a.inputs
+        for a in app.of_type("kubernetes:core/v1:ServiceAccount")
+    }
+    assert set(accounts) == {"server", "migrate", "database-credentials"}
+    # none of the app's workloads calls the Kubernetes API
+    assert all(a["automountServiceAccountToken"] is False for a in accounts.values())
+    assert "annotations" not in accounts["migrate"]["metadata"], "migrations need no AWS role"
+    job_pod = pod(only(app, JOB).inputs)
+    assert job_pod["serviceAccountName"] == "migrate"
+    assert job_pod["automountServiceAccountToken"] is False
