@@ -74,7 +74,9 @@ SERVICE_PORT = 80
 HEALTH = {"startup": "/health/startup", "ready": "/health/ready", "live": "/health/live"}
 """Distinct endpoints: startup (migrations checked, app loaded), readiness (database and cache
 reachable: take traffic), liveness (the process answers: no dependency checks, so an outage of
-the database does not restart every pod)."""
+the database does not restart every pod). The load balancer's health checks (``/health/ready``)
+carry the pod's IP as Host header: the app answers the health endpoints before Django's
+ALLOWED_HOSTS check (a middleware placed first), or every target would be unhealthy."""
 PRE_STOP_SECONDS = 15
 """Pause before SIGTERM: the load balancer controller deregisters the pod's IP meanwhile."""
 GRACEFUL_SECONDS = 30
