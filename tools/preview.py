@@ -9,10 +9,20 @@ A pipeline of stages over one ``PreviewContext``:
 2. ``program`` — run ``__main__.py`` under the Pulumi mock runtime, capturing every resource;
 3. ``plan``    — write ``build/<stack>/plan.json``;
 4. ``summary`` — print the resource tree grouped by component, with counts per type;
-5. ``manifests`` — write every Kubernetes object as YAML under ``build/<stack>/manifests/``.
+5. ``manifests`` — write every Kubernetes object as YAML under ``build/<stack>/manifests/``;
+6. ``policy`` — run the CrossGuard pack in ``policies/`` as its own process over the Analyzer
+   gRPC protocol (``tools/analyzer.py``) with ``policies/config/<stack>.json`` as its
+   ``--policy-pack-config``; print its ``Policies:`` section as ``pulumi preview`` does and write
+   ``build/<stack>/policy-report.json``.
 
-Later stages (policy check, rendered artifacts) append to ``STAGES``. Exit codes: 0 success,
-2 configuration problems (one line per problem, naming the key), 1 the program itself failed.
+Later stages (rendered artifacts) append to ``STAGES``. Exit codes:
+
+* 0 — success (advisory policy violations alone do not fail the preview);
+* 1 — the program failed, the policy pack failed (died, printed no port, an RPC failed), or
+  **the pack reported at least one mandatory violation** (the report is printed and written
+  first, as ``pulumi preview`` lists every violation before failing);
+* 2 — bad input: configuration problems (one line per problem, naming the key), no policy pack
+  or policy config file where expected, or a policy config the pack's schema rejects.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from pulumi.runtime import stack as runtime_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from components.settings import PROJECT, SettingsError, SettingsProblem
-from tools import render
+from tools import analyzer, render
 from tools.mocks import CapturingMonitor, RealisticMocks
 from tools.plan import Plan
 from tools.project import ConfigFileError, StackConfig, load_stack_config
@@ -43,7 +53,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 EXIT_OK = 0
 EXIT_PROGRAM_FAILED = 1
+EXIT_POLICY_VIOLATIONS = 1
+"""Mandatory policy violations fail the preview like a failed program."""
 EXIT_CONFIG = 2
+
+POLICY_PACK_DIR = "policies"
+"""The policy pack's folder in the project; its per-stack config is ``config/<stack>.json``."""
 
 
 class StageError(Exception):
@@ -125,12 +140,45 @@ def stage_summary(ctx: PreviewContext) -> None:
     ctx.say(f"\nPlan written to {ctx.out_dir / 'plan.json'}")
 
 
+def stage_policy(ctx: PreviewContext) -> None:
+    pack_dir = ctx.project_dir / POLICY_PACK_DIR
+    config = ctx.require_config()
+    try:
+        report = analyzer.run_policy_check(
+            ctx.require_plan(),
+            pack_dir,
+            config_file=pack_dir / "config" / f"{ctx.stack}.json",
+            stack_config=config.values,
+            secret_keys=config.secret_keys,
+            pack_label=POLICY_PACK_DIR,
+        )
+    except analyzer.PolicyInputError as exc:
+        raise StageError(EXIT_CONFIG, exc.lines) from None
+    except analyzer.PolicyPackError as exc:
+        raise StageError(EXIT_PROGRAM_FAILED, exc.lines) from None
+    path = ctx.out_dir / "policy-report.json"
+    report.write_json(path)
+    ctx.say()
+    ctx.say(report.render())
+    ctx.say(f"\nPolicy report written to {path}")
+    mandatory = report.mandatory()
+    if mandatory:
+        lines = [f"error: {len(mandatory)} mandatory policy violation(s); see {path}"]
+        if ctx.quiet:  # the report was not printed: name each violation here
+            lines += [
+                f"  - [{d.severity}] {d.policy_name}  ({d.resource_type}: {d.resource_name})"
+                for d in mandatory
+            ]
+        raise StageError(EXIT_POLICY_VIOLATIONS, lines)
+
+
 STAGES: list[tuple[str, Stage]] = [
     ("config", stage_config),
     ("program", stage_program),
     ("plan", stage_plan),
     ("summary", stage_summary),
     ("manifests", stage_manifests),
+    ("policy", stage_policy),
 ]
 
 
