@@ -400,6 +400,7 @@ def test_manifests_validate_against_the_cluster_version_schemas(
     written = render.write(autoscaler, tmp_path / autoscaler.stack)
     kinds = sorted(path.name.split("__")[1] for path in written)
     assert kinds == [
-        "clusterrole", "clusterrolebinding", "deployment", "role", "rolebinding", "serviceaccount"
+        "clusterrole", "clusterrolebinding", "deployment", "networkpolicy", "role", "rolebinding",
+        "serviceaccount",
     ]  # fmt: skip
     assert_valid_manifests(written, stack_settings[autoscaler.stack].cluster.version)

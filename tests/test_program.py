@@ -117,7 +117,8 @@ def test_stacks_create_the_same_kinds_of_resources(
 _REFERENCE = re.compile(
     r"(arn:aws|\b(sg|subnet|vpc|rtb|igw|nat|eipalloc|vpce|lt|sgr|fl|db)-[0-9a-f]{8,}|"
     r"\b(staging|prod)\b|123456789012|210987654321|[0-9a-f]{8}-[0-9a-f]{4}-|"
-    r"amazonaws\.com|eu-(west|central)-1|exposcholar\.org|\b[0-9a-f]{10,64}\b)",
+    r"amazonaws\.com|eu-(west|central)-1|exposcholar\.org|\b[0-9a-f]{10,64}\b|"
+    r"(?<![\d.])(?!0\.0\.0\.0/0)\d+\.\d+\.\d+\.\d+/\d+)",  # a subnet's range (not "anywhere")
     re.IGNORECASE,  # EXPO-PROD: the cost center names the stack too
 )
 
@@ -129,7 +130,12 @@ def _shape(value: Any) -> Any:
         return {k: _shape(v) for k, v in value.items()}
     if isinstance(value, list):
         shaped = [_shape(v) for v in value]
-        return "<refs>" if shaped and all(v == "<ref>" for v in shaped) else shaped
+        if shaped and all(v == "<ref>" for v in shaped):
+            return "<refs>"
+        # one entry per zone or subnet: the count may differ (a size), the entries may not
+        if len(shaped) > 1 and all(v == shaped[0] for v in shaped):
+            return ["<each>", shaped[0]]
+        return shaped
     if isinstance(value, str) and _REFERENCE.search(value):
         return "<ref>"
     return value
