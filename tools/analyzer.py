@@ -884,9 +884,15 @@ class _Run:
         self.remediated: dict[str, dict[str, Any]] = {}
         """Per URN, the inputs remediations changed (wire form; ``None`` when removed)."""
         self.not_applicable: Counter[str] = Counter()
+        self.analyzed = 0
 
-    def analyze_each(self) -> None:
+    def analyze_each(self, urns: Iterable[str] | None = None) -> None:
+        """``Remediate`` then ``Analyze`` for every resource, or only for those in ``urns``."""
+        wanted = None if urns is None else set(urns)
         for subject in self.subjects:
+            if wanted is not None and subject.urn not in wanted:
+                continue
+            self.analyzed += 1
             request = analyzer_pb2.AnalyzeRequest(
                 type=subject.type,
                 properties=encode_properties(subject.inputs),
@@ -1019,6 +1025,181 @@ class _Run:
             self.not_applicable[entry.policy_name] += 1
 
 
+class PolicySession:
+    """A started, configured pack kept open for many requests: one process, its start-up calls
+    (``Handshake``, ``ConfigureStack``, ``GetAnalyzerInfo``, ``Configure``) made once, then
+    ``check``, ``analyze`` and ``analyze_stack`` as often as needed, over the captured plan or
+    any variant of it (tests send many). A context manager that always stops the process.
+
+    The pack is started for one project and stack (they reach it through its environment), so
+    every plan sent must be of that stack. ``run_policy_check`` is one session with one
+    ``check``. Raises as ``run_policy_check`` does: ``PolicyInputError`` for a missing pack or a
+    bad ``PulumiPolicy.yaml`` or policy config (before the process starts, except a config the
+    pack's schema rejects), ``PolicyPackError`` when the pack process fails; the process is
+    stopped in every case.
+    """
+
+    def __init__(
+        self,
+        pack_dir: Path,
+        *,
+        project: str,
+        stack: str,
+        config_file: Path | None = None,
+        stack_config: Mapping[str, str] | None = None,
+        secret_keys: Sequence[str] = (),
+        organization: str = DEFAULT_ORGANIZATION,
+        pack_label: str | None = None,
+        start_timeout: float = 60.0,
+        rpc_timeout: float = 300.0,
+    ) -> None:
+        self.pack_dir = pack_dir
+        self.project = project
+        self.stack = stack
+        self.config_file = config_file
+        self.stack_config = dict(stack_config or {})
+        self.secret_keys = list(secret_keys)
+        self.organization = organization
+        self.pack_label = pack_label if pack_label is not None else str(pack_dir)
+        self.start_timeout = start_timeout
+        self.rpc_timeout = rpc_timeout
+        self.pack_project = load_pack_project(pack_dir)
+        self.given = load_policy_config(config_file) if config_file is not None else {}
+        self.process: PolicyPackProcess | None = None
+        self.config: dict[str, PolicyConfig] = {}
+        """The configuration sent with ``Configure`` (empty when the pack takes none)."""
+        self._client: _Client | None = None
+        self._info: AnalyzerInfo | None = None
+
+    def __enter__(self) -> PolicySession:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the pack and configure it as the engine does; stops it again on any failure."""
+        if self.process is not None:
+            raise RuntimeError("the policy session was already started")
+        env = pack_environment(
+            project=self.project,
+            stack=self.stack,
+            organization=self.organization,
+            config=self.stack_config,
+        )
+        process = PolicyPackProcess(self.pack_project, env, start_timeout=self.start_timeout)
+        self.process = process
+        try:
+            process.start()
+            client = _Client(process, self.rpc_timeout)
+            client.call(
+                "Handshake",
+                analyzer_pb2.AnalyzerHandshakeRequest(
+                    engine_address=ENGINE_ADDRESS,
+                    root_directory=str(self.pack_dir),
+                    program_directory=str(self.pack_dir),
+                ),
+                optional=True,
+            )
+            client.call(
+                "ConfigureStack",
+                analyzer_pb2.AnalyzerStackConfigureRequest(
+                    stack=self.stack,
+                    project=self.project,
+                    organization=self.organization,
+                    dry_run=True,
+                    config=self.stack_config,
+                    config_secret_keys=self.secret_keys,
+                ),
+                optional=True,
+            )
+            info = _analyzer_info(
+                client.call("GetAnalyzerInfo", empty_pb2.Empty()), self.pack_project
+            )
+            self.config = _configure(client, info, self.given, self.config_file)
+        except BaseException:
+            process.stop()
+            raise
+        self._client = client
+        self._info = info
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+        self._client = None
+
+    @property
+    def info(self) -> AnalyzerInfo:
+        """What ``GetAnalyzerInfo`` returned (the session must be started)."""
+        if self._info is None:
+            raise RuntimeError("the policy session is not started")
+        return self._info
+
+    @property
+    def output(self) -> list[str]:
+        """What the pack process wrote besides its port (complete once it is stopped)."""
+        return self.process.output if self.process is not None else []
+
+    @property
+    def warnings(self) -> list[str]:
+        known = {p.name for p in self.info.policies}
+        return [
+            f"the policy config names {name!r}, which is no policy of {self.info.name}"
+            for name in sorted(self.given)
+            if name != "all" and name not in known
+        ]
+
+    def check(self, plan: Plan, *, analyze: Iterable[str] | None = None) -> PolicyReport:
+        """One policy check over ``plan``: ``Remediate`` and ``Analyze`` for every resource (or
+        only the URNs in ``analyze``; the stack's own URN names the stack resource), then
+        ``AnalyzeStack`` with every resource of the plan."""
+        run = self._run(plan)
+        run.analyze_each(analyze)
+        run.analyze_stack()
+        return self._report(plan, run)
+
+    def analyze(self, plan: Plan, urns: Iterable[str] | None = None) -> list[PolicyDiagnostic]:
+        """``Remediate`` and ``Analyze`` for the resources of ``plan`` in ``urns`` (all when
+        ``None``); what the pack reported."""
+        run = self._run(plan)
+        run.analyze_each(urns)
+        return run.diagnostics
+
+    def analyze_stack(self, plan: Plan) -> list[PolicyDiagnostic]:
+        """``AnalyzeStack`` with every resource of ``plan``, as captured (no remediation of an
+        earlier ``analyze`` is applied: ``check`` does both in one run)."""
+        run = self._run(plan)
+        run.analyze_stack()
+        return run.diagnostics
+
+    def _run(self, plan: Plan) -> _Run:
+        if self._client is None or self._info is None:
+            raise RuntimeError("the policy session is not started")
+        if (plan.project, plan.stack) != (self.project, self.stack):
+            raise ValueError(
+                f"the pack was started for {self.project}/{self.stack}, "
+                f"not {plan.project}/{plan.stack}"
+            )
+        return _Run(self._client, self._info, plan)
+
+    def _report(self, plan: Plan, run: _Run) -> PolicyReport:
+        return PolicyReport(
+            stack=plan.stack,
+            project=plan.project,
+            pack=self.info,
+            pack_label=self.pack_label,
+            config_file=str(self.config_file) if self.config_file is not None else None,
+            config=self.config,
+            diagnostics=run.diagnostics,
+            remediations=run.remediations,
+            resources_analyzed=run.analyzed,
+            not_applicable=dict(run.not_applicable),
+            warnings=self.warnings,
+            pack_output=list(self.output),
+        )
+
+
 def run_policy_check(
     plan: Plan,
     pack_dir: Path,
@@ -1037,61 +1218,22 @@ def run_policy_check(
     Raises ``PolicyInputError`` for a missing pack or a bad ``PulumiPolicy.yaml`` or policy config,
     ``PolicyPackError`` when the pack process fails; the process is stopped in every case.
     """
-    project = load_pack_project(pack_dir)
-    given = load_policy_config(config_file) if config_file is not None else {}
-    config_values = dict(stack_config or {})
-    env = pack_environment(
-        project=plan.project, stack=plan.stack, organization=organization, config=config_values
-    )
-    with PolicyPackProcess(project, env, start_timeout=start_timeout) as process:
-        client = _Client(process, rpc_timeout)
-        client.call(
-            "Handshake",
-            analyzer_pb2.AnalyzerHandshakeRequest(
-                engine_address=ENGINE_ADDRESS,
-                root_directory=str(pack_dir),
-                program_directory=str(pack_dir),
-            ),
-            optional=True,
-        )
-        client.call(
-            "ConfigureStack",
-            analyzer_pb2.AnalyzerStackConfigureRequest(
-                stack=plan.stack,
-                project=plan.project,
-                organization=organization,
-                dry_run=True,
-                config=config_values,
-                config_secret_keys=list(secret_keys),
-            ),
-            optional=True,
-        )
-        info = _analyzer_info(client.call("GetAnalyzerInfo", empty_pb2.Empty()), project)
-        effective = _configure(client, info, given, config_file)
-        run = _Run(client, info, plan)
-        run.analyze_each()
-        run.analyze_stack()
-    output = process.output  # complete once the process is stopped
-    known = {p.name for p in info.policies}
-    warnings = [
-        f"the policy config names {name!r}, which is no policy of {info.name}"
-        for name in sorted(given)
-        if name != "all" and name not in known
-    ]
-    return PolicyReport(
-        stack=plan.stack,
+    session = PolicySession(
+        pack_dir,
         project=plan.project,
-        pack=info,
-        pack_label=pack_label if pack_label is not None else str(pack_dir),
-        config_file=str(config_file) if config_file is not None else None,
-        config=effective,
-        diagnostics=run.diagnostics,
-        remediations=run.remediations,
-        resources_analyzed=len(run.subjects),
-        not_applicable=dict(run.not_applicable),
-        warnings=warnings,
-        pack_output=output,
+        stack=plan.stack,
+        config_file=config_file,
+        stack_config=stack_config,
+        secret_keys=secret_keys,
+        organization=organization,
+        pack_label=pack_label,
+        start_timeout=start_timeout,
+        rpc_timeout=rpc_timeout,
     )
+    with session:
+        report = session.check(plan)
+    report.pack_output = session.output  # complete once the process is stopped
+    return report
 
 
 def _configure(
@@ -1145,6 +1287,7 @@ __all__ = [
     "PolicyPackError",
     "PolicyPackProcess",
     "PolicyReport",
+    "PolicySession",
     "encode_value",
     "load_pack_project",
     "load_policy_config",
