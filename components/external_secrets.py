@@ -37,6 +37,10 @@ API_VERSION = "external-secrets.io/v1"
 """API of the ``SecretStore`` and ``ExternalSecret`` objects this chart version serves."""
 
 
+BUDGET = {"enabled": True, "minAvailable": None, "maxUnavailable": 1}
+"""The chart defaults minAvailable to 1; a budget may not set both, so it is cleared."""
+
+
 def chart_values() -> dict[str, Any]:
     """Values for the chart: CRDs on, every pod restricted and on the system node group."""
     placement = {
@@ -50,10 +54,11 @@ def chart_values() -> dict[str, Any]:
     return {
         "installCRDs": True,
         "replicaCount": 2,
-        "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
+        "leaderElect": True,  # two replicas: one reconciles
+        "podDisruptionBudget": BUDGET,
         **placement,
         "webhook": {"replicaCount": 2, **placement,
-                    "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}},
+                    "podDisruptionBudget": BUDGET},
         "certController": {**placement},
         # Only namespaced SecretStores: no ClusterSecretStore may read across namespaces.
         "processClusterStore": False,

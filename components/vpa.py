@@ -49,7 +49,7 @@ def chart_values() -> dict[str, Any]:
         "admissionController": {
             **pod,
             "generateCertificate": True,
-            "cleanupOnDelete": {"enabled": True},
+            "cleanupOnDelete": {"enabled": False},  # its hook binds cluster-admin,
         },
         "installCRDs": True,
     }

@@ -189,7 +189,8 @@ def test_server_runs_restricted(app: Plan) -> None:
     # the read-only root gets a capped emptyDir for /tmp
     (tmp,) = [v for v in spec["volumes"] if v["name"] == "tmp"]
     assert tmp["emptyDir"] == {"sizeLimit": "64Mi"}
-    assert {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108 in container["volumeMounts"]
+    tmp_mount = {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108
+    assert tmp_mount in container["volumeMounts"]
 
 
 def test_server_sizing_probes_and_draining(
