@@ -143,7 +143,7 @@ class Cluster(pulumi.ComponentResource):
             tags=naming.tags(COMPONENT, "eks"),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[logs, *args.network_ready]),
         )
-        self._access(name, cluster_name, cluster, args)
+        access = self._access(name, cluster_name, cluster, args)
 
         issuer = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer or "")  # type: ignore[index]
         provider = iam.OpenIdConnectProvider(
@@ -178,8 +178,15 @@ class Cluster(pulumi.ComponentResource):
         self.endpoint = cluster.endpoint
         self.node_security_group_id = cluster.vpc_config.cluster_security_group_id
         self.node_role_arn = node_role.arn
+        # The kubeconfig's role reaches the cluster only once its access entry and policy
+        # association exist (authentication mode API, no creator admin): the kubeconfig resolves
+        # after them, so the Kubernetes provider built from it -- and every object on it --
+        # waits for that access on create and is destroyed before it on teardown.
         self.kubeconfig = pulumi.Output.secret(
-            kubeconfig(cluster_name, cluster, args.region, args.admin_role_arns[0])
+            pulumi.Output.all(
+                kubeconfig(cluster_name, cluster, args.region, args.admin_role_arns[0]),
+                access.id,
+            ).apply(lambda values: str(values[0]))
         )
         self.register_outputs(
             {
@@ -194,8 +201,10 @@ class Cluster(pulumi.ComponentResource):
 
     def _access(
         self, name: str, cluster_name: str, cluster: eks.Cluster, args: ClusterArgs
-    ) -> None:
-        """Access entries: administrators and viewers, cluster-wide."""
+    ) -> eks.AccessPolicyAssociation:
+        """Access entries: administrators and viewers, cluster-wide. Returns the policy
+        association of the first administrator role, the one the kubeconfig assumes."""
+        kubeconfig_access: list[eks.AccessPolicyAssociation] = []
         grants: Mapping[str, tuple[Sequence[str], str, str]] = {
             "admin": (args.admin_role_arns, ADMIN_POLICY, ADMIN_GROUP),
             "viewer": (args.settings.read_only_role_arns, VIEW_POLICY, VIEWER_GROUP),
@@ -211,7 +220,7 @@ class Cluster(pulumi.ComponentResource):
                     tags=args.naming.tags(COMPONENT, f"{kind}-{index}"),
                     opts=pulumi.ResourceOptions(parent=self),
                 )
-                eks.AccessPolicyAssociation(
+                association = eks.AccessPolicyAssociation(
                     f"{name}-{kind}-{index}-policy",
                     cluster_name=cluster.name,
                     principal_arn=entry.principal_arn,
@@ -219,6 +228,9 @@ class Cluster(pulumi.ComponentResource):
                     access_scope=eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                     opts=pulumi.ResourceOptions(parent=self),
                 )
+                if kind == "admin" and index == 0:
+                    kubeconfig_access.append(association)
+        return kubeconfig_access[0]
 
 
 def kubeconfig(

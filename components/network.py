@@ -25,6 +25,7 @@ everything in them); adding a third zone only adds subnets, because zones keep t
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -175,7 +176,7 @@ class Network(pulumi.ComponentResource):
             opts=self._opts(),
         )
         self.egress.append(public_route)
-        self._associate(public_table, subnets[Tier.PUBLIC], Tier.PUBLIC)
+        self._associate(public_table, subnets[Tier.PUBLIC], zones, Tier.PUBLIC)
 
         nat_gateways = []
         for index in range(self._args.settings.nat_gateway_count):
@@ -209,12 +210,12 @@ class Network(pulumi.ComponentResource):
                 opts=self._opts(),
             )
             self.egress.append(route)
-            self._associate(table, [subnets[Tier.PRIVATE][index]], Tier.PRIVATE)
+            self._associate(table, [subnets[Tier.PRIVATE][index]], [zone], Tier.PRIVATE)
             private_tables.append(table)
         self.egress.extend(nat_gateways)
 
         isolated_table = self._table("isolated", vpc)
-        self._associate(isolated_table, subnets[Tier.ISOLATED], Tier.ISOLATED)
+        self._associate(isolated_table, subnets[Tier.ISOLATED], zones, Tier.ISOLATED)
         return private_tables, isolated_table
 
     def _table(self, label: str, vpc: ec2.Vpc) -> ec2.RouteTable:
@@ -225,8 +226,15 @@ class Network(pulumi.ComponentResource):
             opts=self._opts(),
         )
 
-    def _associate(self, table: ec2.RouteTable, subnets: list[ec2.Subnet], tier: Tier) -> None:
-        for subnet, zone in zip(subnets, self.zones, strict=False):
+    def _associate(
+        self,
+        table: ec2.RouteTable,
+        subnets: list[ec2.Subnet],
+        zones: Sequence[str],
+        tier: Tier,
+    ) -> None:
+        """Associate each subnet with ``table``, named after the subnet's own zone."""
+        for subnet, zone in zip(subnets, zones, strict=True):
             association = ec2.RouteTableAssociation(
                 f"{self._name}-{tier}-{zone}-rta",
                 subnet_id=subnet.id,

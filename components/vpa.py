@@ -2,7 +2,12 @@
 the helper every component uses to declare a ``VerticalPodAutoscaler`` for its workloads.
 
 The components come from the Fairwinds ``vpa`` chart (a third-party controller; version
-pinned), in ``kube-system`` on the system node group, restricted, with their CRDs.
+pinned), in ``kube-system`` on the system node group, restricted; the chart installs its CRDs
+from its ``crds/`` folder. It is a ``helm.v3.Release``, not a ``helm.v4.Chart``: the chart
+creates the admission controller's TLS Secret in a pre-install hook Job and patches the
+webhook's ``caBundle`` in a post-install hook Job, and only a Release runs hooks (a v4 Chart
+would leave the admission controller waiting for a Secret that never exists). The hook Jobs
+get the same restricted security contexts and placement as the components.
 
 Which mode a workload gets is decided here, by one rule (``mode_for``): a workload the HPA
 scales on CPU or memory gets ``Off`` (recommendations only; a VPA changing requests would move
@@ -48,10 +53,9 @@ def chart_values() -> dict[str, Any]:
         "updater": {**pod},
         "admissionController": {
             **pod,
-            "generateCertificate": True,
-            "cleanupOnDelete": {"enabled": False},  # its hook binds cluster-admin,
+            "generateCertificate": True,  # by the certGen hook Jobs (a Release runs them)
+            "certGen": {**pod},
         },
-        "installCRDs": True,
     }
 
 
@@ -74,18 +78,22 @@ class VerticalPodAutoscaler(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("exposcholar:cluster:VerticalPodAutoscaler", name, None, opts)
-        chart = k8s.helm.v4.Chart(
-            f"{name}-chart",
+        release = k8s.helm.v3.Release(
+            f"{name}-release",
             chart=CHART,
             version=CHART_VERSION,
-            repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=REPOSITORY),
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=REPOSITORY),
             namespace="kube-system",
             values=chart_values(),
+            # a failed install or upgrade is rolled back, not left half-applied
+            atomic=True,
+            cleanup_on_fail=True,
+            timeout=600,
             opts=pulumi.ResourceOptions(
                 parent=self, provider=args.kubernetes, depends_on=list(args.depends_on)
             ),
         )
-        self.ready = [chart]
+        self.ready = [release]
         self.register_outputs({})
 
 

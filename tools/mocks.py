@@ -18,7 +18,10 @@ from typing import Any
 
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
+from pulumi.runtime.settings import get_project, get_stack
 from pulumi.runtime.sync_await import _sync_await
+
+from tools.engine.schema import SchemaCache, typed
 
 SECRET_SIG = rpc._special_sig_key
 SECRET_VALUE = rpc._special_secret_sig
@@ -62,6 +65,9 @@ class RealisticMocks(Mocks):
     stack: str
     providers: dict[str, _Target] = field(default_factory=dict)
     """Provider reference (``urn::id``) to the region and account it targets."""
+    schemas: SchemaCache | None = None
+    """Provider schemas (derived from the pinned SDKs): inputs get the provider's types
+    before outputs are computed from them, as a provider would return them."""
 
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         # Components must not call the cloud while constructing (DESIGN.md): any invoke is a bug.
@@ -73,13 +79,24 @@ class RealisticMocks(Mocks):
             return f"{_hex(seed, 8)}-{_hex(seed + 'p', 4)}-4{_hex(seed + 'q', 3)}", dict(
                 args.inputs
             )
+        inputs = self._typed(args.typ, dict(args.inputs))
         if args.typ.startswith("kubernetes:"):
-            return _kubernetes_id(args.inputs), dict(args.inputs)
+            return _kubernetes_id(inputs), inputs
         target = self.providers.get(args.provider or "", _Target())
-        region = args.inputs.get("region") or target.region
-        state = dict(args.inputs)
+        region = inputs.get("region") or target.region
+        state = inputs
         new = _New(args.typ, args.name, seed, str(region), target.account, state)
         return _OUTPUTS.get(args.typ, _generic)(new), state
+
+
+    def _typed(self, typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        schema = self.schemas.resource(typ) if self.schemas is not None else None
+        if schema is None or self.schemas is None:
+            return inputs
+        return {
+            key: typed(value, schema.input_properties.get(key, {"type": "any"}), self.schemas.types)
+            for key, value in inputs.items()
+        }
 
 
 _EC2_PREFIXES = {
@@ -378,10 +395,14 @@ class CapturingMonitor(MockMonitor):
         self._lock = threading.Lock()
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
-        """URNs as the engine makes them: the root stack's type is not part of a child's."""
-        if parent and parent.split("::")[2] == "pulumi:pulumi:Stack":
-            parent = ""
-        return super().make_urn(parent, type_, name)
+        """URNs as the engine makes them: the qualified type joins the types of every ancestor
+        below the stack with ``$`` (the SDK's mock keeps only the parent's type), so two
+        resources share a URN here exactly when the engine would refuse the second."""
+        if parent:
+            parent_type = parent.split("::")[2]
+            if parent_type != "pulumi:pulumi:Stack":
+                type_ = f"{parent_type}${type_}"
+        return "urn:pulumi:" + "::".join([get_stack(), get_project(), type_, name])
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]

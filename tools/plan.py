@@ -20,6 +20,8 @@ class Plan:
     resources: list[CapturedResource]
     outputs: dict[str, Any] = field(default_factory=dict)
     placeholders: tuple[str, ...] = ()
+    sites: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """(type, name) -> where the program constructed it (file:line); not written to JSON."""
 
     def __post_init__(self) -> None:
         self.resources = sorted(self.resources, key=lambda r: r.urn)

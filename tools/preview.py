@@ -10,7 +10,11 @@ A pipeline of stages over one ``PreviewContext``:
 3. ``plan``    — write ``build/<stack>/plan.json``;
 4. ``summary`` — print the resource tree grouped by component, with counts per type;
 5. ``manifests`` — write every Kubernetes object as YAML under ``build/<stack>/manifests/``;
-6. ``policy`` — run the CrossGuard pack in ``policies/`` as its own process over the Analyzer
+6. ``engine`` — replay what the real engine and providers refuse and the mock runtime accepts
+   (``tools/engine``): duplicate URNs, unregistered parents and dependencies, inputs against
+   the provider schemas of the pinned SDKs, Helm chart values and hooks; writes
+   ``build/<stack>/engine-report.json``;
+7. ``policy`` — run the CrossGuard pack in ``policies/`` as its own process over the Analyzer
    gRPC protocol (``tools/analyzer.py``) with ``policies/config/<stack>.json`` as its
    ``--policy-pack-config``; print its ``Policies:`` section as ``pulumi preview`` does and write
    ``build/<stack>/policy-report.json``.
@@ -18,7 +22,8 @@ A pipeline of stages over one ``PreviewContext``:
 Later stages (rendered artifacts) append to ``STAGES``. Exit codes:
 
 * 0 — success (advisory policy violations alone do not fail the preview);
-* 1 — the program failed, the policy pack failed (died, printed no port, an RPC failed), or
+* 1 — the program failed, the engine checks found what ``pulumi preview`` would refuse, the
+  policy pack failed (died, printed no port, an RPC failed), or
   **the pack reported at least one mandatory violation** (the report is printed and written
   first, as ``pulumi preview`` lists every violation before failing);
 * 2 — bad input: configuration problems (one line per problem, naming the key), no policy pack
@@ -45,6 +50,8 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components.settings import PROJECT, SettingsError, SettingsProblem
 from tools import analyzer, render
+from tools.engine import check as engine
+from tools.engine.schema import SchemaCache
 from tools.mocks import CapturingMonitor, RealisticMocks
 from tools.plan import Plan
 from tools.project import ConfigFileError, StackConfig, load_stack_config
@@ -56,6 +63,8 @@ EXIT_PROGRAM_FAILED = 1
 EXIT_POLICY_VIOLATIONS = 1
 """Mandatory policy violations fail the preview like a failed program."""
 EXIT_CONFIG = 2
+EXIT_ENGINE = 1
+"""What the engine or a provider would refuse fails the preview like a failed program."""
 
 POLICY_PACK_DIR = "policies"
 """The policy pack's folder in the project; its per-stack config is ``config/<stack>.json``."""
@@ -78,8 +87,13 @@ class PreviewContext:
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     quiet: bool = False
     # Filled in by the stages:
+    schemas: SchemaCache = field(init=False)
+    """Provider schemas of the pinned SDKs, cached under ``build/.cache`` per SDK versions."""
     config: StackConfig | None = None
     plan: Plan | None = None
+
+    def __post_init__(self) -> None:
+        self.schemas = SchemaCache(self.out_root / ".cache")
 
     @property
     def out_dir(self) -> Path:
@@ -120,7 +134,7 @@ def _config_error(stack: str, problems: Sequence[SettingsProblem]) -> StageError
 
 
 def stage_program(ctx: PreviewContext) -> None:
-    ctx.plan = run_program(ctx.project_dir, ctx.require_config())
+    ctx.plan = run_program(ctx.project_dir, ctx.require_config(), ctx.schemas)
 
 
 def stage_plan(ctx: PreviewContext) -> None:
@@ -138,6 +152,26 @@ def stage_summary(ctx: PreviewContext) -> None:
     if placeholders:
         ctx.say("\nOffline placeholders stand in for the secrets: " + ", ".join(placeholders))
     ctx.say(f"\nPlan written to {ctx.out_dir / 'plan.json'}")
+
+
+def stage_engine(ctx: PreviewContext) -> None:
+    """What the real engine and providers would refuse (tools/engine): one line per finding
+    naming the resource and property; errors fail the preview, warnings are printed."""
+    plan = ctx.require_plan()
+    report = engine.check(plan.resources, plan.stack_urn, sites=plan.sites, schemas=ctx.schemas)
+    path = ctx.out_dir / "engine-report.json"
+    report.write_json(path)
+    for finding in report.warnings:
+        ctx.say(finding.line())
+    ctx.say()
+    ctx.say(report.summary())
+    if report.errors:
+        raise StageError(
+            EXIT_ENGINE,
+            [f"error: {len(report.errors)} finding(s) the Pulumi engine or a provider would "
+             f"refuse (see {path}):"]
+            + [f"  - {finding.line()}" for finding in report.errors],
+        )  # fmt: skip
 
 
 def stage_policy(ctx: PreviewContext) -> None:
@@ -178,30 +212,35 @@ STAGES: list[tuple[str, Stage]] = [
     ("plan", stage_plan),
     ("summary", stage_summary),
     ("manifests", stage_manifests),
+    ("engine", stage_engine),
     ("policy", stage_policy),
 ]
 
 
-def run_program(project_dir: Path, config: StackConfig) -> Plan:
+def run_program(
+    project_dir: Path, config: StackConfig, schemas: SchemaCache | None = None
+) -> Plan:
     """Run ``__main__.py`` for the stack under the mock runtime and return the captured plan."""
     if str(project_dir) not in sys.path:
         sys.path.insert(0, str(project_dir))
     program = str(project_dir / "__main__.py")
-    return capture(config, lambda: _run_main(program))
+    return capture(config, lambda: _run_main(program), schemas)
 
 
-def capture(config: StackConfig, program: Callable[[], None]) -> Plan:
+def capture(
+    config: StackConfig, program: Callable[[], None], schemas: SchemaCache | None = None
+) -> Plan:
     """Run ``program`` as a Pulumi program of the stack under the mock runtime, capturing
     everything it registers (tests use this to build one component with chosen arguments).
 
     Each run happens in a fresh ``contextvars`` context, so the Pulumi runtime state of one run
     (root stack, settings, config) never leaks into the next one in the same process.
     """
-    return contextvars.Context().run(_capture, config, program)
+    return contextvars.Context().run(_capture, config, program, schemas or SchemaCache(None))
 
 
-def _capture(config: StackConfig, program: Callable[[], None]) -> Plan:
-    mocks = RealisticMocks(config.stack)
+def _capture(config: StackConfig, program: Callable[[], None], schemas: SchemaCache) -> Plan:
+    mocks = RealisticMocks(config.stack, schemas=schemas)
     monitor = CapturingMonitor(mocks)
     runtime_config.set_all_config(dict(config.values), list(config.secret_keys))
     pulumi.runtime.set_mocks(
@@ -210,8 +249,14 @@ def _capture(config: StackConfig, program: Callable[[], None]) -> Plan:
     # set_mocks registered a root stack and closed its outputs; run the program in a new root
     # stack, as the Python language host does, so its exports are registered as stack outputs.
     runtime_settings.ROOT.set(None)
+    sites: dict[tuple[str, str], list[str]] = {}
+
+    def recorded() -> None:
+        runtime_stack.register_stack_transformation(_site_recorder(sites))
+        program()
+
     try:
-        _sync_await(runtime_stack.run_in_stack(program))
+        _sync_await(runtime_stack.run_in_stack(recorded))
     except SettingsError as exc:
         raise _config_error(exc.stack, exc.problems) from None
     except Exception:
@@ -228,7 +273,39 @@ def _capture(config: StackConfig, program: Callable[[], None]) -> Plan:
         monitor.captured,
         monitor.stack_outputs,
         config.placeholders,
+        sites=sites,
     )
+
+
+_TOOLS_DIR = str(Path(__file__).resolve().parent)
+
+
+def _site_recorder(
+    sites: dict[tuple[str, str], list[str]],
+) -> Callable[[pulumi.ResourceTransformationArgs], None]:
+    """A stack transformation that records where each resource is constructed (the first
+    frame outside the SDKs and these tools), so a duplicate URN can name both places."""
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        frame = sys._getframe(1)
+        while frame is not None:
+            path = frame.f_code.co_filename
+            if "site-packages" not in path and not path.startswith(_TOOLS_DIR):
+                break
+            frame = frame.f_back  # type: ignore[assignment]
+        if frame is not None:
+            where = f"{_relative(frame.f_code.co_filename)}:{frame.f_lineno}"
+            sites.setdefault((args.type_, args.name), []).append(where)
+        return None
+
+    return record
+
+
+def _relative(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return path
 
 
 def _run_main(path: str) -> None:

@@ -34,11 +34,19 @@ import pulumi_docker as docker
 from pulumi_aws import ecr
 
 from components.naming import Naming
-from components.settings import ImagesSettings
+from components.settings import PROJECT_ROOT, ImagesSettings
 
 COMPONENT = "images"
 IGNORED_PARTS = frozenset({".git", "__pycache__", ".venv", "node_modules", ".dart_tool", "build"})
 """Folders never part of a build context's hash (caches and build outputs)."""
+
+
+def project_relative(path: Path) -> str:
+    """``path`` relative to the project folder, in POSIX form. The CLI runs the program there,
+    so the docker provider resolves it the same from any checkout; an absolute path would differ
+    between a laptop and CI, read as a changed input, rebuild and push the same content tag to
+    an IMMUTABLE repository, which refuses it."""
+    return Path(os.path.relpath(path.resolve(), PROJECT_ROOT)).as_posix()
 
 
 def content_tag(folder: Path, build_args: Mapping[str, str] | None = None) -> str:
@@ -118,8 +126,8 @@ class Images(pulumi.ComponentResource):
                     f"{name}-{label}-image",
                     image_name=pulumi.Output.concat(repository.repository_url, ":", tag),
                     build=docker.DockerBuildArgs(
-                        context=str(image.source),
-                        dockerfile=str(image.source / "Dockerfile"),
+                        context=project_relative(image.source),
+                        dockerfile=project_relative(image.source / "Dockerfile"),
                         platform=args.platform,
                         args=build_args,
                     ),

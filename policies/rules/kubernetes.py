@@ -862,12 +862,25 @@ HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
     severity=MEDIUM,
     domain=DOMAIN,
     description="Third-party charts must be installed with helm.v4.Chart, not helm.v3.Release: "
-    "a Release installs its objects inside one resource, so no policy sees them.",
+    "a Release installs its objects inside one resource, so no policy sees them. A chart whose "
+    "install depends on hooks (which helm.v4.Chart never runs) is the exception the "
+    "configuration names.",
     remediation="Replace the kubernetes.helm.v3.Release with a kubernetes.helm.v4.Chart (same "
     "chart, version and values); its rendered objects are then registered, previewed and "
-    "checked one by one.",
+    "checked one by one. If the chart needs its hooks, list it under releaseAllowed with why.",
+    settings=[
+        Setting(
+            "releaseAllowed",
+            reasoned_list({"chart": {"type": "string"}}, ["chart"]),
+            [],
+            "Charts whose install runs hooks (a TLS Secret made by a pre-install Job, say) and "
+            "so must be a helm.v3.Release.",
+        )
+    ],
 )
-def k8s_no_helm_release(args: ResourceValidationArgs, _: Config) -> Iterator[str]:
+def k8s_no_helm_release(args: ResourceValidationArgs, config: Config) -> Iterator[str]:
     if args.resource_type == HELM_RELEASE:
         chart = text(args.props, "chart") or "<chart>"
+        if chart in {text(e, "chart") for e in config.entries("releaseAllowed")}:
+            return
         yield f"Helm release of {chart} hides its workloads from the policy pack."
