@@ -54,8 +54,9 @@ def test_stack_files_build_backup_and_reference_server_and_web(plan: Plan) -> No
     (built,) = images.of_type("docker:index/image:Image")
     assert built.name == "images-backup-image"
     build = built.inputs["build"]
-    assert Path(build["context"]) == IMAGES_DIR / "backup"
-    assert build["dockerfile"] == str(IMAGES_DIR / "backup" / "Dockerfile")
+    # relative to the project, so every checkout (a laptop, CI) builds with the same inputs
+    assert build["context"] == "components/images/backup"
+    assert build["dockerfile"] == "components/images/backup/Dockerfile"
     assert build["args"] == {"PG_MAJOR": "17"}, "the client matches the RDS major version"
     assert build["platform"] == "linux/amd64"
     tag = content_tag(IMAGES_DIR / "backup", {"PG_MAJOR": "17"})

@@ -14,6 +14,7 @@ from tests.conftest import component_plan, only
 from tools.plan import Plan
 
 CHART = "kubernetes:helm.sh/v4:Chart"
+RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 def chart(plan: Plan, component: str) -> dict[str, Any]:
@@ -53,17 +54,26 @@ def test_external_secrets_operator(plan: Plan) -> None:
 
 
 def test_vertical_pod_autoscaler_components(plan: Plan) -> None:
-    inputs = chart(plan, "exposcholar:cluster:VerticalPodAutoscaler")
+    """A Release, so the chart's hooks make the admission controller's TLS Secret and patch
+    its webhook; the hook Jobs are restricted and placed like the components."""
+    release = only(component_plan(plan, "exposcholar:cluster:VerticalPodAutoscaler"), RELEASE)
+    inputs = release.inputs
     assert (inputs["chart"], inputs["version"]) == ("vpa", vpa.CHART_VERSION)
     assert inputs["namespace"] == "kube-system"
+    assert inputs["atomic"] is True and inputs["cleanupOnFail"] is True
+    assert inputs.get("skipAwait") in (None, False), "dependents wait for the components"
     values = inputs["values"]
-    for part in ("recommender", "updater", "admissionController"):
-        on_system_pool_restricted(values[part])
+    assert values["admissionController"]["generateCertificate"] is True
+    for part in (values["recommender"], values["updater"], values["admissionController"],
+                 values["admissionController"]["certGen"]):  # fmt: skip
+        on_system_pool_restricted(part)
 
 
 def test_charts_wait_for_the_nodes(plan: Plan) -> None:
     node_groups = {r.urn for r in plan.of_type("aws:eks/nodeGroup:NodeGroup")}
-    for resource in plan.of_type(CHART):
+    charts = plan.of_type(CHART) + plan.of_type(RELEASE)
+    assert len(charts) == 3
+    for resource in charts:
         assert node_groups <= set(resource.dependencies), resource.name
 
 

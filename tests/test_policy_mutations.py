@@ -227,15 +227,16 @@ def _add_cron_job(draft: Draft) -> None:
 
 
 def _add_helm_release(draft: Draft) -> None:
-    """The real VPA chart (same chart, version, repository, namespace and values) installed
-    as a ``helm.v3.Release`` instead of a ``helm.v4.Chart``."""
-    chart = draft.find(HELM_CHART, "vpa-chart").inputs
+    """The real External Secrets chart (same chart, version, repository, namespace and values;
+    a chart without hooks, not on the pack's ``releaseAllowed`` list) installed as a
+    ``helm.v3.Release`` instead of a ``helm.v4.Chart``."""
+    chart = draft.find(HELM_CHART, "external-secrets-chart").inputs
     draft.derive(
         HELM_RELEASE,
-        "vpa-release",
-        like=(HELM_CHART, "vpa-chart"),
+        "external-secrets-release",
+        like=(HELM_CHART, "external-secrets-chart"),
         inputs={
-            "name": "vpa",
+            "name": "external-secrets",
             **{k: chart[k] for k in ("chart", "version", "repositoryOpts", "namespace", "values")},
         },
     )
@@ -674,9 +675,9 @@ MUTATIONS: list[Mutation] = [
     ),
     Mutation(
         "k8s-no-helm-release",
-        "added: the VPA chart installed as a helm.v3.Release",
+        "added: the External Secrets chart installed as a helm.v3.Release",
         _add_helm_release,
-        "vpa-release",
+        "external-secrets-release",
         added=True,
     ),
     # ---- Kubernetes (stack policies) ----

@@ -337,11 +337,15 @@ def test_pods_wait_for_nodes_and_operators(app: Plan, plan: Plan) -> None:
     node_groups = {r.urn for r in plan.of_type("aws:eks/nodeGroup:NodeGroup")}
     namespace = kind(app, "kubernetes:core/v1:Namespace", NS)
     assert node_groups <= set(namespace.dependencies)
-    charts = {r.name: r.urn for r in plan.of_type("kubernetes:helm.sh/v4:Chart")}
+    charts = {
+        r.name: r.urn
+        for r in plan.resources
+        if r.type in ("kubernetes:helm.sh/v4:Chart", "kubernetes:helm.sh/v3:Release")
+    }
     store = only(app, "kubernetes:external-secrets.io/v1:SecretStore")
     assert charts["external-secrets-chart"] in store.dependencies
     vpa = only(app, "kubernetes:autoscaling.k8s.io/v1:VerticalPodAutoscaler")
-    assert charts["vpa-chart"] in vpa.dependencies
+    assert charts["vpa-release"] in vpa.dependencies
 
 
 def test_every_multi_replica_deployment_has_a_disruption_budget(plan: Plan) -> None:

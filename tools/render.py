@@ -1,8 +1,8 @@
 """Rendered Kubernetes manifests: every Kubernetes object of the plan as the YAML the provider
 would apply, one file per object, so real tools (kubernetes-validate, Checkov) can check them.
 
-Secret values stay masked (``[secret]``); Helm charts are components whose objects the chart
-renders at deploy time, so they are not written here.
+Secret values stay masked (``[secret]``); Helm charts (components) and releases (one resource
+each) are rendered by the chart at deploy time, so they are not written here.
 """
 
 from __future__ import annotations
@@ -44,8 +44,16 @@ def is_custom(document: dict[str, Any]) -> bool:
     return group not in BUILT_IN_GROUPS
 
 
+HELM_PREFIX = "kubernetes:helm.sh/"
+"""Charts and Releases: the chart renders their objects at deploy time."""
+
+
 def is_manifest(resource: CapturedResource) -> bool:
-    return resource.custom and resource.type.startswith(PREFIX)
+    return (
+        resource.custom
+        and resource.type.startswith(PREFIX)
+        and not resource.type.startswith(HELM_PREFIX)
+    )
 
 
 def manifest(resource: CapturedResource) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 from tools.engine.findings import Finding
 from tools.engine.schema import SchemaCache, Spec, package_of
 from tools.mocks import MASK, UNKNOWN, CapturedResource
-from tools.render import BUILT_IN_GROUPS, PREFIX
+from tools.render import BUILT_IN_GROUPS, HELM_PREFIX, PREFIX
 
 CHECKED_PACKAGES = ("aws", "kubernetes", "docker")
 """Providers whose resources are checked; CustomResources (their group is not built in) are
@@ -31,13 +31,13 @@ _OPAQUE = (MASK, UNKNOWN)
 
 def check_inputs(resources: list[CapturedResource], schemas: SchemaCache) -> Iterator[Finding]:
     for resource in resources:
-        if not resource.custom and not resource.type.startswith("kubernetes:helm.sh/"):
+        if not resource.custom and not resource.type.startswith(HELM_PREFIX):
             continue  # our own components: no provider schema
         if package_of(resource.type) not in CHECKED_PACKAGES:
             continue
         schema = schemas.resource(resource.type)
         if schema is None:
-            if not _is_custom_kind(resource.type):
+            if not is_custom_kind(resource.type):
                 yield Finding.error(resource, "", f"unknown resource type {resource.type!r}")
             continue
         if schema.deprecation:
@@ -155,13 +155,13 @@ class _Walker:
         )
 
 
-def _is_custom_kind(typ: str) -> bool:
+def is_custom_kind(typ: str) -> bool:
     """A ``kubernetes:<group>/<version>:<Kind>`` of a group the SDK does not know: a
     CustomResource, checked against its CRD's schema by tools/crd-validate instead."""
     if not typ.startswith(PREFIX) or typ.count(":") != 2:
         return False
     group = typ.split(":")[1].rpartition("/")[0]
-    return group not in BUILT_IN_GROUPS and group != "core" and not group.startswith("helm.sh")
+    return group not in BUILT_IN_GROUPS and group != "core" and not typ.startswith(HELM_PREFIX)
 
 
 def _primitive_ok(kind: str, value: Any) -> bool:
