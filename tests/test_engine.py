@@ -12,12 +12,14 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 import pytest
+import yaml
 from pulumi.resource import DependencyResource
 
 from tools.engine import check as engine
@@ -150,8 +152,6 @@ def test_docker_builds_use_project_relative_paths(plan: Plan) -> None:
 def test_the_cli_can_run_the_program_with_what_requirements_txt_installs() -> None:
     """Finding 5: a ``typechecker`` the CLI must run has to be installed by requirements.txt,
     the only file the CLI installs the virtualenv from."""
-    import yaml
-
     project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
     options = project["runtime"].get("options", {})
     requirements = (REPO_ROOT / "requirements.txt").read_text().lower()
@@ -165,7 +165,7 @@ def test_mock_outputs_have_the_provider_types(plan: Plan) -> None:
     """Finding 6: the wire carries numbers as doubles; the database port came back 5432.0 and
     the exported endpoint read ``host:5432.0``."""
     endpoint = plan.outputs["databaseEndpoint"]
-    host, port = endpoint.rsplit(":", 1)
+    _host, port = endpoint.rsplit(":", 1)
     assert port == str(plan.outputs["databasePort"]) == "5432", endpoint
     (instance,) = [r for r in plan.resources if r.type == "aws:rds/instance:Instance"]
     assert isinstance(instance.outputs["port"], int)
@@ -180,36 +180,31 @@ def duplicate_urn() -> None:
     aws.s3.Bucket("twice", bucket="two")
 
 
+# The faults are what a type checker would flag; they are typed Any, as a dict built at run time
+# would be, so the program reaches the engine with them.
+
+
 def misspelled_deep_property() -> None:
-    k8s.apps.v1.Deployment(
-        "typo",
-        metadata={"name": "typo", "namespace": "app"},
-        spec={
-            "selector": {"matchLabels": {"app": "typo"}},
-            "template": {
-                "metadata": {"labels": {"app": "typo"}},
-                "spec": {
-                    "containers": [
-                        {"name": "web", "image": "nginx:1.27", "imagePullPolicyy": "Always"}
-                    ]
-                },
+    spec: Any = {
+        "selector": {"matchLabels": {"app": "typo"}},
+        "template": {
+            "metadata": {"labels": {"app": "typo"}},
+            "spec": {
+                "containers": [{"name": "web", "image": "nginx:1.27", "imagePullPolicyy": "Always"}]
             },
         },
-    )
+    }
+    k8s.apps.v1.Deployment("typo", metadata={"name": "typo", "namespace": "app"}, spec=spec)
 
 
 def missing_nested_required() -> None:
-    aws.ec2.SecurityGroup(
-        "sg", ingress=[{"protocol": "tcp", "from_port": 443, "cidr_blocks": ["10.0.0.0/8"]}]
-    )
+    rule: Any = {"protocol": "tcp", "from_port": 443, "cidr_blocks": ["10.0.0.0/8"]}
+    aws.ec2.SecurityGroup("sg", ingress=[rule])
 
 
 def wrong_enum() -> None:
-    docker.Image(
-        "image",
-        image_name="registry.example/app:1",
-        build={"context": "app", "builder_version": "BuilderV3"},
-    )
+    build: Any = {"context": "app", "builder_version": "BuilderV3"}
+    docker.Image("image", image_name="registry.example/app:1", build=build)
 
 
 def unregistered_dependency() -> None:
@@ -280,7 +275,7 @@ def test_seeded_faults_fail_the_offline_preview(project_copy: Callable[[], Path]
     run = subprocess.run(
         [sys.executable, "-m", "tools.preview", "staging", "--quiet",
          "--project-dir", str(project), "--out", str(project / "build")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
@@ -314,11 +309,9 @@ def test_deprecated_properties_are_warnings_not_errors() -> None:
 
 def test_wrong_types_are_refused_at_any_depth() -> None:
     def program() -> None:
-        k8s.core.v1.Service(
-            "svc",
-            metadata={"name": "svc", "namespace": "app", "labels": {"tier": 3}},
-            spec={"ports": [{"port": "eighty"}], "selector": {"app": "x"}},
-        )
+        metadata: Any = {"name": "svc", "namespace": "app", "labels": {"tier": 3}}
+        spec: Any = {"ports": [{"port": "eighty"}], "selector": {"app": "x"}}
+        k8s.core.v1.Service("svc", metadata=metadata, spec=spec)
 
     errors = errors_of(program)
     assert any("metadata.labels.tier: expected a string, got int 3" in e for e in errors), errors
@@ -337,7 +330,9 @@ def test_open_enums_accept_any_string_and_constants_must_match() -> None:
 # ---- charts ------------------------------------------------------------------------------
 
 
-def chart_resource(typ: str, chart: str, version: str, values: dict[str, object]) -> CapturedResource:
+def chart_resource(
+    typ: str, chart: str, version: str, values: dict[str, object]
+) -> CapturedResource:
     return CapturedResource(
         urn=f"urn:pulumi:s::p::{typ}::c", type=typ, name="c", custom=typ == RELEASE_V3,
         parent=None, provider=None, protect=False, dependencies=[], property_dependencies={},
@@ -357,8 +352,8 @@ def test_chart_values_must_be_defined_by_the_chart_version() -> None:
         },
     )  # fmt: skip
     assert list(check_charts([good])) == []
-    bad = chart_resource(RELEASE_V3, "vpa", "4.7.2", {"installCRDs": True,
-                                                      "recommender": {"enabeld": True}})  # fmt: skip
+    values = {"installCRDs": True, "recommender": {"enabeld": True}}
+    bad = chart_resource(RELEASE_V3, "vpa", "4.7.2", values)
     paths = sorted(f.property for f in check_charts([bad]))
     assert paths == ["values.installCRDs", "values.recommender.enabeld"]
 

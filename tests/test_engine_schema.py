@@ -65,6 +65,7 @@ def derived_spec(spec: Spec, deriver: SchemaDeriver) -> Spec:
 
 def compare(
     token: str,
+    *,
     published: dict[str, Any],
     published_required: list[str],
     derived: dict[str, Spec],
@@ -86,11 +87,11 @@ def test_resource_inputs_match_the_published_schema(token: str) -> None:
     published = PUBLISHED["resources"][token]
     compare(
         token,
-        published["inputProperties"],
-        published.get("requiredInputs", []),
-        schema.input_properties,
-        schema.required_inputs,
-        deriver,
+        published=published["inputProperties"],
+        published_required=published.get("requiredInputs", []),
+        derived=schema.input_properties,
+        derived_required=schema.required_inputs,
+        deriver=deriver,
     )
     # every object type the resource reaches matches too, and no type is missed
     reached = {
@@ -107,11 +108,11 @@ def test_resource_inputs_match_the_published_schema(token: str) -> None:
         type_token, published_type = published_objects[short]
         compare(
             type_token,
-            published_type["properties"],
-            published_type.get("required", []),
-            spec["properties"],
-            spec["required"],
-            deriver,
+            published=published_type["properties"],
+            published_required=published_type.get("required", []),
+            derived=spec["properties"],
+            derived_required=spec["required"],
+            deriver=deriver,
         )
 
 
@@ -138,9 +139,7 @@ def test_the_cache_is_keyed_by_the_sdk_versions(tmp_path: Path) -> None:
     (written,) = tmp_path.glob("engine-schema-*.json")
     second = SchemaCache(tmp_path)
     assert "docker:index/image:Image" in second.resources, "read back, not derived again"
-    assert second.resource("docker:index/image:Image") == first.resource(
-        "docker:index/image:Image"
-    )
+    assert second.resource("docker:index/image:Image") == first.resource("docker:index/image:Image")
     data = json.loads(written.read_text())
     assert data["versions"] == sdk_versions()
     data["versions"] = {**data["versions"], "pulumi-docker": "0.0.1"}

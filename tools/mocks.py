@@ -88,7 +88,6 @@ class RealisticMocks(Mocks):
         new = _New(args.typ, args.name, seed, str(region), target.account, state)
         return _OUTPUTS.get(args.typ, _generic)(new), state
 
-
     def _typed(self, typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
         schema = self.schemas.resource(typ) if self.schemas is not None else None
         if schema is None or self.schemas is None:

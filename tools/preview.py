@@ -6,6 +6,8 @@ A pipeline of stages over one ``PreviewContext``:
 
 1. ``config``  — load Pulumi.yaml and Pulumi.<stack>.yaml as the CLI would (defaults, declared
    types, placeholders for secrets);
+   ``policy-start`` — start the policy pack's process in a thread, so its interpreter starts
+   while the program runs (the ``policy`` stage uses it; a failed stage stops it);
 2. ``program`` — run ``__main__.py`` under the Pulumi mock runtime, capturing every resource;
 3. ``plan``    — write ``build/<stack>/plan.json``;
 4. ``summary`` — print the resource tree grouped by component, with counts per type;
@@ -36,6 +38,7 @@ import argparse
 import contextvars
 import runpy
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +94,8 @@ class PreviewContext:
     """Provider schemas of the pinned SDKs, cached under ``build/.cache`` per SDK versions."""
     config: StackConfig | None = None
     plan: Plan | None = None
+    policy: PolicyStart | None = None
+    """The policy pack starting in the background (``policy-start`` stage)."""
 
     def __post_init__(self) -> None:
         self.schemas = SchemaCache(self.out_root / ".cache")
@@ -174,18 +179,70 @@ def stage_engine(ctx: PreviewContext) -> None:
         )  # fmt: skip
 
 
-def stage_policy(ctx: PreviewContext) -> None:
+class PolicyStart:
+    """The policy pack, started and configured in a thread while the program runs: starting
+    the pack's interpreter is independent of the plan, and the two use different cores."""
+
+    def __init__(self, ctx: PreviewContext) -> None:
+        self._ctx = ctx
+        self.session: analyzer.PolicySession | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, name="policy-pack", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            self.session = policy_session(self._ctx)
+            self.session.start()
+        except BaseException as exc:  # re-raised in the policy stage, in pipeline order
+            self.error = exc
+
+    def wait(self) -> analyzer.PolicySession:
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        if self.session is None:
+            raise RuntimeError("the policy pack did not start")
+        return self.session
+
+    def stop(self) -> None:
+        self._thread.join()
+        if self.session is not None:
+            self.session.stop()
+
+
+def policy_session(ctx: PreviewContext, project: str = PROJECT) -> analyzer.PolicySession:
+    """The pack in ``policies/`` with ``config/<stack>.json``, as ``pulumi preview
+    --policy-pack policies --policy-pack-config ...`` would run it."""
     pack_dir = ctx.project_dir / POLICY_PACK_DIR
     config = ctx.require_config()
+    return analyzer.PolicySession(
+        pack_dir,
+        project=project,
+        stack=ctx.stack,
+        config_file=pack_dir / "config" / f"{ctx.stack}.json",
+        stack_config=config.values,
+        secret_keys=config.secret_keys,
+        pack_label=POLICY_PACK_DIR,
+    )
+
+
+def stage_policy_start(ctx: PreviewContext) -> None:
+    ctx.policy = PolicyStart(ctx)
+
+
+def stage_policy(ctx: PreviewContext) -> None:
     try:
-        report = analyzer.run_policy_check(
-            ctx.require_plan(),
-            pack_dir,
-            config_file=pack_dir / "config" / f"{ctx.stack}.json",
-            stack_config=config.values,
-            secret_keys=config.secret_keys,
-            pack_label=POLICY_PACK_DIR,
-        )
+        if ctx.policy is not None:
+            session = ctx.policy.wait()
+        else:
+            session = policy_session(ctx, ctx.require_plan().project)
+            session.start()
+        try:
+            report = session.check(ctx.require_plan())
+        finally:
+            session.stop()
+        report.pack_output = session.output  # complete once the process is stopped
     except analyzer.PolicyInputError as exc:
         raise StageError(EXIT_CONFIG, exc.lines) from None
     except analyzer.PolicyPackError as exc:
@@ -208,6 +265,7 @@ def stage_policy(ctx: PreviewContext) -> None:
 
 STAGES: list[tuple[str, Stage]] = [
     ("config", stage_config),
+    ("policy-start", stage_policy_start),
     ("program", stage_program),
     ("plan", stage_plan),
     ("summary", stage_summary),
@@ -217,9 +275,7 @@ STAGES: list[tuple[str, Stage]] = [
 ]
 
 
-def run_program(
-    project_dir: Path, config: StackConfig, schemas: SchemaCache | None = None
-) -> Plan:
+def run_program(project_dir: Path, config: StackConfig, schemas: SchemaCache | None = None) -> Plan:
     """Run ``__main__.py`` for the stack under the mock runtime and return the captured plan."""
     if str(project_dir) not in sys.path:
         sys.path.insert(0, str(project_dir))
@@ -296,7 +352,6 @@ def _site_recorder(
         if frame is not None:
             where = f"{_relative(frame.f_code.co_filename)}:{frame.f_lineno}"
             sites.setdefault((args.type_, args.name), []).append(where)
-        return None
 
     return record
 
@@ -313,13 +368,17 @@ def _run_main(path: str) -> None:
 
 
 def run_pipeline(ctx: PreviewContext, stages: Sequence[tuple[str, Stage]] = STAGES) -> int:
-    for _, stage in stages:
-        try:
-            stage(ctx)
-        except StageError as failure:
-            print("\n".join(failure.lines), file=sys.stderr)
-            return failure.exit_code
-    return EXIT_OK
+    try:
+        for _, stage in stages:
+            try:
+                stage(ctx)
+            except StageError as failure:
+                print("\n".join(failure.lines), file=sys.stderr)
+                return failure.exit_code
+        return EXIT_OK
+    finally:
+        if ctx.policy is not None:  # a stage failed before the policy stage: stop the pack
+            ctx.policy.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -69,9 +69,7 @@ class _Walker:
     ) -> Iterator[Finding]:
         for key in required:
             if value.get(key) is None:
-                yield Finding.error(
-                    self.resource, _join(path, key), "missing required input"
-                )
+                yield Finding.error(self.resource, _join(path, key), "missing required input")
         for key, item in value.items():
             where = _join(path, key)
             if key not in properties:
@@ -87,46 +85,27 @@ class _Walker:
         if value is None or (isinstance(value, str) and value in _OPAQUE):
             return
         if self.provider and isinstance(value, str) and spec.get("type") != "string":
-            # provider inputs travel as JSON text (the engine's provider config encoding)
-            try:
-                value = json.loads(value)
-            except ValueError:
-                pass
+            value = _json_or_text(value)  # provider inputs travel as JSON text
         if "oneOf" in spec:
-            options = spec["oneOf"]
-            if not any(not list(self.value(path, value, option)) for option in options):
-                yield Finding.error(
-                    self.resource, path, f"expected {_describe(spec, self.schemas)}, got "
-                    f"{_show(value)}"
-                )
-            return
-        if "const" in spec:
-            if value != spec["const"]:
-                yield Finding.error(
-                    self.resource, path, f"expected {spec['const']!r}, got {_show(value)}"
-                )
-            return
-        if "$ref" in spec:
-            yield from self.reference(path, value, self.schemas.type(spec["$ref"]))
-            return
-        kind = spec.get("type", "any")
-        if kind == "any":
-            return
-        if kind == "array":
-            if not isinstance(value, list):
+            if not any(not list(self.value(path, value, option)) for option in spec["oneOf"]):
                 yield self._mismatch(path, spec, value)
-                return
+        elif "const" in spec:
+            if value != spec["const"]:
+                yield self._mismatch(path, spec, value)
+        elif "$ref" in spec:
+            yield from self.reference(path, value, self.schemas.type(spec["$ref"]))
+        else:
+            yield from self.structure(path, value, spec)
+
+    def structure(self, path: str, value: Any, spec: Spec) -> Iterator[Finding]:
+        kind = spec.get("type", "any")
+        if kind == "array" and isinstance(value, list):
             for index, item in enumerate(value):
                 yield from self.value(f"{path}[{index}]", item, spec["items"])
-            return
-        if kind == "object":
-            if not isinstance(value, dict):
-                yield self._mismatch(path, spec, value)
-                return
+        elif kind == "object" and isinstance(value, dict):
             for key, item in value.items():
                 yield from self.value(_join(path, key), item, spec["additionalProperties"])
-            return
-        if not _primitive_ok(kind, value):
+        elif kind in ("array", "object") or not _primitive_ok(kind, value):
             yield self._mismatch(path, spec, value)
 
     def reference(self, path: str, value: Any, target: Spec) -> Iterator[Finding]:
@@ -134,8 +113,9 @@ class _Walker:
             if value not in target["enum"]:
                 allowed = ", ".join(repr(v) for v in target["enum"])
                 yield Finding.error(
-                    self.resource, path, f"{_show(value)} is not one of the allowed values "
-                    f"({allowed})"
+                    self.resource,
+                    path,
+                    f"{_show(value)} is not one of the allowed values ({allowed})",
                 )
             return
         if not isinstance(value, dict):
@@ -164,6 +144,13 @@ def is_custom_kind(typ: str) -> bool:
     return group not in BUILT_IN_GROUPS and group != "core" and not typ.startswith(HELM_PREFIX)
 
 
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
 def _primitive_ok(kind: str, value: Any) -> bool:
     if kind == "string":
         return isinstance(value, str)
@@ -173,7 +160,7 @@ def _primitive_ok(kind: str, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return True
+    return True  # "any"
 
 
 def _describe(spec: Spec, schemas: SchemaCache) -> str:

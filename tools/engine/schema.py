@@ -49,7 +49,9 @@ SDK_PACKAGES = {"aws": "pulumi_aws", "kubernetes": "pulumi_kubernetes", "docker"
 """Provider package name -> the SDK module that registers its resources."""
 
 _PRIMITIVES: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
-_DEPRECATED_RESOURCE = re.compile(r"warnings\.warn\(\s*\"\"\"(.*?)\"\"\",\s*DeprecationWarning", re.S)
+_DEPRECATED_RESOURCE = re.compile(
+    r"warnings\.warn\(\s*\"\"\"(.*?)\"\"\",\s*DeprecationWarning", re.S
+)
 
 
 @dataclass
@@ -101,8 +103,8 @@ def resource_class(token: str) -> type | None:
     importlib.import_module(SDK_PACKAGES[package])  # registers its modules with the runtime
     parts = token.split(":")
     if parts[0] == "pulumi":
-        for registered in rpc._RESOURCE_PACKAGES.get(package, []):
-            info = getattr(registered, "pkg_info", {})
+        for package_entry in rpc._RESOURCE_PACKAGES.get(package, []):
+            info = getattr(package_entry, "pkg_info", {})
             if info.get("token") == token:
                 return _attribute(info["fqn"], info["class"])
         return None
@@ -150,7 +152,7 @@ class SchemaDeriver:
         names = pulumi_types.input_type_py_to_pulumi_names(cls)
         hints = pulumi_types._raw_return_hints(cls)
         properties = {name: self.spec(hint) for name, hint in hints.items()}
-        parameters = inspect.signature(cls.__init__).parameters.values()
+        parameters = inspect.signature(cls).parameters.values()
         required = sorted(
             names[p.name]
             for p in parameters
@@ -166,43 +168,41 @@ class SchemaDeriver:
     def spec(self, hint: Any) -> Spec:
         """The schema notation of one getter annotation (Input/Output/Optional unwrapped)."""
         hint = _strip(hint)
-        origin = typing.get_origin(hint)
         if hint is Any or hint is object or hint is type(None):
             return {"type": "any"}
         if isinstance(hint, type):
-            if issubclass(hint, enum.Enum):
-                return {"$ref": self._enum(hint)}
-            if hint in _PRIMITIVES:
-                return {"type": _PRIMITIVES[hint]}
-            if pulumi_types.is_input_type(hint):
-                return {"$ref": self._input_type(hint)}
-            if issubclass(hint, (pulumi.Asset, pulumi.Archive)):
-                return {"type": "any"}
-            if issubclass(hint, Mapping):
-                return {"type": "object", "additionalProperties": {"type": "any"}}
-            if issubclass(hint, (list, tuple)):
-                return {"type": "array", "items": {"type": "any"}}
-            return {"type": "any"}
+            return self._class_spec(hint)
+        origin = typing.get_origin(hint)
+        args = typing.get_args(hint)
         if origin is typing.Literal:
-            (value,) = typing.get_args(hint)
-            return {"const": value}
+            return {"const": args[0]}
         if origin in (list, tuple, Sequence, typing.Sequence):
-            args = typing.get_args(hint)
             return {"type": "array", "items": self.spec(args[0]) if args else {"type": "any"}}
         if origin in (dict, Mapping, typing.Mapping):
-            args = typing.get_args(hint)
             value = self.spec(args[1]) if len(args) == 2 else {"type": "any"}
             return {"type": "object", "additionalProperties": value}
         if origin is typing.Union:
-            options = [self.spec(arg) for arg in typing.get_args(hint)]
             unique: list[Spec] = []
-            for option in options:
+            for option in (self.spec(arg) for arg in args):
                 if option not in unique:
                     unique.append(option)
-            if any(o == {"type": "any"} for o in unique):
+            if {"type": "any"} in unique:
                 return {"type": "any"}
             return unique[0] if len(unique) == 1 else {"oneOf": unique}
         return {"type": "any"}
+
+    def _class_spec(self, hint: type) -> Spec:
+        if issubclass(hint, enum.Enum):
+            return {"$ref": self._enum(hint)}
+        if hint in _PRIMITIVES:
+            return {"type": _PRIMITIVES[hint]}
+        if pulumi_types.is_input_type(hint):
+            return {"$ref": self._input_type(hint)}
+        if issubclass(hint, Mapping):
+            return {"type": "object", "additionalProperties": {"type": "any"}}
+        if issubclass(hint, (list, tuple)):
+            return {"type": "array", "items": {"type": "any"}}
+        return {"type": "any"}  # assets, archives and anything the SDK leaves untyped
 
     def _input_type(self, cls: type) -> str:
         name = f"{cls.__module__}.{cls.__qualname__}"
@@ -342,5 +342,7 @@ def typed(value: Any, spec: Spec, types: Mapping[str, Spec]) -> Any:
         target = types.get(spec.get("$ref", ""), {})
         properties = target.get("properties")
         if properties is not None:
-            return {k: typed(v, properties.get(k, {"type": "any"}), types) for k, v in value.items()}
+            return {
+                k: typed(v, properties.get(k, {"type": "any"}), types) for k, v in value.items()
+            }
     return value
