@@ -59,7 +59,7 @@ from google.protobuf import (  # type: ignore[import-untyped]
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
-from tools.mocks import MASK, UNKNOWN
+from tools.mocks import MASK, UNKNOWN, CapturedResource
 from tools.plan import Plan
 
 SECRET_SIG = rpc._special_sig_key
@@ -761,7 +761,11 @@ def _subjects(plan: Plan) -> list[_Subject]:
         protect=False,
         provider=None,
     )
-    return [stack] + [
+    return [stack, *_subjects_of(plan.resources)]
+
+
+def _subjects_of(resources: Iterable[CapturedResource]) -> list[_Subject]:
+    return [
         _Subject(
             urn=r.urn,
             type=r.type,
@@ -774,7 +778,7 @@ def _subjects(plan: Plan) -> list[_Subject]:
             protect=r.protect,
             provider=r.provider,
         )
-        for r in plan.resources
+        for r in resources
     ]
 
 
@@ -805,6 +809,48 @@ class _Client:
             raise self.process.failure(
                 f"failed in {label}: {code.name if code else 'error'}: {exc.details()}"
             ) from None
+
+
+class StreamingCheck:
+    """``Remediate`` and ``Analyze`` of each resource in a worker thread, fed as the program
+    registers resources: the pack's process works on the other core while the program is
+    still running, instead of after it. ``PolicySession.finish`` completes the check."""
+
+    def __init__(self, session: PolicySession, run: _Run) -> None:
+        self.session = session
+        self._run = run
+        self._queue: queue.Queue[tuple[CapturedResource, bool] | None] = queue.Queue()
+        self.seen: set[str] = set()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="policy-analyze", daemon=True)
+        self._thread.start()
+
+    def add(self, resource: CapturedResource, *, analyze: bool = True) -> None:
+        """Called for every captured resource, in registration order; ``analyze=False`` only
+        makes it known (a provider another process analyzes may be referenced here)."""
+        if resource.type != STACK_TYPE:
+            self._queue.put((resource, analyze))
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            resource, analyze = item
+            if self.error is not None:
+                continue  # drain: the first failure is reported
+            try:
+                (subject,) = _subjects_of([resource])
+                self._run.by_urn[subject.urn] = subject
+                if analyze:
+                    self._run.analyze_one(subject)
+                    self.seen.add(subject.urn)
+            except BaseException as exc:
+                self.error = exc
+
+    def close(self) -> _Run:
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self._run
 
 
 def _analyzer_info(response: Any, project: PackProject) -> AnalyzerInfo:
@@ -873,12 +919,14 @@ def _provider(subject: _Subject, by_urn: Mapping[str, _Subject]) -> Any:
 class _Run:
     """One policy check: the state the protocol calls build up."""
 
-    def __init__(self, client: _Client, info: AnalyzerInfo, plan: Plan) -> None:
+    def __init__(
+        self, client: _Client, info: AnalyzerInfo, plan: Plan | None, stack_urn: str = ""
+    ) -> None:
         self.client = client
         self.info = info
-        self.subjects = _subjects(plan)
+        self.subjects = _subjects(plan) if plan is not None else []
         self.by_urn = {s.urn: s for s in self.subjects}
-        self.stack_urn = plan.stack_urn
+        self.stack_urn = plan.stack_urn if plan is not None else stack_urn
         self.diagnostics: list[PolicyDiagnostic] = []
         self.remediations: list[PolicyRemediation] = []
         self.remediated: dict[str, dict[str, Any]] = {}
@@ -890,23 +938,47 @@ class _Run:
         """``Remediate`` then ``Analyze`` for every resource, or only for those in ``urns``."""
         wanted = None if urns is None else set(urns)
         for subject in self.subjects:
-            if wanted is not None and subject.urn not in wanted:
-                continue
-            self.analyzed += 1
-            request = analyzer_pb2.AnalyzeRequest(
-                type=subject.type,
-                properties=encode_properties(subject.inputs),
-                urn=subject.urn,
-                name=subject.name,
-                options=_options(subject),
-                provider=_provider(subject, self.by_urn),
-            )
-            self._remediate(subject, request)
-            response = self.client.call("Analyze", request, what=subject.urn)
-            self._count_not_applicable(response.not_applicable)
-            for diagnostic in response.diagnostics:
-                # The engine reports a resource's violations against the URN it analyzed.
-                self.diagnostics.append(self._diagnostic(diagnostic, subject.urn, "analyze"))
+            if wanted is None or subject.urn in wanted:
+                self.analyze_one(subject)
+
+    def analyze_one(self, subject: _Subject) -> None:
+        """``Remediate`` then ``Analyze`` for one resource (its provider must be known)."""
+        self.analyzed += 1
+        request = analyzer_pb2.AnalyzeRequest(
+            type=subject.type,
+            properties=encode_properties(subject.inputs),
+            urn=subject.urn,
+            name=subject.name,
+            options=_options(subject),
+            provider=_provider(subject, self.by_urn),
+        )
+        self._remediate(subject, request)
+        response = self.client.call("Analyze", request, what=subject.urn)
+        self._count_not_applicable(response.not_applicable)
+        for diagnostic in response.diagnostics:
+            # The engine reports a resource's violations against the URN it analyzed.
+            self.diagnostics.append(self._diagnostic(diagnostic, subject.urn, "analyze"))
+
+    def merge(self, other: _Run) -> None:
+        """Take in what another run (another process of the same pack, same configuration)
+        reported for the resources it analyzed."""
+        self.diagnostics += other.diagnostics
+        self.remediations += other.remediations
+        self.remediated.update(other.remediated)
+        self.not_applicable.update(other.not_applicable)
+        self.analyzed += other.analyzed
+
+    def adopt(self, plan: Plan) -> None:
+        """Take the complete plan after resources were analyzed one by one as they were
+        registered: the stack itself is analyzed, and what each resource's analysis reported
+        is put in plan order, so the report is the same as one ``check`` over the plan."""
+        self.subjects = _subjects(plan)
+        self.by_urn = {s.urn: s for s in self.subjects}
+        self.stack_urn = plan.stack_urn
+        self.analyze_one(self.subjects[0])
+        order = {s.urn: index for index, s in enumerate(self.subjects)}
+        self.diagnostics.sort(key=lambda d: order.get(d.urn, len(order)))
+        self.remediations.sort(key=lambda r: order.get(r.urn, len(order)))
 
     def _remediate(self, subject: _Subject, request: Any) -> None:
         response = self.client.call("Remediate", request, what=subject.urn, optional=True)
@@ -1156,6 +1228,34 @@ class PolicySession:
         ``AnalyzeStack`` with every resource of the plan."""
         run = self._run(plan)
         run.analyze_each(analyze)
+        run.analyze_stack()
+        return self._report(plan, run)
+
+    def stream(self, project: str, stack: str, stack_urn: str) -> StreamingCheck:
+        """A check that analyzes each resource as the program registers it, as the engine
+        does during a deployment (``StreamingCheck``)."""
+        if self._client is None or self._info is None:
+            raise RuntimeError("the policy session is not started")
+        if (project, stack) != (self.project, self.stack):
+            raise ValueError(f"the pack was started for {self.project}/{self.stack}")
+        return StreamingCheck(self, _Run(self._client, self._info, None, stack_urn))
+
+    def finish(
+        self, plan: Plan, streaming: StreamingCheck, helpers: Sequence[StreamingCheck] = ()
+    ) -> PolicyReport:
+        """The report of a streamed check once the program is done: every resource of
+        ``plan`` must have been analyzed by this session or one of its ``helpers`` (other
+        processes of the same pack and configuration); then the stack is analyzed here and
+        ``AnalyzeStack`` sent here, with every resource."""
+        run = streaming.close()
+        seen = set(streaming.seen)
+        for helper in helpers:
+            run.merge(helper.close())
+            seen |= helper.seen
+        missing = [r.urn for r in plan.resources if r.urn not in seen]
+        if missing:
+            raise RuntimeError(f"{len(missing)} resource(s) were not streamed, e.g. {missing[0]}")
+        run.adopt(plan)
         run.analyze_stack()
         return self._report(plan, run)
 

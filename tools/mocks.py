@@ -385,9 +385,16 @@ class CapturedResource:
 class CapturingMonitor(MockMonitor):
     """A mock monitor that also records the resource graph and the stack outputs."""
 
-    def __init__(self, mocks: RealisticMocks) -> None:
+    def __init__(
+        self,
+        mocks: RealisticMocks,
+        listener: Callable[[CapturedResource], None] | None = None,
+    ) -> None:
         super().__init__(mocks)
         self.realistic = mocks
+        self.listener = listener
+        """Called with each captured resource, in registration order (the policy pack
+        analyzes them while the program runs)."""
         self.captured: list[CapturedResource] = []
         self.stack_urn: str | None = None
         self.stack_outputs: dict[str, Any] = {}
@@ -427,6 +434,8 @@ class CapturingMonitor(MockMonitor):
         )
         with self._lock:
             self.captured.append(record)
+            if self.listener is not None:
+                self.listener(record)
             if request.type.startswith("pulumi:providers:"):
                 accounts = inputs.get("allowedAccountIds") or "[]"
                 if isinstance(accounts, str):  # provider inputs travel as JSON strings

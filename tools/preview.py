@@ -35,7 +35,9 @@ Later stages (rendered artifacts) append to ``STAGES``. Exit codes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import contextvars
+import os
 import runpy
 import sys
 import threading
@@ -55,7 +57,7 @@ from components.settings import PROJECT, SettingsError, SettingsProblem
 from tools import analyzer, render
 from tools.engine import check as engine
 from tools.engine.schema import SchemaCache
-from tools.mocks import CapturingMonitor, RealisticMocks
+from tools.mocks import CapturedResource, CapturingMonitor, RealisticMocks
 from tools.plan import Plan
 from tools.project import ConfigFileError, StackConfig, load_stack_config
 
@@ -120,6 +122,7 @@ class PreviewContext:
 
 
 Stage = Callable[[PreviewContext], None]
+Listener = Callable[[CapturedResource], None]
 
 
 def stage_config(ctx: PreviewContext) -> None:
@@ -139,7 +142,8 @@ def _config_error(stack: str, problems: Sequence[SettingsProblem]) -> StageError
 
 
 def stage_program(ctx: PreviewContext) -> None:
-    ctx.plan = run_program(ctx.project_dir, ctx.require_config(), ctx.schemas)
+    listener = ctx.policy.add if ctx.policy is not None else None
+    ctx.plan = run_program(ctx.project_dir, ctx.require_config(), ctx.schemas, listener)
 
 
 def stage_plan(ctx: PreviewContext) -> None:
@@ -180,35 +184,75 @@ def stage_engine(ctx: PreviewContext) -> None:
 
 
 class PolicyStart:
-    """The policy pack, started and configured in a thread while the program runs: starting
-    the pack's interpreter is independent of the plan, and the two use different cores."""
+    """The policy pack, started and configured in threads while the program runs, then fed
+    each resource as the program registers it (``add``), as the engine analyzes resources during
+    a deployment. Resource policies judge each resource alone, so the resources are shared
+    between ``processes`` processes of the pack (one per core, at most two), which then work
+    in parallel with the program and with each other; the first one also analyzes the stack."""
 
-    def __init__(self, ctx: PreviewContext) -> None:
+    def __init__(self, ctx: PreviewContext, processes: int = 2) -> None:
         self._ctx = ctx
-        self.session: analyzer.PolicySession | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._start, name="policy-pack", daemon=True)
-        self._thread.start()
+        self._count = max(1, min(processes, os.cpu_count() or 1))
+        self.checks: list[analyzer.StreamingCheck | None] = [None] * self._count
+        self.errors: list[BaseException] = []
+        self._pending: list[CapturedResource] = []
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._start, args=(index,), name=f"policy-pack-{index}",
+                             daemon=True)
+            for index in range(self._count)
+        ]  # fmt: skip
+        for thread in self._threads:
+            thread.start()
 
-    def _start(self) -> None:
+    def _start(self, index: int) -> None:
         try:
-            self.session = policy_session(self._ctx)
-            self.session.start()
+            session = policy_session(self._ctx)
+            try:
+                session.start()
+                check = session.stream(PROJECT, self._ctx.stack, "")
+            except BaseException:
+                session.stop()
+                raise
+            with self._lock:
+                self.checks[index] = check
+                for position, resource in enumerate(self._pending):
+                    check.add(resource, analyze=position % self._count == index)
         except BaseException as exc:  # re-raised in the policy stage, in pipeline order
-            self.error = exc
+            with self._lock:
+                self.errors.append(exc)
 
-    def wait(self) -> analyzer.PolicySession:
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-        if self.session is None:
-            raise RuntimeError("the policy pack did not start")
-        return self.session
+    def add(self, resource: CapturedResource) -> None:
+        """A resource the program registered: analyzed by one process, known to all."""
+        with self._lock:
+            position = len(self._pending)
+            self._pending.append(resource)
+            for index, check in enumerate(self.checks):
+                if check is not None:
+                    check.add(resource, analyze=position % self._count == index)
+
+    def finish(self, plan: Plan) -> analyzer.PolicyReport:
+        for thread in self._threads:
+            thread.join()
+        if self.errors:
+            raise self.errors[0]
+        checks = [check for check in self.checks if check is not None]
+        main, *helpers = checks
+        report = main.session.finish(plan, main, helpers)
+        return report
+
+    @property
+    def output(self) -> list[str]:
+        return [line for c in self.checks if c is not None for line in c.session.output]
 
     def stop(self) -> None:
-        self._thread.join()
-        if self.session is not None:
-            self.session.stop()
+        for thread in self._threads:
+            thread.join()
+        for check in self.checks:
+            if check is not None:
+                with contextlib.suppress(BaseException):
+                    check.close()
+                check.session.stop()
 
 
 def policy_session(ctx: PreviewContext, project: str = PROJECT) -> analyzer.PolicySession:
@@ -231,18 +275,27 @@ def stage_policy_start(ctx: PreviewContext) -> None:
     ctx.policy = PolicyStart(ctx)
 
 
+def _streamed_report(ctx: PreviewContext, policy: PolicyStart) -> analyzer.PolicyReport:
+    try:
+        report = policy.finish(ctx.require_plan())
+    finally:
+        policy.stop()
+    report.pack_output = policy.output  # complete once the processes are stopped
+    return report
+
+
 def stage_policy(ctx: PreviewContext) -> None:
     try:
         if ctx.policy is not None:
-            session = ctx.policy.wait()
+            report = _streamed_report(ctx, ctx.policy)
         else:
             session = policy_session(ctx, ctx.require_plan().project)
             session.start()
-        try:
-            report = session.check(ctx.require_plan())
-        finally:
-            session.stop()
-        report.pack_output = session.output  # complete once the process is stopped
+            try:
+                report = session.check(ctx.require_plan())
+            finally:
+                session.stop()
+            report.pack_output = session.output  # complete once the process is stopped
     except analyzer.PolicyInputError as exc:
         raise StageError(EXIT_CONFIG, exc.lines) from None
     except analyzer.PolicyPackError as exc:
@@ -275,16 +328,24 @@ STAGES: list[tuple[str, Stage]] = [
 ]
 
 
-def run_program(project_dir: Path, config: StackConfig, schemas: SchemaCache | None = None) -> Plan:
+def run_program(
+    project_dir: Path,
+    config: StackConfig,
+    schemas: SchemaCache | None = None,
+    listener: Listener | None = None,
+) -> Plan:
     """Run ``__main__.py`` for the stack under the mock runtime and return the captured plan."""
     if str(project_dir) not in sys.path:
         sys.path.insert(0, str(project_dir))
     program = str(project_dir / "__main__.py")
-    return capture(config, lambda: _run_main(program), schemas)
+    return capture(config, lambda: _run_main(program), schemas, listener)
 
 
 def capture(
-    config: StackConfig, program: Callable[[], None], schemas: SchemaCache | None = None
+    config: StackConfig,
+    program: Callable[[], None],
+    schemas: SchemaCache | None = None,
+    listener: Listener | None = None,
 ) -> Plan:
     """Run ``program`` as a Pulumi program of the stack under the mock runtime, capturing
     everything it registers (tests use this to build one component with chosen arguments).
@@ -292,12 +353,19 @@ def capture(
     Each run happens in a fresh ``contextvars`` context, so the Pulumi runtime state of one run
     (root stack, settings, config) never leaks into the next one in the same process.
     """
-    return contextvars.Context().run(_capture, config, program, schemas or SchemaCache(None))
+    return contextvars.Context().run(
+        _capture, config, program, schemas or SchemaCache(None), listener
+    )
 
 
-def _capture(config: StackConfig, program: Callable[[], None], schemas: SchemaCache) -> Plan:
+def _capture(
+    config: StackConfig,
+    program: Callable[[], None],
+    schemas: SchemaCache,
+    listener: Listener | None,
+) -> Plan:
     mocks = RealisticMocks(config.stack, schemas=schemas)
-    monitor = CapturingMonitor(mocks)
+    monitor = CapturingMonitor(mocks, listener)
     runtime_config.set_all_config(dict(config.values), list(config.secret_keys))
     pulumi.runtime.set_mocks(
         mocks, project=PROJECT, stack=config.stack, preview=True, monitor=monitor
@@ -400,5 +468,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_pipeline(ctx)
 
 
+def _exit(code: int) -> None:
+    """Leave without the interpreter's teardown: every file is written, the pack's processes
+    are stopped, and unwinding the ~1,100 SDK modules and the mock runtime's threads costs
+    most of a second for nothing."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
