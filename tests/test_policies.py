@@ -1639,3 +1639,19 @@ def test_real_stack_is_really_checked(plan: Plan) -> None:
     for required in (RDS, REDIS, EKS, LAUNCH_TEMPLATE, ECR, KMS, BUCKET, VPC, SG, SG_RULE):
         assert required in kinds, required
     assert "kubernetes:networking.k8s.io/v1:NetworkPolicy" in kinds
+
+
+def test_a_release_is_allowed_only_for_the_charts_the_config_names() -> None:
+    """A chart whose install needs hooks (which helm.v4.Chart never runs) may be a Release
+    when the configuration names it, with its reason; any other Release is still reported."""
+    policy = POLICIES["k8s-no-helm-release"]
+    release = R("kubernetes:helm.sh/v3:Release", {"chart": "vpa", "version": "4.7.2", "values": {}})
+    allowed = {"k8s-no-helm-release": {"releaseAllowed": [{"chart": "vpa", "reason": "hooks"}]}}
+    assert violations(policy, release, allowed) == []
+    other = R("kubernetes:helm.sh/v3:Release", {"chart": "external-secrets", "values": {}})
+    assert violations(policy, other, allowed) == [
+        "Helm release of external-secrets hides its workloads from the policy pack."
+    ]
+    for stack in ("staging", "prod"):
+        config = json.loads((REPO_ROOT / "policies" / "config" / f"{stack}.json").read_text())
+        assert [e["chart"] for e in config["k8s-no-helm-release"]["releaseAllowed"]] == ["vpa"]
