@@ -23,7 +23,14 @@ import yaml
 from pulumi.resource import DependencyResource
 
 from tools.engine import check as engine
-from tools.engine.charts import CHART_V4, RELEASE_V3, ChartEntry, check_charts, table
+from tools.engine.charts import (
+    CHART_V4,
+    RELEASE_V3,
+    ChartEntry,
+    ChartTableError,
+    check_charts,
+    table,
+)
 from tools.engine.findings import Finding
 from tools.engine.inputs import CHECKED_PACKAGES, is_custom_kind
 from tools.engine.schema import package_of
@@ -380,3 +387,9 @@ def test_chart_table_entries_name_their_source() -> None:
         assert set(entry.values.values()) <= {
             "map", "list", "string", "bool", "number", "null", "template-only"
         }  # fmt: skip
+
+
+def test_a_corrupt_chart_table_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "vpa-4.7.2.json").write_text('{"chart": "vpa", "version": ')
+    with pytest.raises(ChartTableError, match=r"vpa-4\.7\.2\.json: expected a chart table"):
+        table(tmp_path)

@@ -56,6 +56,7 @@ from pulumi.runtime.sync_await import _sync_await
 from components.settings import PROJECT, SettingsError, SettingsProblem
 from tools import analyzer, render
 from tools.engine import check as engine
+from tools.engine.charts import ChartTableError
 from tools.engine.schema import SchemaCache
 from tools.mocks import CapturedResource, CapturingMonitor, RealisticMocks
 from tools.plan import Plan
@@ -167,7 +168,10 @@ def stage_engine(ctx: PreviewContext) -> None:
     """What the real engine and providers would refuse (tools/engine): one line per finding
     naming the resource and property; errors fail the preview, warnings are printed."""
     plan = ctx.require_plan()
-    report = engine.check(plan.resources, plan.stack_urn, sites=plan.sites, schemas=ctx.schemas)
+    try:
+        report = engine.check(plan.resources, plan.stack_urn, sites=plan.sites, schemas=ctx.schemas)
+    except ChartTableError as exc:
+        raise StageError(EXIT_CONFIG, [f"error: chart table: {exc}"]) from None
     path = ctx.out_dir / "engine-report.json"
     report.write_json(path)
     for finding in report.warnings:

@@ -70,20 +70,30 @@ class ChartEntry:
         return False
 
 
+class ChartTableError(Exception):
+    """A table file that cannot be read: the message names the file and what was expected."""
+
+
 @cache
 def table(folder: Path = TABLE_DIR) -> dict[tuple[str, str], ChartEntry]:
     entries = {}
     for path in sorted(folder.glob("*.json")):
-        data = json.loads(path.read_text())
-        entry = ChartEntry(
-            chart=data["chart"],
-            version=data["version"],
-            repository=data["repository"],
-            source=data["source"],
-            hooks=tuple(data["hooks"]),
-            values=data["values"],
-            passthrough=tuple(data.get("passthrough", ())),
-        )
+        try:
+            data = json.loads(path.read_text())
+            entry = ChartEntry(
+                chart=data["chart"],
+                version=data["version"],
+                repository=data["repository"],
+                source=data["source"],
+                hooks=tuple(data["hooks"]),
+                values=data["values"],
+                passthrough=tuple(data.get("passthrough", ())),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ChartTableError(
+                f"{path}: expected a chart table entry (chart, version, repository, source, "
+                f"hooks, values) in JSON: {type(exc).__name__}: {exc}"
+            ) from None
         entries[(entry.chart, entry.version)] = entry
     return entries
 
