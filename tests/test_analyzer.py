@@ -7,6 +7,7 @@ travelled over the wire. One end-to-end test runs the offline preview with the r
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +31,7 @@ from tools.analyzer import (
     PolicyPackError,
     PolicyPackProcess,
     PolicyReport,
+    PolicySession,
     encode_value,
     load_pack_project,
     pack_environment,
@@ -49,7 +52,7 @@ from tools.preview import (
     run_pipeline,
     stage_policy,
 )
-from tools.project import StackConfig
+from tools.project import StackConfig, load_stack_config
 
 PACK_YAML = "runtime: python\nversion: 1.2.3\ndescription: the analyzer tests' fixture pack\n"
 
@@ -695,3 +698,61 @@ def test_offline_preview_runs_the_real_policy_pack(tmp_path: Path) -> None:
     assert result.returncode == expected, result.stderr
     if data["hasMandatoryViolations"]:
         assert "mandatory policy violation(s)" in result.stderr
+
+
+def test_a_streamed_check_reports_what_one_check_over_the_plan_reports(
+    plans: dict[str, Plan],
+) -> None:
+    """The preview feeds the pack each resource as the program registers it, split between two
+    pack processes; the report must be the one a single sequential check gives."""
+    real = plans["prod"]
+    # untagged AWS resources: violations reported by both processes
+    resources = copy.deepcopy(real.resources)
+    for resource in resources:
+        resource.inputs.pop("tags", None)
+        resource.outputs.pop("tags", None)
+    plan = Plan(real.project, real.stack, real.stack_urn, resources, real.outputs)
+    config = load_stack_config(REPO_ROOT, "prod")
+    pack = REPO_ROOT / "policies"
+    kwargs: dict[str, Any] = {
+        "project": plan.project, "stack": plan.stack,
+        "config_file": pack / "config" / "prod.json",
+        "stack_config": config.values, "secret_keys": config.secret_keys,
+    }  # fmt: skip
+    sequential = run_policy_check(plan, pack, **kwargs_for_run(kwargs))
+    main, helper = PolicySession(pack, **kwargs), PolicySession(pack, **kwargs)
+    try:
+        main.start()
+        helper.start()
+        first = main.stream(plan.project, plan.stack, "")
+        second = helper.stream(plan.project, plan.stack, "")
+        # in an order the program can register them in: providers before their resources
+        ordered = sorted(plan.resources, key=lambda r: not r.type.startswith("pulumi:providers:"))
+        for index, resource in enumerate(ordered):
+            first.add(resource, analyze=index % 2 == 0)
+            second.add(resource, analyze=index % 2 == 1)
+        streamed = main.finish(plan, first, [second])
+    finally:
+        main.stop()
+        helper.stop()
+    assert streamed.resources_analyzed == sequential.resources_analyzed == len(plan.resources) + 1
+    expected, got = sequential.to_json(), streamed.to_json()
+    expected.pop("packOutput", None)
+    got.pop("packOutput", None)
+    assert len(got["diagnostics"]) > 50
+    assert got == expected
+    # a resource before its provider is refused, not analyzed without the provider's settings
+    session = PolicySession(pack, **kwargs)
+    try:
+        session.start()
+        early = session.stream(plan.project, plan.stack, "")
+        (user,) = [r for r in plan.resources if r.name == "network-vpc"]
+        early.add(user)
+        with pytest.raises(PolicyPackError, match="arrived before its provider"):
+            early.close()
+    finally:
+        session.stop()
+
+
+def kwargs_for_run(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k not in ("project", "stack")}

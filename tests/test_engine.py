@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,8 @@ from tools.engine.charts import (
     table,
 )
 from tools.engine.findings import Finding
-from tools.engine.inputs import CHECKED_PACKAGES, is_custom_kind
-from tools.engine.schema import package_of
+from tools.engine.inputs import CHECKED_PACKAGES, check_inputs, is_custom_kind
+from tools.engine.schema import SchemaCache, package_of
 from tools.mocks import CapturedResource
 from tools.plan import Plan
 from tools.preview import REPO_ROOT, capture
@@ -338,7 +338,7 @@ def test_open_enums_accept_any_string_and_constants_must_match() -> None:
 
 
 def chart_resource(
-    typ: str, chart: str, version: str, values: dict[str, object]
+    typ: str, chart: str, version: str, values: Mapping[str, object]
 ) -> CapturedResource:
     return CapturedResource(
         urn=f"urn:pulumi:s::p::{typ}::c", type=typ, name="c", custom=typ == RELEASE_V3,
@@ -393,3 +393,42 @@ def test_a_corrupt_chart_table_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "vpa-4.7.2.json").write_text('{"chart": "vpa", "version": ')
     with pytest.raises(ChartTableError, match=r"vpa-4\.7\.2\.json: expected a chart table"):
         table(tmp_path)
+
+
+def test_secret_or_unknown_values_do_not_hide_the_keys_around_them() -> None:
+    """A secret map keeps its keys (only values are masked), so a misspelled key next to an
+    unknown value is still refused."""
+    values = {"serviceAccount": {"nmae": "[unknown]"}}
+    (finding,) = check_charts([chart_resource(RELEASE_V3, "vpa", "4.7.2", values)])
+    assert finding.property == "values.serviceAccount.nmae"
+
+
+def test_maps_the_templates_iterate_accept_any_key() -> None:
+    """``recommender.extraArgs`` is turned into flags key by key (``range``): any flag name."""
+    values = {"recommender": {"extraArgs": {"pod-recommendation-min-cpu-millicores": 15}}}
+    assert list(check_charts([chart_resource(RELEASE_V3, "vpa", "4.7.2", values)])) == []
+
+
+def test_kubernetes_quantities_may_be_numbers_but_labels_may_not() -> None:
+    def program() -> None:
+        container: Any = {
+            "name": "web",
+            "image": "nginx:1.27",
+            "resources": {"limits": {"cpu": 1, "memory": "256Mi"}, "requests": {"cpu": 0.5}},
+        }
+        k8s.core.v1.Pod(
+            "pod",
+            metadata={"name": "pod", "namespace": "app"},
+            spec={"containers": [container], "volumes": [{"name": "t", "empty_dir": {}}]},
+        )
+        quota: Any = {"hard": {"pods": 10}}
+        k8s.core.v1.ResourceQuota("quota", metadata={"name": "q", "namespace": "app"}, spec=quota)
+
+    assert errors_of(program) == []
+
+
+def test_component_resources_without_a_provider_schema_are_not_refused() -> None:
+    """``helm.v3.Chart`` is a component the SDK expands in-process: no provider schema."""
+    chart = chart_resource("kubernetes:helm.sh/v3:Chart", "vpa", "4.7.2", {})
+    chart.custom = False
+    assert list(check_inputs([chart], SchemaCache(None))) == []

@@ -18,7 +18,9 @@ from tools.config_docs import render_table, replace_table
 from tools.preview import REPO_ROOT
 from tools.project import ConfigFileError, load_declarations, load_stack_config
 
-SCHEMA = REPO_ROOT.parent / "shared" / "reference" / "pulumi-project.schema.json"
+SCHEMA = REPO_ROOT / "tests" / "fixtures" / "pulumi-project.schema.json"
+"""Pulumi's published project-file schema, unchanged (its ``$id`` names the source:
+pulumi/pulumi, sdk/go/common/workspace/project.json)."""
 
 
 def _stack_file(stack: str) -> dict[str, object]:

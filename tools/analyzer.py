@@ -822,6 +822,7 @@ class StreamingCheck:
         self._queue: queue.Queue[tuple[CapturedResource, bool] | None] = queue.Queue()
         self.seen: set[str] = set()
         self.error: BaseException | None = None
+        self._cancelled = False
         self._thread = threading.Thread(target=self._work, name="policy-analyze", daemon=True)
         self._thread.start()
 
@@ -834,16 +835,28 @@ class StreamingCheck:
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
             resource, analyze = item
-            if self.error is not None:
-                continue  # drain: the first failure is reported
+            if self.error is not None or self._cancelled:
+                continue  # drain: the first failure is reported; a cancelled check stops
             try:
                 (subject,) = _subjects_of([resource])
+                provider = (subject.provider or "").rsplit("::", 1)[0]
+                if provider and provider not in self._run.by_urn:
+                    # the engine registers a provider before anything that uses it; analyzing
+                    # without it would miss what policies read from it (default tags)
+                    raise PolicyPackError(
+                        [f"error: {subject.urn} arrived before its provider {provider}"]
+                    )
                 self._run.by_urn[subject.urn] = subject
                 if analyze:
                     self._run.analyze_one(subject)
                     self.seen.add(subject.urn)
             except BaseException as exc:
                 self.error = exc
+
+    def cancel(self) -> None:
+        """Stop analyzing (the preview failed before the policy stage); returns at once."""
+        self._cancelled = True
+        self._queue.put(None)
 
     def close(self) -> _Run:
         self._queue.put(None)
@@ -1254,7 +1267,11 @@ class PolicySession:
             seen |= helper.seen
         missing = [r.urn for r in plan.resources if r.urn not in seen]
         if missing:
-            raise RuntimeError(f"{len(missing)} resource(s) were not streamed, e.g. {missing[0]}")
+            raise PolicyPackError(
+                [f"error: the policy pack analyzed {len(plan.resources) - len(missing)} of "
+                 f"{len(plan.resources)} resources; not analyzed: {missing[0]} and "
+                 f"{len(missing) - 1} more"]
+            )  # fmt: skip
         run.adopt(plan)
         run.analyze_stack()
         return self._report(plan, run)

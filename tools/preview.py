@@ -35,7 +35,6 @@ Later stages (rendered artifacts) append to ``STAGES``. Exit codes:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import contextvars
 import os
 import runpy
@@ -254,8 +253,7 @@ class PolicyStart:
             thread.join()
         for check in self.checks:
             if check is not None:
-                with contextlib.suppress(BaseException):
-                    check.close()
+                check.cancel()
                 check.session.stop()
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.engine.findings import Finding
-from tools.mocks import MASK, UNKNOWN, CapturedResource
+from tools.mocks import CapturedResource
 
 TABLE_DIR = Path(__file__).resolve().parent / "charts"
 CHART_V4 = "kubernetes:helm.sh/v4:Chart"
@@ -100,15 +100,11 @@ def table(folder: Path = TABLE_DIR) -> dict[tuple[str, str], ChartEntry]:
 
 def values_paths(values: Any, prefix: str = "") -> Iterator[str]:
     """Dotted paths of the leaves we set; a list is a leaf (Helm replaces lists whole)."""
-    if isinstance(values, dict) and values and not _opaque(values):
+    if isinstance(values, dict) and values:
         for key, item in values.items():
             yield from values_paths(item, f"{prefix}.{key}" if prefix else str(key))
     elif prefix:
         yield prefix
-
-
-def _opaque(values: dict[str, Any]) -> bool:
-    return any(v in (MASK, UNKNOWN) for v in values.values()) and len(values) == 1
 
 
 def check_charts(

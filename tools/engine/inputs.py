@@ -37,7 +37,7 @@ def check_inputs(resources: list[CapturedResource], schemas: SchemaCache) -> Ite
             continue
         schema = schemas.resource(resource.type)
         if schema is None:
-            if not is_custom_kind(resource.type):
+            if resource.custom and not is_custom_kind(resource.type):
                 yield Finding.error(resource, "", f"unknown resource type {resource.type!r}")
             continue
         if schema.deprecation:
@@ -58,6 +58,7 @@ class _Walker:
         self.resource = resource
         self.schemas = schemas
         self.provider = provider
+        self.quantities = resource.type.startswith(PREFIX)
 
     def object(
         self,
@@ -87,8 +88,7 @@ class _Walker:
         if self.provider and isinstance(value, str) and spec.get("type") != "string":
             value = _json_or_text(value)  # provider inputs travel as JSON text
         if "oneOf" in spec:
-            if not any(not list(self.value(path, value, option)) for option in spec["oneOf"]):
-                yield self._mismatch(path, spec, value)
+            yield from self.one_of(path, value, spec)
         elif "const" in spec:
             if value != spec["const"]:
                 yield self._mismatch(path, spec, value)
@@ -96,6 +96,16 @@ class _Walker:
             yield from self.reference(path, value, self.schemas.type(spec["$ref"]))
         else:
             yield from self.structure(path, value, spec)
+
+    def one_of(self, path: str, value: Any, spec: Spec) -> Iterator[Finding]:
+        """The findings of the first option the value satisfies (its warnings included); a
+        mismatch when none does."""
+        for option in spec["oneOf"]:
+            found = list(self.value(path, value, option))
+            if not any(f.severity == "error" for f in found):
+                yield from found
+                return
+        yield self._mismatch(path, spec, value)
 
     def structure(self, path: str, value: Any, spec: Spec) -> Iterator[Finding]:
         kind = spec.get("type", "any")
@@ -105,6 +115,8 @@ class _Walker:
         elif kind == "object" and isinstance(value, dict):
             for key, item in value.items():
                 yield from self.value(_join(path, key), item, spec["additionalProperties"])
+        elif kind == "string" and self.quantities and _is_quantity(path, value):
+            return
         elif kind in ("array", "object") or not _primitive_ok(kind, value):
             yield self._mismatch(path, spec, value)
 
@@ -142,6 +154,23 @@ def is_custom_kind(typ: str) -> bool:
         return False
     group = typ.split(":")[1].rpartition("/")[0]
     return group not in BUILT_IN_GROUPS and group != "core" and not typ.startswith(HELM_PREFIX)
+
+
+QUANTITY_MAPS = frozenset(
+    {"limits", "requests", "hard", "default", "defaultRequest", "max", "min",
+     "maxLimitRequestRatio", "overhead", "capacity", "allocatable"}
+)  # fmt: skip
+"""Kubernetes maps of resource quantities (``resources.limits``, a quota's ``hard``, ...)."""
+QUANTITY_FIELDS = frozenset({"sizeLimit", "storage"})
+
+
+def _is_quantity(path: str, value: Any) -> bool:
+    """A Kubernetes ``Quantity`` (the SDK types it ``str``) given as a number: the API server
+    accepts ``cpu: 1`` as it accepts ``cpu: "1"``."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    parts = path.replace("[", ".[").split(".")
+    return (len(parts) > 1 and parts[-2] in QUANTITY_MAPS) or parts[-1] in QUANTITY_FIELDS
 
 
 def _json_or_text(value: str) -> Any:

@@ -28,6 +28,7 @@ import importlib
 import inspect
 import json
 import re
+import threading
 import typing
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ Spec = dict[str, Any]
 """A type in the published schema's notation: ``{"type": "string"}``, ``{"type": "array",
 "items": ...}``, ``{"type": "object", "additionalProperties": ...}``, ``{"$ref": name}``,
 ``{"oneOf": [...]}``, ``{"const": value}`` or ``{"type": "any"}``."""
+
+_DERIVATION_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
 
 SDK_PACKAGES = {"aws": "pulumi_aws", "kubernetes": "pulumi_kubernetes", "docker": "pulumi_docker"}
 """Provider package name -> the SDK module that registers its resources."""
@@ -286,7 +289,8 @@ class SchemaCache:
     """
 
     def __init__(self, root: Path | None) -> None:
-        versions = sdk_versions()
+        # the derivation's own code is part of the key: a fix to it invalidates old caches
+        versions = {**sdk_versions(), "derivation": _DERIVATION_DIGEST}
         digest = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
         self.path = root / f"engine-schema-{digest}.json" if root else None
         self.versions = versions
@@ -294,6 +298,8 @@ class SchemaCache:
         self.types: dict[str, Spec] = {}
         self._deriver: SchemaDeriver | None = None
         self._dirty = False
+        self._lock = threading.Lock()
+        """Resources register on the SDK's threads: one derivation at a time."""
         if self.path and self.path.is_file():
             try:
                 data = json.loads(self.path.read_text())
@@ -304,14 +310,15 @@ class SchemaCache:
                 self.types = data.get("types", {})
 
     def resource(self, token: str) -> ResourceSchema | None:
-        if token not in self.resources:
-            if self._deriver is None:
-                self._deriver = SchemaDeriver()
-                self._deriver.types = self.types
-            derived = self._deriver.resource(token)
-            self.resources[token] = derived.to_json() if derived else None
-            self._dirty = True
-        data = self.resources[token]
+        with self._lock:
+            if token not in self.resources:
+                if self._deriver is None:
+                    self._deriver = SchemaDeriver()
+                    self._deriver.types = self.types
+                derived = self._deriver.resource(token)
+                self.resources[token] = derived.to_json() if derived else None
+                self._dirty = True
+            data = self.resources[token]
         return ResourceSchema.from_json(token, data) if data is not None else None
 
     def type(self, name: str) -> Spec:
