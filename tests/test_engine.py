@@ -258,7 +258,7 @@ def test_seeded_fault_is_refused_with_one_clear_line(fault: str) -> None:
     assert expected in errors[0]
 
 
-def test_duplicate_urn_names_both_places(tmp_path: Path) -> None:
+def test_duplicate_urn_names_both_places() -> None:
     (error,) = errors_of(duplicate_urn)
     places = error.split("registered at ")[1].split(";")[0].split(", ")
     assert len(places) == 2

@@ -239,10 +239,8 @@ class PolicyStart:
             thread.join()
         if self.errors:
             raise self.errors[0]
-        checks = [check for check in self.checks if check is not None]
-        main, *helpers = checks
-        report = main.session.finish(plan, main, helpers)
-        return report
+        main, *helpers = [check for check in self.checks if check is not None]
+        return main.session.finish(plan, main, helpers)
 
     @property
     def output(self) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ class EngineReport:
     """Resources whose inputs were checked against a provider schema."""
     types_checked: int
     resources: int
-    sites: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Finding]:
@@ -82,5 +81,4 @@ def check(
         resources_checked=len(checked),
         types_checked=len({r.type for r in checked}),
         resources=len(resources),
-        sites=sites or {},
     )
