@@ -82,9 +82,11 @@ from components.validation import (
 )
 
 PROJECT = "exposcholar"
-STACKS = ("staging", "prod")
-"""The stacks this program knows; any other stack name is refused."""
-PRODUCTION = "prod"
+STACK_NAME = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9])){1,11}$")
+"""Stack names: 2-12 lower-case letters, digits and single dashes, starting with a letter. The
+name becomes part of every physical name (``exposcholar-<stack>-...``), and the tightest AWS
+limits (IAM role names, ElastiCache group ids) leave room for 12 characters."""
+STACK_NAME_RULE = "2-12 lower-case letters, digits and single dashes, starting with a letter"
 
 ALLOWED_FOREIGN_KEYS = frozenset({"pulumi:disable-default-providers"})
 """Keys outside the project namespace that a stack file may set. Anything else (for example
@@ -115,6 +117,7 @@ def _keys(names: str, type_: str, *, varies: bool = True) -> tuple[KeySpec, ...]
 
 
 KEYS: tuple[KeySpec, ...] = (
+    KeySpec("stackRole", "string", varies=True),
     *_keys("region accountId owner costCenter", "string"),
     KeySpec("adminRoleArns", "array", varies=True),
     KeySpec("kmsKeyRotationDays", "integer", varies=True),
@@ -218,6 +221,15 @@ class SettingsError(pulumi.RunError):
 # --------------------------------------------------------------------------------------------
 # Value types
 # --------------------------------------------------------------------------------------------
+
+
+class StackRole(StrEnum):
+    """What a stack is for. The role, never the stack's name, decides the production safety
+    floors, ``protect`` on stateful resources, the policy pack's default configuration and the
+    deploy path (production stacks deploy only through an approved GitHub environment)."""
+
+    PRODUCTION = "production"
+    STAGING = "staging"
 
 
 class NatGatewayMode(StrEnum):
@@ -471,6 +483,7 @@ class StackSettings:
 
     project: str
     stack: str
+    role: StackRole
     account: AccountSettings
     network: NetworkSettings
     database: DatabaseSettings
@@ -484,7 +497,7 @@ class StackSettings:
     @property
     def is_production(self) -> bool:
         """Production gets ``protect`` on stateful resources and the safety floors above."""
-        return self.stack == PRODUCTION
+        return self.role is StackRole.PRODUCTION
 
 
 # --------------------------------------------------------------------------------------------
@@ -505,10 +518,13 @@ class _Reader:
         self.raw = raw
         self.problems: list[SettingsProblem] = []
         self._failed: set[str] = set()
+        self.role = self.get("stackRole", choice(StackRole))
 
     @property
     def production(self) -> bool:
-        return self.stack == PRODUCTION
+        """Production floors apply when the role says so. A missing or invalid role is itself
+        the one problem reported (no knock-on floors); it stops the run all the same."""
+        return self.role is StackRole.PRODUCTION
 
     def problem(self, key: str, expected: str, value: str | None = None) -> None:
         spec = KEYS_BY_NAME.get(key)
@@ -547,8 +563,8 @@ def parse_settings(stack: str, raw: Mapping[str, str]) -> StackSettings:
     own = {k.removeprefix(prefix): v for k, v in raw.items() if k.startswith(prefix)}
     r = _Reader(stack, own)
 
-    if stack not in STACKS:
-        r.problems.append(SettingsProblem("stack", stack, f"one of the stacks {', '.join(STACKS)}"))
+    if not STACK_NAME.fullmatch(stack):
+        r.problems.append(SettingsProblem("stack", stack, f"a stack name of {STACK_NAME_RULE}"))
     for key in sorted(set(own) - set(KEYS_BY_NAME)):
         r.problem(key, "no such key (a typo?); known keys are listed in Pulumi.yaml", own[key])
     for key in sorted(k for k in raw if not k.startswith(prefix)):
@@ -566,6 +582,7 @@ def parse_settings(stack: str, raw: Mapping[str, str]) -> StackSettings:
     settings = StackSettings(
         PROJECT,
         stack,
+        r.role,
         account,
         _network(r, account.region),
         _database(r),

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from components.settings import STACKS, StackSettings, parse_settings
+from components.settings import StackSettings, parse_settings
+from tests import STACKS
 from tools.mocks import CapturedResource
 from tools.plan import Plan
 from tools.preview import REPO_ROOT, run_program

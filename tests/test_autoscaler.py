@@ -27,7 +27,8 @@ from components.irsa import OidcIssuer
 from components.naming import Naming
 from components.nodes import SYSTEM_TAINTS, NodeGroup, NodeGroupArgs
 from components.providers import aws_provider, kubernetes_provider
-from components.settings import STACKS, StackSettings
+from components.settings import StackSettings
+from tests import STACKS
 from tests.conftest import assert_valid_manifests, only
 from tools import render
 from tools.plan import Plan

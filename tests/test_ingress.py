@@ -15,7 +15,8 @@ import pytest
 
 from components.ingress import SSL_POLICY, AppIngress, AppIngressArgs
 from components.naming import Naming
-from components.settings import STACKS, StackSettings
+from components.settings import StackSettings
+from tests import STACKS
 from tests.conftest import assert_valid_manifests, only
 from tests.test_load_balancer_controller import build as build_controller
 from tools import render

@@ -26,7 +26,8 @@ from components.load_balancer_controller import (
 from components.naming import Naming
 from components.nodes import SYSTEM_TAINTS
 from components.providers import aws_provider, kubernetes_provider
-from components.settings import STACKS, StackSettings
+from components.settings import StackSettings
+from tests import STACKS
 from tests.conftest import only
 from tools.plan import Plan
 from tools.preview import capture

@@ -106,17 +106,19 @@ def test_broken_stack_file_lists_every_problem_and_writes_nothing(
     assert result.stdout == ""
 
 
-def test_wrong_type_and_unknown_key_fail_before_the_program_runs(
+def test_wrong_type_unknown_key_and_invalid_value_are_named_in_one_run(
     tmp_path: Path, project_copy: Callable[[], Path]
 ) -> None:
     project = project_copy()
-    _break(project, flowLogRetentionDays="ninety", vpcCidrs="10.0.0.0/16")
+    _break(project, flowLogRetentionDays="ninety", vpcCidrs="10.0.0.0/16", vpcCidr="10.20.0.0/33")
     result = _preview("staging", "--out", tmp_path, "--project-dir", project)
     assert result.returncode == EXIT_CONFIG
     assert "Traceback" not in result.stderr
+    assert "3 configuration problem(s)" in result.stderr
     wrong_type = "exposcholar:flowLogRetentionDays: got 'ninety'; expected a value of the declared"
     assert f"{wrong_type} type integer" in result.stderr
     assert "exposcholar:vpcCidrs: got '10.0.0.0/16'; expected no such key" in result.stderr
+    assert "exposcholar:vpcCidr: got '10.20.0.0/33'; expected " in result.stderr
     assert not (tmp_path / "staging").exists()
 
 
@@ -125,7 +127,11 @@ def test_unknown_stack_and_missing_stack_file(
 ) -> None:
     result = _preview("qa", "--out", tmp_path)
     assert result.returncode == EXIT_CONFIG
-    assert "stack: got 'qa'; expected one of the stacks staging, prod" in result.stderr
+    assert "Pulumi.qa.yaml: got nothing" in result.stderr
+    assert "stacks with a file: prod, staging" in result.stderr
+    result = _preview("QA", "--out", tmp_path)
+    assert result.returncode == EXIT_CONFIG
+    assert "stack: got 'QA'; expected a stack name of" in result.stderr
 
     project = project_copy()
     (project / "Pulumi.prod.yaml").unlink()

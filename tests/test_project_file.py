@@ -13,10 +13,11 @@ import jsonschema
 import pytest
 import yaml
 
-from components.settings import KEYS, STACKS
+from components.settings import KEYS
+from tests import STACKS
 from tools.config_docs import render_table, replace_table
 from tools.preview import REPO_ROOT
-from tools.project import ConfigFileError, load_declarations, load_stack_config
+from tools.project import ConfigFileError, check_stack, load_declarations, load_stack_config
 
 SCHEMA = REPO_ROOT / "tests" / "fixtures" / "pulumi-project.schema.json"
 """Pulumi's published project-file schema, unchanged (its ``$id`` names the source:
@@ -132,8 +133,35 @@ def test_encrypted_values_are_accepted_as_secrets(project_copy: Callable[[], Pat
     assert "v1:AAAA" not in json.dumps(config.values)
 
 
+CLI_STRINGS: list[tuple[str, str]] = [
+    ("exposcholar:flowLogRetentionDays", "30"),
+    ("exposcholar:databaseAllocatedStorageGb", "+20"),
+    ("exposcholar:interfaceEndpoints", "true"),
+    ("exposcholar:databaseMultiAz", "False"),
+]
+"""Values as ``pulumi config set key <value>`` stores them: strings, whatever the type."""
+
+
+@pytest.mark.parametrize(("key", "value"), CLI_STRINGS)
+def test_strings_the_cli_writes_are_accepted_for_their_declared_type(
+    project_copy: Callable[[], Path], key: str, value: str
+) -> None:
+    project = project_copy()
+    path = project / "Pulumi.staging.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"][key] = value
+    path.write_text(yaml.safe_dump(document))
+    assert yaml.safe_load(path.read_text())["config"][key] == value  # still a string
+    config = check_stack(project, "staging")
+    assert config.values[key] == value
+
+
 STACK_FILE_ERRORS: list[tuple[str, object, str]] = [
     ("exposcholar:flowLogRetentionDays", "ninety", "declared type integer"),
+    ("exposcholar:flowLogRetentionDays", "twenty", "declared type integer"),
+    ("exposcholar:flowLogRetentionDays", "30.5", "declared type integer"),
+    ("exposcholar:databaseMultiAz", "yes", "declared type boolean"),
+    ("exposcholar:databaseMultiAz", "1", "declared type boolean"),
     ("exposcholar:interfaceEndpoints", "yes", "declared type boolean"),
     ("exposcholar:publicSubnetPrefix", True, "declared type integer"),
     ("exposcholar:availabilityZones", "eu-west-1a", "declared type array"),
@@ -159,6 +187,28 @@ def test_stack_file_errors_name_the_key(
     assert expected in caught.value.problems[0].expected
 
 
+def test_all_problems_of_a_stack_file_are_named_in_one_run(
+    project_copy: Callable[[], Path],
+) -> None:
+    """A wrong type and an unknown key (the CLI's own checks) do not hide an invalid value
+    that only the settings judge: one run names all three, each once."""
+    project = project_copy()
+    path = project / "Pulumi.staging.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"]["exposcholar:flowLogRetentionDays"] = "twenty"
+    document["config"]["exposcholar:vpcCidr"] = "10.20.0.0/33"
+    document["config"]["exposcholar:natGateway"] = "single"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(ConfigFileError) as caught:
+        check_stack(project, "staging")
+    keys = sorted(p.key for p in caught.value.problems)
+    assert keys == [
+        "exposcholar:flowLogRetentionDays",
+        "exposcholar:natGateway",
+        "exposcholar:vpcCidr",
+    ]
+
+
 def test_missing_stack_file_and_unknown_stack(project_copy: Callable[[], Path]) -> None:
     project = project_copy()
     (project / "Pulumi.prod.yaml").unlink()
@@ -168,7 +218,12 @@ def test_missing_stack_file_and_unknown_stack(project_copy: Callable[[], Path]) 
     assert "a stack file" in caught.value.problems[0].expected
     with pytest.raises(ConfigFileError) as caught:
         load_stack_config(project, "qa")
+    assert caught.value.problems[0].key == "Pulumi.qa.yaml"
+    assert "stacks with a file: staging" in caught.value.problems[0].expected
+    with pytest.raises(ConfigFileError) as caught:
+        load_stack_config(project, "QA!")
     assert caught.value.problems[0].key == "stack"
+    assert "lower-case letters" in caught.value.problems[0].expected
 
 
 def test_unparseable_stack_file_names_the_file(project_copy: Callable[[], Path]) -> None:

@@ -94,6 +94,8 @@ BAD_VALUES: list[tuple[str, str | None, str]] = [
     ("alertWebhookUrl", "http://hooks.example.org/T0", "https://"),
     ("alertWebhookUrl", "https://", "https://"),
     ("region", None, "set it in the stack file"),
+    ("stackRole", "prod", "one of production, staging"),
+    ("stackRole", None, "set it in the stack file"),
     ("alertWebhookUrl", None, "pulumi config set --secret"),
     ("vpcCidrr", "10.20.0.0/16", "no such key"),
     ("adminRoleArns", '["arn:aws:iam::999999999999:role/admin"]', "account 123456789012"),
@@ -288,11 +290,36 @@ def test_foreign_key_that_would_be_ignored_is_refused(
     assert "ignored" in caught.value.problems[0].expected
 
 
-def test_unknown_stack_is_refused(stack_configs: dict[str, StackConfig]) -> None:
+@pytest.mark.parametrize("name", ["dr", "prod-dr", "upgrade-133", "staging2"])
+def test_any_well_formed_stack_name_is_accepted(
+    stack_configs: dict[str, StackConfig], name: str
+) -> None:
+    """Stacks are not a fixed list: a second region or a short-lived trial is one more file."""
+    settings = parse_settings(name, stack_configs["staging"].values)
+    assert settings.stack == name and not settings.is_production
+
+
+@pytest.mark.parametrize("name", ["Prod", "x", "1st", "prod--dr", "dr-", "much-too-long-name"])
+def test_malformed_stack_name_is_refused(stack_configs: dict[str, StackConfig], name: str) -> None:
     with pytest.raises(SettingsError) as caught:
-        parse_settings("dev", stack_configs["staging"].values)
-    assert caught.value.problems[0].key == "stack"
-    assert "staging, prod" in caught.value.problems[0].expected
+        parse_settings(name, stack_configs["staging"].values)
+    assert [p.key for p in caught.value.problems] == ["stack"]
+    assert "lower-case letters" in caught.value.problems[0].expected
+
+
+def test_the_role_not_the_name_makes_a_stack_production(
+    stack_configs: dict[str, StackConfig],
+) -> None:
+    """A stack named ``prod`` declared as staging gets staging's floors and no ``protect``; a
+    stack of any name declared production gets production's."""
+    as_staging = _parse(stack_configs["staging"], stackRole="staging")
+    renamed = parse_settings("prod", {**stack_configs["staging"].values})
+    assert not as_staging.is_production and not renamed.is_production
+    assert parse_settings("dr", stack_configs["prod"].values).is_production
+    with pytest.raises(SettingsError) as caught:  # staging's sizes under production's floors
+        _parse(stack_configs["staging"], stackRole="production")
+    keys = {p.key for p in caught.value.problems}
+    assert {P + "databaseMultiAz", P + "cacheNodeCount", P + "backupReplicaRegion"} <= keys
 
 
 def test_all_problems_are_reported_together(stack_configs: dict[str, StackConfig]) -> None:

@@ -17,9 +17,9 @@ A pipeline of stages over one ``PreviewContext``:
    the provider schemas of the pinned SDKs, Helm chart values and hooks; writes
    ``build/<stack>/engine-report.json``;
 7. ``policy`` — run the CrossGuard pack in ``policies/`` as its own process over the Analyzer
-   gRPC protocol (``tools/analyzer.py``) with ``policies/config/<stack>.json`` as its
-   ``--policy-pack-config``; print its ``Policies:`` section as ``pulumi preview`` does and write
-   ``build/<stack>/policy-report.json``.
+   gRPC protocol (``tools/analyzer.py``) with the stack's policy config (``python -m
+   tools.stacks policy-config <stack>``) as its ``--policy-pack-config``; print its
+   ``Policies:`` section as ``pulumi preview`` does and write ``build/<stack>/policy-report.json``.
 
 Later stages (rendered artifacts) append to ``STAGES``. Exit codes:
 
@@ -59,7 +59,8 @@ from tools.engine.charts import ChartTableError
 from tools.engine.schema import SchemaCache
 from tools.mocks import CapturedResource, CapturingMonitor, RealisticMocks
 from tools.plan import Plan
-from tools.project import ConfigFileError, StackConfig, load_stack_config
+from tools.project import ConfigFileError, StackConfig, check_stack
+from tools.stacks import ROLE_KEY, policy_config_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,7 +73,8 @@ EXIT_ENGINE = 1
 """What the engine or a provider would refuse fails the preview like a failed program."""
 
 POLICY_PACK_DIR = "policies"
-"""The policy pack's folder in the project; its per-stack config is ``config/<stack>.json``."""
+"""The policy pack's folder in the project; a stack's config is ``config/<stack>.json`` or, when
+there is none, its role's (``tools.stacks.ROLE_POLICY_CONFIG``)."""
 
 
 class StageError(Exception):
@@ -126,8 +128,9 @@ Listener = Callable[[CapturedResource], None]
 
 
 def stage_config(ctx: PreviewContext) -> None:
+    """The stack file checked as the CLI would, then by the settings: every problem at once."""
     try:
-        ctx.config = load_stack_config(ctx.project_dir, ctx.stack)
+        ctx.config = check_stack(ctx.project_dir, ctx.stack)
     except ConfigFileError as exc:
         raise _config_error(ctx.stack, exc.problems) from None
 
@@ -255,8 +258,15 @@ class PolicyStart:
                 check.session.stop()
 
 
+def policy_config_file(ctx: PreviewContext) -> Path:
+    """``policies/config/<stack>.json`` if it exists, else the file of the stack's role: the
+    file CI passes as ``--policy-pack-config`` (``python -m tools.stacks policy-config``)."""
+    role = ctx.require_config().values[ROLE_KEY]
+    return ctx.project_dir / policy_config_for(ctx.stack, role, ctx.project_dir)
+
+
 def policy_session(ctx: PreviewContext, project: str = PROJECT) -> analyzer.PolicySession:
-    """The pack in ``policies/`` with ``config/<stack>.json``, as ``pulumi preview
+    """The pack in ``policies/`` with the stack's configuration file, as ``pulumi preview
     --policy-pack policies --policy-pack-config ...`` would run it."""
     pack_dir = ctx.project_dir / POLICY_PACK_DIR
     config = ctx.require_config()
@@ -264,7 +274,7 @@ def policy_session(ctx: PreviewContext, project: str = PROJECT) -> analyzer.Poli
         pack_dir,
         project=project,
         stack=ctx.stack,
-        config_file=pack_dir / "config" / f"{ctx.stack}.json",
+        config_file=policy_config_file(ctx),
         stack_config=config.values,
         secret_keys=config.secret_keys,
         pack_label=POLICY_PACK_DIR,

@@ -2,9 +2,16 @@
 Pulumi CLI would hand the program, with the checks the CLI would make first.
 
 As the CLI does: declared defaults fill keys a stack leaves out, a value must have the type its
-key declares, and every value reaches the program as a string (arrays as JSON). Beyond the CLI:
-an undeclared key in the project namespace is refused as a likely typo, and a declared secret
+key declares, and every value reaches the program as a string (arrays as JSON). A top-level
+``pulumi config set key 20`` stores the string "20": like the CLI's own validation and the SDK's
+``Config.get_int``/``get_bool``, such a string is accepted for an integer, number or boolean
+key when it parses as that type, and refused otherwise ("twenty"). Beyond the CLI: an
+undeclared key in the project namespace is refused as a likely typo, and a declared secret
 written in plain text in a stack file is refused (secrets are never committed).
+
+``check_stack`` reports every problem of a stack file in one list: the file-level ones (wrong
+type, unknown key, plain-text secret) together with what the settings validation finds in the
+other keys (an invalid CIDR, a floor not met), so one run names them all.
 
 Offline there is no secrets provider, so each secret key gets a placeholder that is clearly
 marked as one and still passes the key's validation; the plan records which keys got one.
@@ -13,13 +20,22 @@ marked as one and still passes the key's validation; the plan records which keys
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from components.settings import PROJECT, STACKS, SettingsProblem
+from components.settings import (
+    PROJECT,
+    STACK_NAME,
+    STACK_NAME_RULE,
+    SettingsError,
+    SettingsProblem,
+    parse_settings,
+)
+from tools.stacks import stack_names
 
 SECRET_PLACEHOLDERS = {
     "alertWebhookUrl": "https://offline-preview-placeholder.invalid/secret/alertWebhookUrl",
@@ -67,14 +83,25 @@ class ConfigFileError(Exception):
 _PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
     "integer": (int,),
+    "number": (int, float),
     "boolean": (bool,),
     "array": (list,),
 }
 
+_CLI_STRINGS: dict[str, re.Pattern[str]] = {
+    "integer": re.compile(r"^[+-]?[0-9]+$"),
+    "number": re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"),
+    "boolean": re.compile(r"^(true|false|True|False)$"),
+}
+"""Strings the CLI stores for ``pulumi config set key <value>`` that the SDK reads as the
+declared type (``Config.get_int``, ``get_float``, ``get_bool``)."""
+
 
 def _has_type(value: Any, declared: str) -> bool:
-    if declared == "integer" and isinstance(value, bool):
-        return False  # YAML true is not an integer
+    if isinstance(value, bool) and declared in ("integer", "number"):
+        return False  # YAML true is not a number
+    if isinstance(value, str) and declared in _CLI_STRINGS:
+        return bool(_CLI_STRINGS[declared].fullmatch(value))
     return isinstance(value, _PYTHON_TYPES[declared])
 
 
@@ -127,16 +154,49 @@ def to_cli_string(value: Any) -> str:
 
 
 def load_stack_config(project_dir: Path, stack: str) -> StackConfig:
-    """Check and resolve one stack's configuration, or raise ConfigFileError."""
-    if stack not in STACKS:
+    """Check and resolve one stack's configuration, or raise ConfigFileError listing the
+    stack file's problems."""
+    config, problems = read_stack_config(project_dir, stack)
+    if problems:
+        raise ConfigFileError(problems)
+    return config
+
+
+def check_stack(project_dir: Path, stack: str) -> StackConfig:
+    """``load_stack_config`` plus the settings validation, every problem of the stack file in
+    one ConfigFileError: a key the file gets wrong (type, unknown, plain-text secret) is named
+    once, and the settings still judge every other key."""
+    config, problems = read_stack_config(project_dir, stack)
+    try:
+        parse_settings(stack, config.values)
+    except SettingsError as exc:
+        named = {problem.key for problem in problems}
+        problems += [p for p in exc.problems if p.key not in named]
+    if problems:
+        raise ConfigFileError(problems)
+    return config
+
+
+def read_stack_config(project_dir: Path, stack: str) -> tuple[StackConfig, list[SettingsProblem]]:
+    """The stack's configuration with its file-level problems (the values of the keys with a
+    problem are left out). Raises ConfigFileError only when the files cannot be read at all."""
+    if not STACK_NAME.fullmatch(stack):
         raise ConfigFileError(
-            [SettingsProblem("stack", stack, f"one of the stacks {', '.join(STACKS)}")]
+            [SettingsProblem("stack", stack, f"a stack name of {STACK_NAME_RULE}")]
         )
     declarations = load_declarations(project_dir)
     path = project_dir / f"Pulumi.{stack}.yaml"
     if not path.is_file():
+        known = ", ".join(stack_names(project_dir)) or "none"
         raise ConfigFileError(
-            [SettingsProblem(path.name, None, f"a stack file for stack {stack!r} at {path}")]
+            [
+                SettingsProblem(
+                    path.name,
+                    None,
+                    f"a stack file for stack {stack!r} at {path} (stacks with a file: {known}); "
+                    f"copy one, e.g. Pulumi.staging.yaml, and set its own name's values",
+                )
+            ]
         )
     document = _read_yaml(path)
     config = document.get("config") if isinstance(document, dict) else None
@@ -169,9 +229,7 @@ def load_stack_config(project_dir: Path, stack: str) -> StackConfig:
             placeholders.append(key)
         elif declaration.has_default:
             values[full_key] = to_cli_string(declaration.default)
-    if problems:
-        raise ConfigFileError(problems)
-    return StackConfig(stack, values, tuple(secret_keys), tuple(placeholders))
+    return StackConfig(stack, values, tuple(secret_keys), tuple(placeholders)), problems
 
 
 _PREFIX = f"{PROJECT}:"
