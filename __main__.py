@@ -11,6 +11,7 @@ from components.aws_common import Placement
 from components.cache import Cache, CacheArgs
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
+from components.deploy_access import GitHubDeployAccess, GitHubDeployAccessArgs
 from components.external_secrets import ExternalSecretsOperator, ExternalSecretsOperatorArgs
 from components.images import Images, ImagesArgs
 from components.ingress import AppIngress, AppIngressArgs
@@ -178,6 +179,21 @@ storage = Storage(
     opts=with_aws,
 )
 
+# Who may preview and deploy this stack from GitHub Actions (OIDC; no stored keys).
+deploy_access = GitHubDeployAccess(
+    "deploy",
+    GitHubDeployAccessArgs(
+        settings=settings.deploy,
+        naming=naming,
+        account_id=account.account_id,
+        production=settings.is_production,
+        cluster_admin_role_arn=account.admin_role_arns[0],
+        data_bucket_arns=[storage.backups_bucket_arn, storage.media_bucket_arn],
+        protect=protect,
+    ),
+    opts=with_aws,
+)
+
 # --- On the cluster -------------------------------------------------------------------------
 with_k8s = pulumi.ResourceOptions(providers=[aws, kubernetes])
 on_nodes = [*node_groups, addons]
@@ -310,3 +326,5 @@ pulumi.export("imageRepositories", images.repository_urls)
 pulumi.export("images", images.refs)
 pulumi.export("appNamespace", workloads.namespace)
 pulumi.export("appHost", app.host)
+pulumi.export("githubPreviewRoleArn", deploy_access.preview_role_arn)
+pulumi.export("githubDeployRoleArn", deploy_access.deploy_role_arn)

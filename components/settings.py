@@ -59,6 +59,8 @@ from components.validation import (
     daily_window,
     django_secret_key,
     email,
+    github_oidc_provider_arn,
+    github_repository,
     host_name,
     hosted_zone_id,
     https_url,
@@ -69,12 +71,14 @@ from components.validation import (
     instance_types,
     integer,
     is_graviton,
+    kms_key_arn,
     kubernetes_version,
     memory_quantity,
     one_of_ints,
     optional,
     postgres_version,
     region,
+    s3_bucket_name,
     string_list,
     wafv2_acl_arn,
     weekly_window,
@@ -179,6 +183,9 @@ KEYS: tuple[KeySpec, ...] = (
         "string",
     ),
     KeySpec("djangoSecretKey", "string", varies=True, secret=True),
+    # deploy path (GitHub Actions through OIDC)
+    KeySpec("githubRepository", "string", varies=False),
+    *_keys("githubOidcProviderArn pulumiStateBucket pulumiSecretsKeyArn", "string"),
     # alerting
     KeySpec("alertEmail", "string", varies=True),
     KeySpec("alertWebhookUrl", "string", varies=True, secret=True),
@@ -285,7 +292,8 @@ class AccountSettings:
     cost_center: str
     """CostCenter tag."""
     admin_role_arns: tuple[str, ...]
-    """IAM roles that administer the stack's KMS keys (and, later, the cluster)."""
+    """IAM roles that administer the stack's KMS keys and the cluster (the first one is the
+    role the kubeconfig assumes)."""
     kms_key_rotation_days: int
     """Automatic rotation period of every customer-managed KMS key."""
 
@@ -472,6 +480,20 @@ class WorkloadSettings:
 
 
 @dataclass(frozen=True)
+class DeploySettings:
+    """Who may preview and deploy the stack from GitHub Actions, and what their roles reach."""
+
+    repository: str
+    """``owner/name`` (or the immutable ``owner@id/name@id``) in the OIDC ``sub`` claims."""
+    oidc_provider_arn: str | None
+    """The account's existing GitHub OIDC provider; ``None`` to create it in this stack."""
+    state_bucket: str | None
+    """The S3 bucket of the Pulumi state backend; ``None`` for another backend."""
+    secrets_key_arn: str | None
+    """The KMS key of the stack's ``awskms://`` secrets provider; ``None`` for another one."""
+
+
+@dataclass(frozen=True)
 class AlertingSettings:
     email: str
     webhook_url: Secret
@@ -492,6 +514,7 @@ class StackSettings:
     cluster: ClusterSettings
     images: ImagesSettings
     workloads: WorkloadSettings
+    deploy: DeploySettings
     alerting: AlertingSettings
 
     @property
@@ -591,6 +614,14 @@ def parse_settings(stack: str, raw: Mapping[str, str]) -> StackSettings:
         _cluster(r, account.account_id),
         _images(r, account),
         _workloads(r, account),
+        DeploySettings(
+            repository=r.get("githubRepository", github_repository),
+            oidc_provider_arn=r.get(
+                "githubOidcProviderArn", optional(github_oidc_provider_arn(account.account_id))
+            ),
+            state_bucket=r.get("pulumiStateBucket", optional(s3_bucket_name)),
+            secrets_key_arn=r.get("pulumiSecretsKeyArn", optional(kms_key_arn)),
+        ),
         AlertingSettings(r.get("alertEmail", email), Secret(r.get("alertWebhookUrl", https_url))),
     )
     if r.problems:

@@ -574,3 +574,43 @@ def django_secret_key(raw: str) -> str:
             "print(secrets.token_urlsafe(50))')"
         )
     return raw
+
+
+_GITHUB_REPOSITORY = re.compile(
+    r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}(?:@\d+)?/[A-Za-z0-9._-]{1,100}(?:@\d+)?$"
+)
+_S3_BUCKET = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_KMS_KEY_ARN = re.compile(
+    r"^arn:aws(-[a-z]+)*:kms:[a-z0-9-]+:\d{12}:key/"
+    r"(mrk-[0-9a-f]{32}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12})$"
+)
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+
+
+def github_repository(raw: str) -> str:
+    """``owner/name`` as GitHub writes it into the OIDC ``sub`` claim, or the immutable form
+    ``owner@<id>/name@<id>`` that repositories created since 2026-07-15 emit."""
+    return text(
+        _GITHUB_REPOSITORY,
+        "a GitHub repository as owner/name (or owner@<owner-id>/name@<repo-id> when the "
+        "repository emits immutable subject claims)",
+    )(raw)
+
+
+def s3_bucket_name(raw: str) -> str:
+    return text(_S3_BUCKET, "an S3 bucket name (3-63 lower-case letters, digits, dots, dashes)")(
+        raw
+    )
+
+
+def kms_key_arn(raw: str) -> str:
+    """A KMS key ARN (not an alias: IAM grants on keys need the key's own ARN)."""
+    return text(_KMS_KEY_ARN, "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key-id>)")(raw)
+
+
+def github_oidc_provider_arn(account: str | None) -> Parser[str]:
+    """The ARN of the account's existing GitHub Actions OIDC provider (one per account)."""
+    expected = f"arn:aws:iam::{account or '<account>'}:oidc-provider/{GITHUB_OIDC_HOST}"
+    acct = re.escape(account) if account else r"\d{12}"
+    pattern = re.compile(rf"^arn:aws:iam::{acct}:oidc-provider/{re.escape(GITHUB_OIDC_HOST)}$")
+    return text(pattern, f"the ARN of the account's GitHub OIDC provider, {expected}")

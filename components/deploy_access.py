@@ -1,0 +1,296 @@
+"""GitHubDeployAccess: the AWS side of the deploy path, so that who may change the stack is code.
+
+GitHub Actions gets short-lived AWS credentials through OpenID Connect, never stored keys. This
+component creates, for one stack:
+
+* the account's **GitHub OIDC identity provider** (``token.actions.githubusercontent.com``,
+  audience ``sts.amazonaws.com``; no thumbprint, AWS validates GitHub through its trusted CAs).
+  An account holds one provider per URL, so a second stack in the same account passes the
+  existing provider's ARN instead (``githubOidcProviderArn``);
+* the **preview role**, assumable only by pull-request jobs of the repository (``sub`` =
+  ``repo:<owner>/<name>:pull_request``, compared with ``StringEquals``): AWS read-only access,
+  read on the state bucket, decrypt with the secrets key; explicit denials of object reads in
+  the stack's data buckets and of secret values, so PR code can never read platform data. It
+  gets no cluster access: the Kubernetes objects of a PR preview are previewed from their
+  inputs, and PR code never holds credentials that write anything;
+* the **deploy role**, assumable only by jobs on ``main`` (a staging stack: ``sub`` =
+  ``repo:<owner>/<name>:ref:refs/heads/main``) or only by jobs of the ``production`` GitHub
+  environment, whose required reviewers and main-only branch policy gate every production
+  deploy (``sub`` = ``repo:<owner>/<name>:environment:production``; a job that names an
+  environment never gets the branch form). Permissions: ``PowerUserAccess`` plus IAM limited to
+  the stack's own roles (``<project>-<stack>-*``) and OIDC providers, read and write on the
+  state bucket, the secrets key, and assuming the first administrator role, which the
+  kubeconfig authenticates as. It may not attach ``AdministratorAccess`` to anything, nor
+  change the two workflow roles themselves: widening CI's own permissions takes an operator.
+
+Both trust policies also require ``aud`` = ``sts.amazonaws.com``; neither uses a wildcard.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi_aws import iam
+
+from components.aws_common import attach_policies
+from components.naming import Naming
+from components.settings import DeploySettings
+from components.validation import GITHUB_OIDC_HOST
+
+COMPONENT = "deploy"
+AUDIENCE = "sts.amazonaws.com"
+PRODUCTION_ENVIRONMENT = "production"
+"""The GitHub environment (required reviewers, main only) that production deploys run in."""
+PREVIEW_SESSION_SECONDS = 3600
+DEPLOY_SESSION_SECONDS = 4 * 3600
+"""A first ``pulumi up`` (EKS, RDS Multi-AZ, node groups) runs well over an hour."""
+READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+POWER_USER = "arn:aws:iam::aws:policy/PowerUserAccess"
+ADMINISTRATOR = "arn:aws:iam::aws:policy/AdministratorAccess"
+
+ROLE_ACTIONS = (
+    "iam:CreateRole",
+    "iam:DeleteRole",
+    "iam:GetRole",
+    "iam:UpdateRole",
+    "iam:UpdateRoleDescription",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:TagRole",
+    "iam:UntagRole",
+    "iam:ListRoleTags",
+    "iam:PutRolePolicy",
+    "iam:GetRolePolicy",
+    "iam:DeleteRolePolicy",
+    "iam:ListRolePolicies",
+    "iam:AttachRolePolicy",
+    "iam:DetachRolePolicy",
+    "iam:ListAttachedRolePolicies",
+    "iam:ListInstanceProfilesForRole",
+    "iam:PassRole",
+)
+"""What the program does to the roles it owns (IRSA, node, control plane, service roles)."""
+OIDC_PROVIDER_ACTIONS = (
+    "iam:CreateOpenIDConnectProvider",
+    "iam:DeleteOpenIDConnectProvider",
+    "iam:GetOpenIDConnectProvider",
+    "iam:TagOpenIDConnectProvider",
+    "iam:UntagOpenIDConnectProvider",
+    "iam:UpdateOpenIDConnectProviderThumbprint",
+    "iam:AddClientIDToOpenIDConnectProvider",
+    "iam:RemoveClientIDFromOpenIDConnectProvider",
+)
+SELF_CHANGES = (
+    "iam:UpdateAssumeRolePolicy",
+    "iam:PutRolePolicy",
+    "iam:DeleteRolePolicy",
+    "iam:AttachRolePolicy",
+    "iam:DetachRolePolicy",
+    "iam:DeleteRole",
+)
+"""What the deploy role may never do to the two workflow roles."""
+
+
+def github_subject(repository: str, *, production: bool | None) -> str:
+    """The ``sub`` claim a role trusts: pull requests (``production=None``), ``main`` for a
+    staging stack, the production environment for a production stack."""
+    if production is None:
+        return f"repo:{repository}:pull_request"
+    if production:
+        return f"repo:{repository}:environment:{PRODUCTION_ENVIRONMENT}"
+    return f"repo:{repository}:ref:refs/heads/main"
+
+
+def github_trust_policy(provider_arn: str, subject: str) -> str:
+    """A trust policy for one exact ``sub`` of GitHub's OIDC tokens (pure: tested directly)."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "GitHubActions",
+                    "Effect": "Allow",
+                    "Principal": {"Federated": provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {
+                        "StringEquals": {
+                            f"{GITHUB_OIDC_HOST}:aud": AUDIENCE,
+                            f"{GITHUB_OIDC_HOST}:sub": subject,
+                        }
+                    },
+                }
+            ],
+        }
+    )
+
+
+def _statement(sid: str, actions: Sequence[str], resources: Sequence[Any]) -> Any:
+    return {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": list(resources)}
+
+
+def _state_and_secrets(settings: DeploySettings, *, write: bool) -> list[Any]:
+    statements: list[Any] = []
+    if settings.state_bucket:
+        bucket = f"arn:aws:s3:::{settings.state_bucket}"
+        objects = ["s3:GetObject", *(["s3:PutObject", "s3:DeleteObject"] if write else [])]
+        statements += [
+            _statement("StateList", ["s3:ListBucket"], [bucket]),
+            _statement("StateObjects", objects, [f"{bucket}/*"]),
+        ]
+    if settings.secrets_key_arn:
+        actions = ["kms:Decrypt", *(["kms:Encrypt", "kms:GenerateDataKey"] if write else [])]
+        statements.append(_statement("StackSecrets", actions, [settings.secrets_key_arn]))
+    return statements
+
+
+@dataclass(frozen=True)
+class GitHubDeployAccessArgs:
+    settings: DeploySettings
+    naming: Naming
+    account_id: str
+    production: bool
+    """Production stacks deploy only from the ``production`` environment."""
+    cluster_admin_role_arn: str
+    """The role the kubeconfig assumes (``adminRoleArns[0]``): the deploy role may assume it."""
+    data_bucket_arns: Sequence[pulumi.Input[str]]
+    """Buckets holding platform data (backups, media): the preview role may not read objects."""
+    protect: bool = False
+
+
+class GitHubDeployAccess(pulumi.ComponentResource):
+    """The GitHub OIDC provider (unless given) and the stack's preview and deploy roles."""
+
+    preview_role_arn: pulumi.Output[str]
+    deploy_role_arn: pulumi.Output[str]
+    provider_arn: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: GitHubDeployAccessArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("exposcholar:deploy:GitHubDeployAccess", name, None, opts)
+        settings, naming = args.settings, args.naming
+        child = pulumi.ResourceOptions(parent=self)
+
+        if settings.oidc_provider_arn:
+            self.provider_arn = pulumi.Output.from_input(settings.oidc_provider_arn)
+        else:
+            provider = iam.OpenIdConnectProvider(
+                f"{name}-github-oidc",
+                url=f"https://{GITHUB_OIDC_HOST}",
+                client_id_lists=[AUDIENCE],
+                tags=naming.tags(COMPONENT, "github-oidc"),
+                # every stack of the account that reuses it loses CI access with it
+                opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+            )
+            self.provider_arn = provider.arn
+
+        role_arn = f"arn:aws:iam::{args.account_id}:role"
+        preview_name = naming.physical(COMPONENT, "github-preview", max_length=64)
+        deploy_name = naming.physical(COMPONENT, "github-deploy", max_length=64)
+        preview = iam.Role(
+            f"{name}-preview",
+            name=preview_name,
+            description=f"Pull-request previews of {naming.stack} from {settings.repository}",
+            assume_role_policy=self.provider_arn.apply(
+                lambda arn: github_trust_policy(
+                    arn, github_subject(settings.repository, production=None)
+                )
+            ),
+            max_session_duration=PREVIEW_SESSION_SECONDS,
+            tags=naming.tags(COMPONENT, "github-preview"),
+            opts=child,
+        )
+        preview_policy = pulumi.Output.all(*args.data_bucket_arns).apply(
+            lambda buckets: json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        *_state_and_secrets(settings, write=False),
+                        {
+                            "Sid": "NoPlatformData",
+                            "Effect": "Deny",
+                            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                            "Resource": [f"{bucket}/*" for bucket in buckets],
+                        },
+                        {
+                            "Sid": "NoSecretValues",
+                            "Effect": "Deny",
+                            "Action": ["secretsmanager:GetSecretValue", "ssm:GetParameter*"],
+                            "Resource": "*",
+                        },
+                    ],
+                }
+            )
+        )
+        preview_attached = attach_policies(
+            f"{name}-preview", preview, parent=self, managed=[READ_ONLY], inline=preview_policy
+        )
+
+        deploy = iam.Role(
+            f"{name}-deploy",
+            name=deploy_name,
+            description=f"Deploys of {naming.stack} from {settings.repository}",
+            assume_role_policy=self.provider_arn.apply(
+                lambda arn: github_trust_policy(
+                    arn, github_subject(settings.repository, production=args.production)
+                )
+            ),
+            max_session_duration=DEPLOY_SESSION_SECONDS,
+            tags=naming.tags(COMPONENT, "github-deploy"),
+            opts=child,
+        )
+        own_roles = f"{role_arn}/{naming.project}-{naming.stack}-*"
+        workflow_roles = [f"{role_arn}/{preview_name}", f"{role_arn}/{deploy_name}"]
+        deploy_policy = json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    _statement("OwnRoles", ROLE_ACTIONS, [own_roles]),
+                    _statement(
+                        "OidcProviders",
+                        OIDC_PROVIDER_ACTIONS,
+                        [f"arn:aws:iam::{args.account_id}:oidc-provider/*"],
+                    ),
+                    _statement("ClusterAdmin", ["sts:AssumeRole"], [args.cluster_admin_role_arn]),
+                    *_state_and_secrets(settings, write=True),
+                    {
+                        "Sid": "NoAdministratorAccess",
+                        "Effect": "Deny",
+                        "Action": ["iam:AttachRolePolicy", "iam:AttachUserPolicy"],
+                        "Resource": "*",
+                        "Condition": {"ArnEquals": {"iam:PolicyARN": ADMINISTRATOR}},
+                    },
+                    {
+                        "Sid": "NoSelfChange",
+                        "Effect": "Deny",
+                        "Action": list(SELF_CHANGES),
+                        "Resource": workflow_roles,
+                    },
+                ],
+            }
+        )
+        deploy_attached = attach_policies(
+            f"{name}-deploy", deploy, parent=self, managed=[POWER_USER], inline=deploy_policy
+        )
+
+        # An ARN resolves once its role's permissions are attached: a workflow configured from
+        # these outputs never assumes a role that cannot act yet.
+        self.preview_role_arn = pulumi.Output.all(
+            preview.arn, *[p.id for p in preview_attached]
+        ).apply(lambda values: str(values[0]))
+        self.deploy_role_arn = pulumi.Output.all(
+            deploy.arn, *[p.id for p in deploy_attached]
+        ).apply(lambda values: str(values[0]))
+        self.register_outputs(
+            {
+                "previewRoleArn": self.preview_role_arn,
+                "deployRoleArn": self.deploy_role_arn,
+                "providerArn": self.provider_arn,
+            }
+        )
