@@ -67,7 +67,7 @@ class ClusterArgs:
     account_id: str
     region: str
     subnet_ids: Sequence[pulumi.Input[str]]
-    """Private subnets: the control plane's ENIs and, later, the nodes."""
+    """Private subnets: the control plane's ENIs (the node groups use the same subnets)."""
     secrets_key_arn: pulumi.Input[str]
     """KMS key for envelope encryption of Kubernetes Secrets."""
     admin_role_arns: Sequence[str]

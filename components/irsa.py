@@ -4,8 +4,8 @@
 assume through the cluster's OIDC provider: the trust policy names the provider, requires the
 ``sts.amazonaws.com`` audience and the ``system:serviceaccount:<namespace>:<name>`` subject
 with ``StringEquals`` (no wildcards), and the permissions are the managed policies and the
-inline policy the caller passes — nothing else. Used by the VPC CNI and EBS CSI add-ons now,
-and by the application, backups, cluster autoscaler and load balancer controller later.
+inline policy the caller passes — nothing else. Used by the VPC CNI and EBS CSI add-ons, the
+application, the cluster autoscaler and the load balancer controller.
 """
 
 from __future__ import annotations

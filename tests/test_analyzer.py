@@ -664,7 +664,7 @@ def test_missing_policy_config_is_bad_input(project_with_pack: Path, tmp_path: P
     with pytest.raises(StageError) as failure:
         stage_policy(_context(project_with_pack, tmp_path / "out"))
     assert failure.value.exit_code == EXIT_CONFIG
-    assert "test.json: cannot read it" in failure.value.lines[0]
+    assert "policies/config/test.json does not exist" in failure.value.lines[0]
     assert _pack_children() == []
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import grpc  # type: ignore[import-untyped]  # no stubs installed; used for one channel
 import jsonschema
 import pytest
+import yaml
 from google.protobuf import (  # type: ignore[import-untyped]
     empty_pb2,
     json_format,
@@ -1000,7 +1001,7 @@ def test_stack_configs_differ_only_in_numbers_and_accounts() -> None:
     assert prod["rds-deletion-protection"] == {"production": True}
     for config, account in ((staging, "123456789012"), (prod, "210987654321")):
         assert config["k8s-image-pinned"]["registries"] == [
-            f"{account}.dkr.ecr.eu-west-1.amazonaws.com"
+            f"{account}.dkr.ecr.*.amazonaws.com"  # any region: a second-region stack
         ]
         third_party = config["k8s-image-pinned"]["thirdPartyImages"]
         assert AUTOSCALER in [e["image"] for e in third_party]
@@ -1514,8 +1515,18 @@ def test_the_pack_serves_as_the_cli_starts_it() -> None:
 
 def test_pack_files() -> None:
     manifest = (PACK_DIR / "PulumiPolicy.yaml").read_text()
-    # the pack's name comes from PolicyPack(name=PACK_NAME); PulumiPolicy.yaml has no name key
-    assert "runtime: python" in manifest and "name:" not in manifest
+    # the pack's name comes from PolicyPack(name=PACK_NAME); PulumiPolicy.yaml has no top-level
+    # name key. The CLI installs nothing for a pack: it runs in the project's virtualenv.
+    document = yaml.safe_load(manifest)
+    assert "name" not in document
+    assert document["runtime"] == {
+        "name": "python",
+        "options": {"toolchain": "pip", "virtualenv": "../.venv"},
+    }
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    assert (PACK_DIR / "../.venv").resolve() == (
+        REPO_ROOT / project["runtime"]["options"]["virtualenv"]
+    ).resolve()
     assert "version: " in manifest and "description: " in manifest
     pins = {
         line.split("==")[0]: line

@@ -177,13 +177,17 @@ def test_stacks_differ_only_in_sizes_counts_and_retention(plans: dict[str, Plan]
         assert not unexpected, (key, unexpected)
 
 
+PROTECTED_BY_NAME = {"deploy-github-oidc"}
+"""The account's GitHub OIDC provider: other stacks of the account may deploy through it."""
+
+
 def test_stateful_resources_are_protected_in_prod_only(plan: Plan) -> None:
-    stateful = [r for r in plan.resources if r.type in STATEFUL]
-    assert len(stateful) >= 8
+    stateful = [r for r in plan.resources if r.type in STATEFUL or r.name in PROTECTED_BY_NAME]
+    assert len(stateful) >= 9
     for resource in stateful:
         assert resource.protect is (plan.stack == "prod"), resource.urn
     for resource in plan.resources:
-        if resource.type not in STATEFUL:
+        if resource not in stateful:
             assert not resource.protect, resource.urn
 
 

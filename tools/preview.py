@@ -60,7 +60,7 @@ from tools.engine.schema import SchemaCache
 from tools.mocks import CapturedResource, CapturingMonitor, RealisticMocks
 from tools.plan import Plan
 from tools.project import ConfigFileError, StackConfig, check_stack
-from tools.stacks import ROLE_KEY, policy_config_for
+from tools.stacks import ROLE_KEY, StackFileError, policy_config_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,6 +93,8 @@ class PreviewContext:
     out_root: Path = REPO_ROOT / "build"
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     quiet: bool = False
+    details: bool = False
+    """List every resource by name under its component instead of counts per type."""
     # Filled in by the stages:
     schemas: SchemaCache = field(init=False)
     """Provider schemas of the pinned SDKs, cached under ``build/.cache`` per SDK versions."""
@@ -159,7 +161,11 @@ def stage_manifests(ctx: PreviewContext) -> None:
 
 
 def stage_summary(ctx: PreviewContext) -> None:
-    ctx.say(ctx.require_plan().render_tree())
+    """The plan as ``pulumi preview`` prints it (``Plan.render``): the resource tree, grouped
+    per type or, with ``--details``, every resource by name; ``Outputs:`` (secrets masked);
+    ``Resources:`` with the one resource count. Then what is offline only: the placeholders
+    standing in for secrets and where the plan was written."""
+    ctx.say(ctx.require_plan().render(details=ctx.details))
     placeholders = ctx.require_config().placeholders
     if placeholders:
         ctx.say("\nOffline placeholders stand in for the secrets: " + ", ".join(placeholders))
@@ -261,8 +267,11 @@ class PolicyStart:
 def policy_config_file(ctx: PreviewContext) -> Path:
     """``policies/config/<stack>.json`` if it exists, else the file of the stack's role: the
     file CI passes as ``--policy-pack-config`` (``python -m tools.stacks policy-config``)."""
-    role = ctx.require_config().values[ROLE_KEY]
-    return ctx.project_dir / policy_config_for(ctx.stack, role, ctx.project_dir)
+    role = ctx.require_config().values.get(ROLE_KEY, "")
+    try:
+        return ctx.project_dir / policy_config_for(ctx.stack, role, ctx.project_dir)
+    except StackFileError as exc:
+        raise analyzer.PolicyInputError([f"error: {exc}"]) from None
 
 
 def policy_session(ctx: PreviewContext, project: str = PROJECT) -> analyzer.PolicySession:
@@ -468,12 +477,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "build", help="output root folder")
     parser.add_argument("--project-dir", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
     parser.add_argument("--quiet", action="store_true", help="print only errors")
+    parser.add_argument(
+        "--details",
+        action="store_true",
+        help="list every resource by name under its component (default: counts per type)",
+    )
     args = parser.parse_args(argv)
     ctx = PreviewContext(
         stack=args.stack,
         project_dir=args.project_dir.resolve(),
         out_root=args.out,
         quiet=args.quiet,
+        details=args.details,
     )
     return run_pipeline(ctx)
 

@@ -78,8 +78,9 @@ def policy_config_for(stack: str, role: str, project_dir: Path = PROJECT_DIR) ->
         return own.as_posix()
     if role not in ROLE_POLICY_CONFIG:
         raise StackFileError(
-            f"Pulumi.{stack}.yaml: {ROLE_KEY} is {role!r}; expected one of "
-            f"{', '.join(sorted(ROLE_POLICY_CONFIG))}"
+            f"no policy config for stack {stack!r}: {own.as_posix()} does not exist and "
+            f"Pulumi.{stack}.yaml's {ROLE_KEY} is {role!r}, not one of "
+            f"{', '.join(sorted(ROLE_POLICY_CONFIG))} (whose file it would get)"
         )
     return (POLICY_CONFIG_DIR / ROLE_POLICY_CONFIG[role]).as_posix()
 
