@@ -185,8 +185,8 @@ def test_a_stack_file_written_by_the_cli_previews_cleanly(tmp_path: Path) -> Non
     written as such a string still previews, with the same values reaching the program."""
     project = _project(tmp_path)
     document = yaml.safe_load((project / "Pulumi.staging.yaml").read_text())
-    as_strings = {
-        key.removeprefix(P): (str(value).lower() if isinstance(value, bool) else str(value))
+    as_strings: dict[str, object] = {
+        str(key).removeprefix(P): (str(value).lower() if isinstance(value, bool) else str(value))
         for key, value in document["config"].items()
         if key.startswith(P) and isinstance(value, int | float)
     }
@@ -207,4 +207,4 @@ def test_a_stack_file_written_by_the_cli_previews_cleanly(tmp_path: Path) -> Non
     plan = json.loads((out / "cli" / "plan.json").read_text())
     (database,) = [r for r in plan["resources"] if r["type"] == "aws:rds/instance:Instance"]
     assert database["inputs"]["multiAz"] is False
-    assert database["inputs"]["allocatedStorage"] == int(as_strings["databaseAllocatedStorageGb"])
+    assert database["inputs"]["allocatedStorage"] == int(str(as_strings["databaseAllocatedStorageGb"]))
