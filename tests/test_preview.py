@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -32,7 +33,18 @@ def test_preview_of_each_stack(tmp_path: Path, stack: str, nat_count: int, subne
     result = _preview(stack, "--out", tmp_path)
     assert result.returncode == EXIT_OK, result.stderr
     out = result.stdout
-    assert out.startswith(f"exposcholar-{stack}  (")
+    plan_file = tmp_path / stack / "plan.json"
+    data = json.loads(plan_file.read_text())
+    # one count (tools.plan.registered_count): what the program registered and the stack itself
+    assert data["resourceCount"] == len(data["resources"]) + 1
+    assert data["stackUrn"] not in {resource["urn"] for resource in data["resources"]}
+    assert out.startswith(f"exposcholar-{stack}  ({data['resourceCount']} resources)\n")
+    assert f"\n\nResources:\n    + {data['resourceCount']} to create\n" in out
+    assert "\n\nOutputs:\n" in out
+    assert re.search(r"^    kubeconfig +: \[secret\]$", out, re.MULTILINE)
+    assert "(0 resources)" not in out, "a chart's objects come at deploy time: no empty chart"
+    chart = "kubernetes:helm.sh/v4:Chart  lb-controller-chart  chart aws-load-balancer-controller"
+    assert chart in out
     for component in (
         "exposcholar:network:Network  network",
         "exposcholar:data:Database  database",
@@ -52,10 +64,7 @@ def test_preview_of_each_stack(tmp_path: Path, stack: str, nat_count: int, subne
     secrets = "cacheAuthToken, djangoSecretKey, alertWebhookUrl"
     assert f"Offline placeholders stand in for the secrets: {secrets}" in out
 
-    plan_file = tmp_path / stack / "plan.json"
-    data = json.loads(plan_file.read_text())
     assert data["stack"] == stack and data["project"] == "exposcholar"
-    assert data["resourceCount"] == len(data["resources"])
     assert data["countsByType"]["aws:ec2/natGateway:NatGateway"] == nat_count
     assert data["countsByType"]["aws:ec2/subnet:Subnet"] == subnets
     assert data["outputs"]["vpcId"].startswith("vpc-")

@@ -14,6 +14,7 @@ from tools.engine.graph import check_graph
 from tools.engine.inputs import CHECKED_PACKAGES, check_inputs
 from tools.engine.schema import SchemaCache, package_of
 from tools.mocks import CapturedResource
+from tools.plan import registered_count
 
 
 @dataclass
@@ -23,6 +24,8 @@ class EngineReport:
     """Resources whose inputs were checked against a provider schema."""
     types_checked: int
     resources: int
+    """Every resource the engine registers for the stack, the stack included: the count of
+    the whole preview (``tools.plan.registered_count``)."""
 
     @property
     def errors(self) -> list[Finding]:
@@ -80,5 +83,5 @@ def check(
         findings=findings,
         resources_checked=len(checked),
         types_checked=len({r.type for r in checked}),
-        resources=len(resources),
+        resources=registered_count(resources),
     )
