@@ -48,7 +48,7 @@ from pathlib import Path
 from tools.preview import run_program
 from tools.project import load_stack_config
 plan = run_program(Path({root!r}), load_stack_config(Path({root!r}), {stack!r}))
-print(len(plan.resources))
+print(plan.resource_count)
 """
 
 LOADED_SDK_MODULES = """

@@ -207,4 +207,5 @@ def test_a_stack_file_written_by_the_cli_previews_cleanly(tmp_path: Path) -> Non
     plan = json.loads((out / "cli" / "plan.json").read_text())
     (database,) = [r for r in plan["resources"] if r["type"] == "aws:rds/instance:Instance"]
     assert database["inputs"]["multiAz"] is False
-    assert database["inputs"]["allocatedStorage"] == int(str(as_strings["databaseAllocatedStorageGb"]))
+    storage = int(str(as_strings["databaseAllocatedStorageGb"]))
+    assert database["inputs"]["allocatedStorage"] == storage

@@ -1,6 +1,6 @@
 """Offline preview: run the Pulumi program for one stack with no cloud account and no CLI.
 
-    python -m tools.preview [staging|prod] [--out build] [--quiet]
+    python -m tools.preview [<stack>] [--out build] [--quiet] [--details]
 
 A pipeline of stages over one ``PreviewContext``:
 
@@ -10,7 +10,8 @@ A pipeline of stages over one ``PreviewContext``:
    while the program runs (the ``policy`` stage uses it; a failed stage stops it);
 2. ``program`` — run ``__main__.py`` under the Pulumi mock runtime, capturing every resource;
 3. ``plan``    — write ``build/<stack>/plan.json``;
-4. ``summary`` — print the resource tree grouped by component, with counts per type;
+4. ``summary`` — print the plan as ``pulumi preview`` does: the resource tree (grouped per type,
+   or every resource with ``--details``), ``Outputs:`` and ``Resources:``;
 5. ``manifests`` — write every Kubernetes object as YAML under ``build/<stack>/manifests/``;
 6. ``engine`` — replay what the real engine and providers refuse and the mock runtime accepts
    (``tools/engine``): duplicate URNs, unregistered parents and dependencies, inputs against
