@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -241,3 +243,24 @@ def test_readme_configuration_table_is_current() -> None:
         "README's key table is stale: run python -m tools.config_docs --write"
     )
     assert readme.startswith("# ExpoScholar infrastructure\n\n## Quick start\n")
+
+
+def test_no_tracked_file_reaches_outside_the_repository() -> None:
+    """A user's clone has nothing beside it: no tracked file may read or link a sibling folder
+    of the team's, or a path of one machine."""
+    forbidden = ("../" + "shared", "/work" + "/")
+    git = shutil.which("git")
+    assert git, "git is not on PATH"
+    tracked = (
+        subprocess.run([git, "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    offenders = []
+    for name in filter(None, tracked):
+        path = REPO_ROOT / name
+        if not path.is_file() or path.suffix in {".png", ".jpg", ".gz"}:
+            continue
+        text = path.read_text(errors="replace")
+        offenders += [f"{name}: {word}" for word in forbidden if word in text]
+    assert offenders == []
