@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed
 
 CHECKOV_STAMP := .venv-checkov/.installed-3.3.30
 NODE_TOOLS_STAMP := tools/crd-validate/node_modules/.installed
+SHELLCHECK_STAMP := $(VENV)/.shellcheck-installed
 
 .PHONY: preview test lint typecheck unit bench clean
 
@@ -19,6 +20,10 @@ $(CHECKOV_STAMP): scripts/install-checkov.sh
 ## Node.js (Debian's, where missing) and tools/crd-validate's locked packages, for the CRD checks
 $(NODE_TOOLS_STAMP): scripts/install-node-tools.sh tools/crd-validate/package.json tools/crd-validate/package-lock.json
 	bash scripts/install-node-tools.sh
+
+## shellcheck (Debian's, where missing): actionlint checks the workflows' run: scripts with it
+$(SHELLCHECK_STAMP): scripts/install-shellcheck.sh
+	bash scripts/install-shellcheck.sh
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,7 +44,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP) $(CHECKOV_STAMP) $(NODE_TOOLS_STAMP)
+unit: $(STAMP) $(CHECKOV_STAMP) $(NODE_TOOLS_STAMP) $(SHELLCHECK_STAMP)
 	$(VENV)/bin/pytest
 
 ## Benchmarks (not part of the tests: they print ratios measured in one run)
