@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 CHECKOV_STAMP := .venv-checkov/.installed-3.3.30
 NODE_TOOLS_STAMP := tools/crd-validate/node_modules/.installed
-SHELLCHECK_STAMP := $(VENV)/.shellcheck-installed
+WORKFLOW_TOOLS_STAMP := $(VENV)/.workflow-tools-installed
 
 .PHONY: preview test lint typecheck unit bench clean
 
@@ -21,9 +21,10 @@ $(CHECKOV_STAMP): scripts/install-checkov.sh
 $(NODE_TOOLS_STAMP): scripts/install-node-tools.sh tools/crd-validate/package.json tools/crd-validate/package-lock.json
 	bash scripts/install-node-tools.sh
 
-## shellcheck (Debian's, where missing): actionlint checks the workflows' run: scripts with it
-$(SHELLCHECK_STAMP): scripts/install-shellcheck.sh
-	bash scripts/install-shellcheck.sh
+## shellcheck and jq (Debian's, where missing): actionlint checks the workflows' run: scripts
+## with shellcheck; the environment script the tests run needs jq
+$(WORKFLOW_TOOLS_STAMP): scripts/install-workflow-tools.sh
+	bash scripts/install-workflow-tools.sh
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,7 +45,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP) $(CHECKOV_STAMP) $(NODE_TOOLS_STAMP) $(SHELLCHECK_STAMP)
+unit: $(STAMP) $(CHECKOV_STAMP) $(NODE_TOOLS_STAMP) $(WORKFLOW_TOOLS_STAMP)
 	$(VENV)/bin/pytest
 
 ## Benchmarks (not part of the tests: they print ratios measured in one run)

@@ -132,7 +132,15 @@ def test_a_stack_of_its_own_file_gets_its_own_policy_config(tmp_path: Path) -> N
     project = tmp_path / "project"
     (project / "policies" / "config").mkdir(parents=True)
     (project / "Pulumi.qa.yaml").write_text(
-        yaml.safe_dump({"config": {P + "stackRole": "staging", P + "region": "eu-west-1"}})
+        yaml.safe_dump(
+            {
+                "config": {
+                    P + "stackRole": "staging",
+                    P + "region": "eu-west-1",
+                    P + "accountId": "123456789012",
+                }
+            }
+        )
     )
     assert load_stack("qa", project).policy_config == "policies/config/staging.json"
     (project / "policies" / "config" / "qa.json").write_text("{}")
@@ -143,8 +151,12 @@ def test_a_stack_of_its_own_file_gets_its_own_policy_config(tmp_path: Path) -> N
     ("config", "message"),
     [
         ({P + "region": "eu-west-1"}, "exposcholar:stackRole is None"),
-        ({P + "stackRole": "prod", P + "region": "eu-west-1"}, "'prod', not one of"),
+        (
+            {P + "stackRole": "prod", P + "region": "eu-west-1", P + "accountId": "1" * 12},
+            "'prod', not one of",
+        ),
         ({P + "stackRole": "staging"}, "exposcholar:region is None"),
+        ({P + "stackRole": "staging", P + "region": "eu-west-1"}, "exposcholar:accountId is None"),
     ],
 )
 def test_a_stack_file_without_a_usable_role_is_named(
@@ -164,6 +176,7 @@ def test_the_workflow_listing(capsys: pytest.CaptureFixture[str]) -> None:
             "stack": "prod",
             "role": "production",
             "region": "eu-west-1",
+            "account": "210987654321",
             "policyConfig": "policies/config/prod.json",
             "variableSuffix": "PROD",
         }

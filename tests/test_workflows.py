@@ -222,7 +222,7 @@ def actionlint() -> Path:
 
 def shellcheck() -> str:
     path = shutil.which("shellcheck")
-    assert path, "shellcheck is not on PATH: run scripts/install-shellcheck.sh (make test does)"
+    assert path, "shellcheck is not on PATH: run scripts/install-workflow-tools.sh (make test does)"
     return path
 
 
@@ -527,6 +527,39 @@ def test_up_refreshes_and_keeps_the_policy_preview(deploy: dict[str, Any]) -> No
         assert not find(deploy, job, "pulumi", "destroy")
 
 
+def test_state_backend_is_the_stacks_own_with_a_shared_fallback() -> None:
+    """Each account keeps its stacks' state: the backend variable is per stack, with one
+    shared variable for the stacks that have none of their own."""
+    expected = (
+        "${{ vars[format('PULUMI_BACKEND_URL_{0}', matrix.variableSuffix)] "
+        "|| vars.PULUMI_BACKEND_URL }}"
+    )
+    seen = 0
+    for _, job_id, job in all_jobs():
+        for step in job.get("steps", []):
+            run = str(step.get("run", ""))
+            if "pulumi preview" in run or "pulumi up" in run:
+                assert step["env"]["PULUMI_BACKEND_URL"] == expected, job_id
+                seen += 1
+    assert seen >= 3  # the PR preview and both deploy jobs
+
+
+def test_deploys_log_docker_in_to_ecr_through_the_credential_helper(
+    deploy: dict[str, Any],
+) -> None:
+    """`pulumi up` builds and pushes the backup image: Docker must reach the stack's ECR with
+    the role's credentials, never a stored password."""
+    for job_id, job in up_jobs(deploy).items():
+        names = [str(step.get("name", "")) for step in job["steps"]]
+        (index,) = [i for i, n in enumerate(names) if "ECR" in n]
+        assert index < next(i for i, n in enumerate(names) if n.startswith("pulumi up")), job_id
+        run = job["steps"][index]["run"]
+        assert "amazon-ecr-credential-helper" in run and '"ecr-login"' in run
+        assert "$ACCOUNT.dkr.ecr.$REGION.amazonaws.com" in run
+        assert job["env"]["ACCOUNT"] == "${{ matrix.account }}"
+        assert "docker login" not in run and "password" not in run.lower()
+
+
 def test_every_job_has_a_timeout() -> None:
     for name, job_id, job in all_jobs():
         timeout = job.get("timeout-minutes")
@@ -648,7 +681,9 @@ FAKE_GH = textwrap.dedent(
 def run_environment_script(
     tmp_path: Path, protected: str, existing: str = ""
 ) -> tuple[int, list[dict[str, Any]], str]:
-    assert shutil.which("jq"), "jq is not on PATH (scripts/github-environments.sh needs it)"
+    assert shutil.which("jq"), (
+        "jq is not on PATH: run scripts/install-workflow-tools.sh (make test does)"
+    )
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     gh = bin_dir / "gh"

@@ -46,6 +46,8 @@ class Stack:
     name: str
     role: str
     region: str
+    account: str
+    """The AWS account id the stack deploys into (its ECR registry's host names it)."""
     policy_config: str
     """Relative to the project directory, as ``--policy-pack-config`` takes it."""
 
@@ -60,6 +62,7 @@ class Stack:
             "stack": self.name,
             "role": self.role,
             "region": self.region,
+            "account": self.account,
             "policyConfig": self.policy_config,
             "variableSuffix": self.variable_suffix,
         }
@@ -98,14 +101,23 @@ def load_stack(name: str, project_dir: Path = PROJECT_DIR) -> Stack:
     if not isinstance(config, dict):
         raise StackFileError(f"{path.name}: expected a mapping under the top-level key 'config'")
     values: dict[str, str] = {}
-    for key, expected in ((ROLE_KEY, "production or staging"), ("exposcholar:region", "a region")):
+    wanted = (
+        (ROLE_KEY, "production or staging"),
+        ("exposcholar:region", "a region"),
+        ("exposcholar:accountId", "a 12-digit account id, quoted"),
+    )
+    for key, expected in wanted:
         value = config.get(key)
         if not isinstance(value, str) or not value:
             raise StackFileError(f"{path.name}: {key} is {value!r}; expected {expected}")
         values[key] = value
     role = values[ROLE_KEY]
     return Stack(
-        name, role, values["exposcholar:region"], policy_config_for(name, role, project_dir)
+        name,
+        role,
+        values["exposcholar:region"],
+        values["exposcholar:accountId"],
+        policy_config_for(name, role, project_dir),
     )
 
 
