@@ -160,6 +160,19 @@ class GitHubDeployAccessArgs:
     protect: bool = False
 
 
+@dataclass(frozen=True)
+class _RoleSpec:
+    """One workflow role: who may assume it (one exact ``sub``) and what it may do."""
+
+    name: str
+    label: str
+    description: str
+    subject: str
+    session_seconds: int
+    managed: str
+    inline: pulumi.Input[str]
+
+
 class GitHubDeployAccess(pulumi.ComponentResource):
     """The GitHub OIDC provider (unless given) and the stack's preview and deploy roles."""
 
@@ -175,7 +188,6 @@ class GitHubDeployAccess(pulumi.ComponentResource):
     ) -> None:
         super().__init__("exposcholar:deploy:GitHubDeployAccess", name, None, opts)
         settings, naming = args.settings, args.naming
-        child = pulumi.ResourceOptions(parent=self)
 
         if settings.oidc_provider_arn:
             self.provider_arn = pulumi.Output.from_input(settings.oidc_provider_arn)
@@ -193,19 +205,6 @@ class GitHubDeployAccess(pulumi.ComponentResource):
         role_arn = f"arn:aws:iam::{args.account_id}:role"
         preview_name = naming.physical(COMPONENT, "github-preview", max_length=64)
         deploy_name = naming.physical(COMPONENT, "github-deploy", max_length=64)
-        preview = iam.Role(
-            f"{name}-preview",
-            name=preview_name,
-            description=f"Pull-request previews of {naming.stack} from {settings.repository}",
-            assume_role_policy=self.provider_arn.apply(
-                lambda arn: github_trust_policy(
-                    arn, github_subject(settings.repository, production=None)
-                )
-            ),
-            max_session_duration=PREVIEW_SESSION_SECONDS,
-            tags=naming.tags(COMPONENT, "github-preview"),
-            opts=child,
-        )
         preview_policy = pulumi.Output.all(*args.data_bucket_arns).apply(
             lambda buckets: json.dumps(
                 {
@@ -228,23 +227,20 @@ class GitHubDeployAccess(pulumi.ComponentResource):
                 }
             )
         )
-        preview_attached = attach_policies(
-            f"{name}-preview", preview, parent=self, managed=[READ_ONLY], inline=preview_policy
+        self.preview_role_arn = self._role(
+            f"{name}-preview",
+            _RoleSpec(
+                name=preview_name,
+                label="github-preview",
+                description=f"Pull-request previews of {naming.stack} from {settings.repository}",
+                subject=github_subject(settings.repository, production=None),
+                session_seconds=PREVIEW_SESSION_SECONDS,
+                managed=READ_ONLY,
+                inline=preview_policy,
+            ),
+            naming,
         )
 
-        deploy = iam.Role(
-            f"{name}-deploy",
-            name=deploy_name,
-            description=f"Deploys of {naming.stack} from {settings.repository}",
-            assume_role_policy=self.provider_arn.apply(
-                lambda arn: github_trust_policy(
-                    arn, github_subject(settings.repository, production=args.production)
-                )
-            ),
-            max_session_duration=DEPLOY_SESSION_SECONDS,
-            tags=naming.tags(COMPONENT, "github-deploy"),
-            opts=child,
-        )
         own_roles = f"{role_arn}/{naming.project}-{naming.stack}-*"
         workflow_roles = [f"{role_arn}/{preview_name}", f"{role_arn}/{deploy_name}"]
         deploy_policy = json.dumps(
@@ -275,22 +271,44 @@ class GitHubDeployAccess(pulumi.ComponentResource):
                 ],
             }
         )
-        deploy_attached = attach_policies(
-            f"{name}-deploy", deploy, parent=self, managed=[POWER_USER], inline=deploy_policy
+        self.deploy_role_arn = self._role(
+            f"{name}-deploy",
+            _RoleSpec(
+                name=deploy_name,
+                label="github-deploy",
+                description=f"Deploys of {naming.stack} from {settings.repository}",
+                subject=github_subject(settings.repository, production=args.production),
+                session_seconds=DEPLOY_SESSION_SECONDS,
+                managed=POWER_USER,
+                inline=deploy_policy,
+            ),
+            naming,
         )
-
-        # An ARN resolves once its role's permissions are attached: a workflow configured from
-        # these outputs never assumes a role that cannot act yet.
-        self.preview_role_arn = pulumi.Output.all(
-            preview.arn, *[p.id for p in preview_attached]
-        ).apply(lambda values: str(values[0]))
-        self.deploy_role_arn = pulumi.Output.all(
-            deploy.arn, *[p.id for p in deploy_attached]
-        ).apply(lambda values: str(values[0]))
         self.register_outputs(
             {
                 "previewRoleArn": self.preview_role_arn,
                 "deployRoleArn": self.deploy_role_arn,
                 "providerArn": self.provider_arn,
             }
+        )
+
+    def _role(self, name: str, spec: _RoleSpec, naming: Naming) -> pulumi.Output[str]:
+        """The role and its policies; its ARN resolves once the policies are attached, so a
+        workflow configured from it never assumes a role that cannot act yet."""
+        role = iam.Role(
+            name,
+            name=spec.name,
+            description=spec.description,
+            assume_role_policy=self.provider_arn.apply(
+                lambda arn: github_trust_policy(arn, spec.subject)
+            ),
+            max_session_duration=spec.session_seconds,
+            tags=naming.tags(COMPONENT, spec.label),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        attached = attach_policies(
+            name, role, parent=self, managed=[spec.managed], inline=spec.inline
+        )
+        return pulumi.Output.all(role.arn, *[p.id for p in attached]).apply(
+            lambda values: str(values[0])
         )

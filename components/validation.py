@@ -512,13 +512,11 @@ def host_name(raw: str) -> str:
     return raw
 
 
-_ACM_ARN = re.compile(
-    r"^arn:aws(-[a-z]+)*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$"
-)
+_UUID = r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}"
+_ACM_ARN = re.compile(rf"^arn:aws(-[a-z]+)*:acm:[a-z0-9-]+:\d{{12}}:certificate/{_UUID}$")
 _HOSTED_ZONE = re.compile(r"^Z[A-Z0-9]{1,31}$")
 _WAFV2_ACL = re.compile(
-    r"^arn:aws(-[a-z]+)*:wafv2:[a-z0-9-]+:\d{12}:regional/webacl/[A-Za-z0-9_-]{1,128}/"
-    r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$"
+    rf"^arn:aws(-[a-z]+)*:wafv2:[a-z0-9-]+:\d{{12}}:regional/webacl/[A-Za-z0-9_-]{{1,128}}/{_UUID}$"
 )
 
 
@@ -581,8 +579,7 @@ _GITHUB_REPOSITORY = re.compile(
 )
 _S3_BUCKET = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _KMS_KEY_ARN = re.compile(
-    r"^arn:aws(-[a-z]+)*:kms:[a-z0-9-]+:\d{12}:key/"
-    r"(mrk-[0-9a-f]{32}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12})$"
+    rf"^arn:aws(-[a-z]+)*:kms:[a-z0-9-]+:\d{{12}}:key/(mrk-[0-9a-f]{{32}}|{_UUID})$"
 )
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 

@@ -19,16 +19,8 @@ missing=()
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { echo "error: need root or sudo to install ${missing[*]}" >&2; exit 1; }
-    SUDO=(sudo)
-  fi
-  echo "Installing Debian packages: ${missing[*]}"
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
   # ca-certificates: npm reaches the registry over https (nodejs only recommends it)
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    ca-certificates "${missing[@]}"
+  bash scripts/apt-install.sh ca-certificates "${missing[@]}"
 fi
 
 # The @kubernetes-models packages declare node >=22 (npm warns EBADENGINE) but run on Debian

@@ -19,15 +19,7 @@ if [ "${#missing[@]}" -eq 0 ] && [ -f "$STAMP" ]; then
 fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
-  SUDO=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { echo "error: need root or sudo to install ${missing[*]}" >&2; exit 1; }
-    SUDO=(sudo)
-  fi
-  echo "Installing Debian packages: ${missing[*]}"
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    "${missing[@]}"
+  bash scripts/apt-install.sh "${missing[@]}"
 fi
 
 mkdir -p "$(dirname "$STAMP")"

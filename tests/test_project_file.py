@@ -135,6 +135,15 @@ def test_encrypted_values_are_accepted_as_secrets(project_copy: Callable[[], Pat
     assert "v1:AAAA" not in json.dumps(config.values)
 
 
+def _set(project: Path, key: str, value: object) -> Path:
+    """Write one entry of the project's staging stack file; returns the file."""
+    path = project / "Pulumi.staging.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"][key] = value
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
 CLI_STRINGS: list[tuple[str, str]] = [
     ("exposcholar:flowLogRetentionDays", "30"),
     ("exposcholar:databaseAllocatedStorageGb", "+20"),
@@ -149,10 +158,7 @@ def test_strings_the_cli_writes_are_accepted_for_their_declared_type(
     project_copy: Callable[[], Path], key: str, value: str
 ) -> None:
     project = project_copy()
-    path = project / "Pulumi.staging.yaml"
-    document = yaml.safe_load(path.read_text())
-    document["config"][key] = value
-    path.write_text(yaml.safe_dump(document))
+    path = _set(project, key, value)
     assert yaml.safe_load(path.read_text())["config"][key] == value  # still a string
     config = check_stack(project, "staging")
     assert config.values[key] == value
@@ -179,10 +185,7 @@ def test_stack_file_errors_name_the_key(
     project_copy: Callable[[], Path], key: str, value: object, expected: str
 ) -> None:
     project = project_copy()
-    path = project / "Pulumi.staging.yaml"
-    document = yaml.safe_load(path.read_text())
-    document["config"][key] = value
-    path.write_text(yaml.safe_dump(document))
+    _set(project, key, value)
     with pytest.raises(ConfigFileError) as caught:
         load_stack_config(project, "staging")
     assert [p.key for p in caught.value.problems] == [key]

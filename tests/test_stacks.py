@@ -61,6 +61,18 @@ def _copy_stack(project: Path, source: str, target: str, changes: dict[str, obje
     return path
 
 
+def _preview(project: Path, stack: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The offline preview of ``stack`` in ``project``, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "tools.preview", stack, "--project-dir", project, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def _image_in(region: str, reference: str) -> str:
     return reference.replace(".eu-west-1.", f".{region}.")
 
@@ -80,14 +92,7 @@ def test_a_third_stack_copied_from_prod_previews_with_production_rules(tmp_path:
     assert [s.name for s in load_stacks(project, "production")] == ["dr", "prod"]
 
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.preview", "dr", "--project-dir", project, "--out", out],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = _preview(project, "dr", "--out", out)
     assert result.returncode == EXIT_OK, result.stderr
     plan = json.loads((out / "dr" / "plan.json").read_text())
     assert all(r["urn"].startswith("urn:pulumi:dr::exposcholar::") for r in plan["resources"])
@@ -114,14 +119,7 @@ def test_production_role_brings_production_floors_to_any_name(tmp_path: Path) ->
     """A copy of staging declared production is refused for staging's sizes, naming each."""
     project = _project(tmp_path)
     _copy_stack(project, "staging", "trial", {"stackRole": "production"})
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.preview", "trial", "--project-dir", project, "--quiet"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = _preview(project, "trial", "--quiet")
     assert result.returncode == EXIT_CONFIG
     for key in ("databaseMultiAz", "cacheNodeCount", "backupReplicaRegion"):
         assert f"  - {P}{key}: got " in result.stderr
@@ -208,14 +206,7 @@ def test_a_stack_file_written_by_the_cli_previews_cleanly(tmp_path: Path) -> Non
     written = yaml.safe_load(path.read_text())["config"]
     assert written[P + "cacheNodeCount"] == "1" and written[P + "databaseMultiAz"] == "false"
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.preview", "cli", "--project-dir", project, "--out", out],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = _preview(project, "cli", "--out", out)
     assert result.returncode == EXIT_OK, result.stderr
     plan = json.loads((out / "cli" / "plan.json").read_text())
     (database,) = [r for r in plan["resources"] if r["type"] == "aws:rds/instance:Instance"]
