@@ -16,6 +16,7 @@ from components.external_secrets import ExternalSecretsOperator, ExternalSecrets
 from components.images import Images, ImagesArgs
 from components.ingress import AppIngress, AppIngressArgs
 from components.keys import Keys, KeysArgs
+from components.load_balancer_controller import NAMESPACE as LB_NAMESPACE
 from components.load_balancer_controller import LoadBalancerController, LoadBalancerControllerArgs
 from components.naming import Naming
 from components.network import Network, NetworkArgs
@@ -70,6 +71,36 @@ keys = Keys(
     ),
     opts=with_aws,
 )
+storage = Storage(
+    "storage",
+    StorageArgs(
+        settings=settings.storage,
+        naming=naming,
+        account_id=account.account_id,
+        backups_key_arn=keys.backups_key_arn,
+        storage_key_arn=keys.storage_key_arn,
+        protect=protect,
+        admin_role_arns=account.admin_role_arns,
+        replica_key_arn=keys.backups_replica_key_arn,
+        replica_provider=aws_replica,
+    ),
+    opts=with_aws,
+)
+
+# Who may preview and deploy this stack from GitHub Actions (OIDC; no stored keys).
+deploy_access = GitHubDeployAccess(
+    "deploy",
+    GitHubDeployAccessArgs(
+        settings=settings.deploy,
+        naming=naming,
+        account_id=account.account_id,
+        production=settings.is_production,
+        data_bucket_arns=[storage.backups_bucket_arn, storage.media_bucket_arn],
+        protect=protect,
+    ),
+    opts=with_aws,
+)
+
 cluster = Cluster(
     "cluster",
     ClusterArgs(
@@ -80,6 +111,10 @@ cluster = Cluster(
         subnet_ids=network.private_subnet_ids,
         secrets_key_arn=keys.cluster_key_arn,
         admin_role_arns=account.admin_role_arns,
+        deploy_role_arns=[deploy_access.deploy_role_arn],
+        preview_role_arns=[deploy_access.preview_role_arn],
+        # the load balancer controller's chart looks up its webhook certificate's Secret
+        preview_secret_namespaces=[LB_NAMESPACE],
         network_ready=network.egress,
     ),
     # Teardown order: everything on the cluster goes before anything of the VPC.
@@ -163,37 +198,6 @@ cache = Cache(
     ),
     opts=with_aws,
 )
-storage = Storage(
-    "storage",
-    StorageArgs(
-        settings=settings.storage,
-        naming=naming,
-        account_id=account.account_id,
-        backups_key_arn=keys.backups_key_arn,
-        storage_key_arn=keys.storage_key_arn,
-        protect=protect,
-        admin_role_arns=account.admin_role_arns,
-        replica_key_arn=keys.backups_replica_key_arn,
-        replica_provider=aws_replica,
-    ),
-    opts=with_aws,
-)
-
-# Who may preview and deploy this stack from GitHub Actions (OIDC; no stored keys).
-deploy_access = GitHubDeployAccess(
-    "deploy",
-    GitHubDeployAccessArgs(
-        settings=settings.deploy,
-        naming=naming,
-        account_id=account.account_id,
-        production=settings.is_production,
-        cluster_admin_role_arn=account.admin_role_arns[0],
-        data_bucket_arns=[storage.backups_bucket_arn, storage.media_bucket_arn],
-        protect=protect,
-    ),
-    opts=with_aws,
-)
-
 # --- On the cluster -------------------------------------------------------------------------
 with_k8s = pulumi.ResourceOptions(providers=[aws, kubernetes])
 on_nodes = [*node_groups, addons]

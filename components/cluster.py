@@ -11,17 +11,23 @@ Creates:
   entries, no aws-auth ConfigMap), without implicit admin rights for whoever created it; no
   self-managed default add-ons (managed, pinned ones replace them); deletion protection on
   (both stacks, like the database's: a teardown turns it off deliberately, docs/teardown.md);
-* access entries: the administrator roles get ``AmazonEKSClusterAdminPolicy`` and the
-  read-only roles ``AmazonEKSViewPolicy``, cluster-wide, each also mapped to a Kubernetes group
-  (``exposcholar:admins``, ``exposcholar:viewers``) that in-cluster RBAC can refer to;
+* access entries: the administrator roles and the CI deploy role get
+  ``AmazonEKSClusterAdminPolicy`` and the read-only roles ``AmazonEKSViewPolicy``, cluster-wide;
+  the CI preview role gets ``AmazonEKSViewPolicy`` cluster-wide plus
+  ``AmazonEKSAdminViewPolicy`` (which reads Secrets) only in the namespaces whose charts look up
+  a Secret while they render, as ``pulumi preview`` renders them against the cluster. A
+  preview's server-side dry runs that RBAC forbids fall back to client-side diffs, so previews
+  need no write access. Each is also mapped to a Kubernetes group (``exposcholar:admins``,
+  ``exposcholar:viewers``, ``exposcholar:previewers``) that in-cluster RBAC can refer to;
 * the IAM OIDC provider of the cluster, for IAM roles for service accounts (``components.irsa``);
 * the node IAM role shared by the managed node groups (worker and ECR pull policies only; the
   CNI's permissions live on its own IRSA role);
 * the add-ons nodes need to become Ready (``components.addons.BEFORE_COMPUTE``).
 
 It exposes ``kubeconfig`` only as a secret Output: built with ``Output.json_dumps`` from the
-cluster's endpoint and CA, authenticating with ``aws eks get-token`` as the first administrator
-role (the deploying identity assumes it).
+cluster's endpoint and CA, authenticating with ``aws eks get-token`` as the caller, so whoever
+runs Pulumi (an administrator role, or a workflow role) reaches the cluster with the access its
+own entry grants, and no identity needs another's role.
 
 Teardown order: the EKS cluster depends on the network's egress (``network_ready``: NAT
 gateways, routes, route table associations, endpoints) and on its subnets; node groups depend
@@ -36,7 +42,7 @@ Secrets encryption key replaces the cluster; version upgrades happen in place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -52,8 +58,12 @@ COMPONENT = "cluster"
 LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 VIEW_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
+ADMIN_VIEW_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy"
 ADMIN_GROUP = "exposcholar:admins"
 VIEWER_GROUP = "exposcholar:viewers"
+PREVIEW_GROUP = "exposcholar:previewers"
+_Policy = tuple[str, str, eks.AccessPolicyAssociationAccessScopeArgs]
+"""An access policy association: name suffix, policy ARN, scope."""
 NODE_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
     "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
@@ -71,6 +81,12 @@ class ClusterArgs:
     secrets_key_arn: pulumi.Input[str]
     """KMS key for envelope encryption of Kubernetes Secrets."""
     admin_role_arns: Sequence[str]
+    deploy_role_arns: Sequence[pulumi.Input[str]] = ()
+    """Roles that deploy the stack from CI: cluster administrators like the people."""
+    preview_role_arns: Sequence[pulumi.Input[str]] = ()
+    """Roles that preview changes from pull requests: view access only."""
+    preview_secret_namespaces: Sequence[str] = ()
+    """Namespaces whose charts look up a Secret while rendering: previews may read there."""
     network_ready: Sequence[pulumi.Resource] = ()
     """The network's egress (NAT, routes, endpoints): created before the cluster and
     destroyed after it, so nothing Kubernetes made is left holding an ENI in the VPC."""
@@ -178,14 +194,14 @@ class Cluster(pulumi.ComponentResource):
         self.endpoint = cluster.endpoint
         self.node_security_group_id = cluster.vpc_config.cluster_security_group_id
         self.node_role_arn = node_role.arn
-        # The kubeconfig's role reaches the cluster only once its access entry and policy
-        # association exist (authentication mode API, no creator admin): the kubeconfig resolves
-        # after them, so the Kubernetes provider built from it -- and every object on it --
-        # waits for that access on create and is destroyed before it on teardown.
+        # A caller reaches the cluster only once its access entry and policy associations
+        # exist (authentication mode API, no creator admin): the kubeconfig resolves after all
+        # of them, so the Kubernetes provider built from it -- and every object on it -- waits
+        # for that access on create and is destroyed before it on teardown.
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(
-                kubeconfig(cluster_name, cluster, args.region, args.admin_role_arns[0]),
-                access.id,
+                kubeconfig(cluster_name, cluster, args.region),
+                *[association.id for association in access],
             ).apply(lambda values: str(values[0]))
         )
         self.register_outputs(
@@ -201,15 +217,26 @@ class Cluster(pulumi.ComponentResource):
 
     def _access(
         self, name: str, cluster_name: str, cluster: eks.Cluster, args: ClusterArgs
-    ) -> eks.AccessPolicyAssociation:
-        """Access entries: administrators and viewers, cluster-wide. Returns the policy
-        association of the first administrator role, the one the kubeconfig assumes."""
-        kubeconfig_access: list[eks.AccessPolicyAssociation] = []
-        grants: Mapping[str, tuple[Sequence[str], str, str]] = {
-            "admin": (args.admin_role_arns, ADMIN_POLICY, ADMIN_GROUP),
-            "viewer": (args.settings.read_only_role_arns, VIEW_POLICY, VIEWER_GROUP),
-        }
-        for kind, (arns, policy, group) in grants.items():
+    ) -> list[eks.AccessPolicyAssociation]:
+        """Access entries and their policy associations, all returned: administrators (people
+        and the CI deploy role), viewers, and the CI preview role."""
+        scope = eks.AccessPolicyAssociationAccessScopeArgs
+        admin: list[_Policy] = [("policy", ADMIN_POLICY, scope(type="cluster"))]
+        view: list[_Policy] = [("policy", VIEW_POLICY, scope(type="cluster"))]
+        namespaces = list(args.preview_secret_namespaces)
+        secrets: list[_Policy] = (
+            [("secrets-policy", ADMIN_VIEW_POLICY, scope(type="namespace", namespaces=namespaces))]
+            if namespaces
+            else []
+        )
+        grants: list[tuple[str, Sequence[pulumi.Input[str]], str, list[_Policy]]] = [
+            ("admin", args.admin_role_arns, ADMIN_GROUP, admin),
+            ("deploy", args.deploy_role_arns, ADMIN_GROUP, admin),
+            ("viewer", args.settings.read_only_role_arns, VIEWER_GROUP, view),
+            ("preview", args.preview_role_arns, PREVIEW_GROUP, view + secrets),
+        ]
+        associations: list[eks.AccessPolicyAssociation] = []
+        for kind, arns, group, policies in grants:
             for index, arn in enumerate(arns):
                 entry = eks.AccessEntry(
                     f"{name}-{kind}-{index}",
@@ -220,23 +247,23 @@ class Cluster(pulumi.ComponentResource):
                     tags=args.naming.tags(COMPONENT, f"{kind}-{index}"),
                     opts=pulumi.ResourceOptions(parent=self),
                 )
-                association = eks.AccessPolicyAssociation(
-                    f"{name}-{kind}-{index}-policy",
-                    cluster_name=cluster.name,
-                    principal_arn=entry.principal_arn,
-                    policy_arn=policy,
-                    access_scope=eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
-                if kind == "admin" and index == 0:
-                    kubeconfig_access.append(association)
-        return kubeconfig_access[0]
+                for suffix, policy, reach in policies:
+                    associations.append(
+                        eks.AccessPolicyAssociation(
+                            f"{name}-{kind}-{index}-{suffix}",
+                            cluster_name=cluster.name,
+                            principal_arn=entry.principal_arn,
+                            policy_arn=policy,
+                            access_scope=reach,
+                            opts=pulumi.ResourceOptions(parent=self),
+                        )
+                    )
+        return associations
 
 
-def kubeconfig(
-    cluster_name: str, cluster: eks.Cluster, region: str, role_arn: str
-) -> pulumi.Output[str]:
-    """A kubeconfig for the cluster that authenticates with ``aws eks get-token``."""
+def kubeconfig(cluster_name: str, cluster: eks.Cluster, region: str) -> pulumi.Output[str]:
+    """A kubeconfig for the cluster that authenticates with ``aws eks get-token`` as the
+    caller's own AWS identity."""
     return pulumi.Output.json_dumps(
         {
             "apiVersion": "v1",
@@ -268,8 +295,6 @@ def kubeconfig(
                                 cluster_name,
                                 "--region",
                                 region,
-                                "--role-arn",
-                                role_arn,
                             ],
                             "interactiveMode": "Never",
                         }

@@ -10,18 +10,19 @@ component creates, for one stack:
 * the **preview role**, assumable only by pull-request jobs of the repository (``sub`` =
   ``repo:<owner>/<name>:pull_request``, compared with ``StringEquals``): AWS read-only access,
   read on the state bucket, decrypt with the secrets key; explicit denials of object reads in
-  the stack's data buckets and of secret values, so PR code can never read platform data. It
-  gets no cluster access: the Kubernetes objects of a PR preview are previewed from their
-  inputs, and PR code never holds credentials that write anything;
+  the stack's data buckets and of secret values in Secrets Manager and SSM. On the cluster
+  (``Cluster``'s access entries) it may view, and read Secrets only where a chart must look one
+  up to render; previews' dry runs that RBAC forbids fall back to client-side diffs. PR code
+  never holds credentials that write anything;
 * the **deploy role**, assumable only by jobs on ``main`` (a staging stack: ``sub`` =
   ``repo:<owner>/<name>:ref:refs/heads/main``) or only by jobs of the ``production`` GitHub
   environment, whose required reviewers and main-only branch policy gate every production
   deploy (``sub`` = ``repo:<owner>/<name>:environment:production``; a job that names an
   environment never gets the branch form). Permissions: ``PowerUserAccess`` plus IAM limited to
   the stack's own roles (``<project>-<stack>-*``) and OIDC providers, read and write on the
-  state bucket, the secrets key, and assuming the first administrator role, which the
-  kubeconfig authenticates as. It may not attach ``AdministratorAccess`` to anything, nor
-  change the two workflow roles themselves: widening CI's own permissions takes an operator.
+  state bucket, and the secrets key; on the cluster, an administrator's access entry. It may
+  not attach ``AdministratorAccess`` to anything, nor change the two workflow roles
+  themselves: widening CI's own permissions takes an operator.
 
 Both trust policies also require ``aud`` = ``sts.amazonaws.com``; neither uses a wildcard.
 """
@@ -153,8 +154,6 @@ class GitHubDeployAccessArgs:
     account_id: str
     production: bool
     """Production stacks deploy only from the ``production`` environment."""
-    cluster_admin_role_arn: str
-    """The role the kubeconfig assumes (``adminRoleArns[0]``): the deploy role may assume it."""
     data_bucket_arns: Sequence[pulumi.Input[str]]
     """Buckets holding platform data (backups, media): the preview role may not read objects."""
     protect: bool = False
@@ -253,7 +252,6 @@ class GitHubDeployAccess(pulumi.ComponentResource):
                         OIDC_PROVIDER_ACTIONS,
                         [f"arn:aws:iam::{args.account_id}:oidc-provider/*"],
                     ),
-                    _statement("ClusterAdmin", ["sts:AssumeRole"], [args.cluster_admin_role_arn]),
                     *_state_and_secrets(settings, write=True),
                     {
                         "Sid": "NoAdministratorAccess",

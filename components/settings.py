@@ -292,8 +292,8 @@ class AccountSettings:
     cost_center: str
     """CostCenter tag."""
     admin_role_arns: tuple[str, ...]
-    """IAM roles that administer the stack's KMS keys and the cluster (the first one is the
-    role the kubeconfig assumes)."""
+    """IAM roles that administer the stack's KMS keys and the cluster (operators run Pulumi as
+    one of them: the kubeconfig authenticates as the caller)."""
     kms_key_rotation_days: int
     """Automatic rotation period of every customer-managed KMS key."""
 

@@ -105,7 +105,7 @@ def test_preview_role_reads_but_never_platform_data_or_the_cluster(
         "Action": ["kms:Decrypt"],
         "Resource": [deploy.secrets_key_arn],
     }
-    assert "sts:AssumeRole" not in json.dumps(document), "no way onto the cluster from a PR"
+    assert "sts:AssumeRole" not in json.dumps(document), "no other identity from a PR"
     denied = _statements(document, "Deny")
     buckets = {plan.outputs["backupsBucket"], plan.outputs["mediaBucket"]}
     assert set(denied["NoPlatformData"]["Resource"]) == {f"arn:aws:s3:::{b}/*" for b in buckets}
@@ -127,7 +127,7 @@ def test_deploy_role_is_scoped_to_the_stack_and_cannot_widen_itself(
     ]
     assert "iam:PassRole" in allowed["OwnRoles"]["Action"]
     assert not any(a.startswith("iam:") and a.endswith("*") for a in allowed["OwnRoles"]["Action"])
-    assert allowed["ClusterAdmin"]["Resource"] == [settings.account.admin_role_arns[0]]
+    assert "sts:AssumeRole" not in json.dumps(document)  # the cluster knows it by itself
     assert set(allowed["StateObjects"]["Action"]) == {
         "s3:GetObject", "s3:PutObject", "s3:DeleteObject"
     }  # fmt: skip
@@ -161,7 +161,6 @@ def _alone(config: StackConfig, settings: DeploySettings, *, production: bool) -
                 naming=naming,
                 account_id="210987654321",
                 production=production,
-                cluster_admin_role_arn="arn:aws:iam::210987654321:role/admin",
                 data_bucket_arns=["arn:aws:s3:::exposcholar-dr-data"],
             ),
         )
