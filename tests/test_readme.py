@@ -13,6 +13,7 @@ import importlib
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -210,6 +211,10 @@ def _strip_redirections(words: list[str]) -> list[str]:
     return kept
 
 
+def _unmark(word: str, subs: Sequence[tuple[str, bool]]) -> str:
+    return re.sub(r"@@SUBST(\d+)@@", lambda m: f"$({subs[int(m[1])][0]})", word)
+
+
 def commands(text: str, line: int, whole: bool, expand: Expander) -> list[Command]:
     """Every simple command of ``text``, those inside ``$(...)`` included. An unquoted
     substitution becomes the words ``expand`` returns for its command, or one
@@ -227,7 +232,7 @@ def commands(text: str, line: int, whole: bool, expand: Expander) -> list[Comman
                 expanded = expand(inner)
                 words.extend([f"{UNEXPANDED}{inner})"] if expanded is None else expanded)
             else:
-                words.append(re.sub(r"@@SUBST(\d+)@@", lambda m: f"$({subs[int(m[1])][0]})", word))
+                words.append(_unmark(word, subs))
         while words and _ASSIGNMENT.match(words[0]):
             words.pop(0)
         if not words or words[0] in _SKIP:
@@ -296,51 +301,51 @@ def _flag(word: str, table: FlagTable) -> tuple[str | None, int]:
     return None, 0
 
 
-def check_pulumi(words: Sequence[str], spec: Mapping[str, Any], whole: bool = True) -> list[str]:
-    """What is wrong with one ``pulumi ...`` command line: an unknown subcommand, a flag the
-    subcommand (or the CLI globally) does not document, a missing flag value, or more (or, for a
-    whole command, fewer) positional arguments than the subcommand takes."""
-    assert words and words[0] == "pulumi", words
+def _subcommand(args: Sequence[str], spec: Mapping[str, Any]) -> tuple[str | None, int, list[str]]:
+    """(the subcommand's key, the index of the word after it, errors of the global flags before
+    it): the longest documented subcommand the leading words name."""
     errors: list[str] = []
-    args = list(words[1:])
-    glob: FlagTable = spec["global"]["flags"]
     i = 0
     while i < len(args) and args[i].startswith("-"):
-        error, takes = _flag(args[i], glob)
-        if error:
-            errors.append(error)
+        error, takes = _flag(args[i], spec["global"]["flags"])
+        errors += [error] if error else []
         i += 1 + takes
     leading: list[str] = []
     for word in args[i:]:
         if word.startswith("-"):
             break
         leading.append(word)
-    key = None
     for n in range(len(leading), 0, -1):
         key = _resolve(leading[:n], spec)
         if key:
-            break
+            return key, i + n, errors
+    return None, i, [*errors, f"unknown subcommand: pulumi {' '.join(leading[:2]) or '(none)'}"]
+
+
+def check_pulumi(words: Sequence[str], spec: Mapping[str, Any], whole: bool = True) -> list[str]:
+    """What is wrong with one ``pulumi ...`` command line: an unknown subcommand, a flag the
+    subcommand (or the CLI globally) does not document, a missing flag value, or more (or, for a
+    whole command, fewer) positional arguments than the subcommand takes."""
+    assert words and words[0] == "pulumi", words
+    key, start, errors = _subcommand(words[1:], spec)
     if key is None:
-        shown = " ".join(leading[:2]) or "(none)"
-        return [*errors, f"unknown subcommand: pulumi {shown}"]
+        return errors
     entry = spec["commands"][key]
-    table: dict[str, Mapping[str, Any]] = {**glob, **entry["flags"]}
+    table: dict[str, Mapping[str, Any]] = {**spec["global"]["flags"], **entry["flags"]}
+    rest = list(words[1 + start :])
     positional: list[str] = []
-    rest = args[i + len(key.split()) :]
     j = 0
     while j < len(rest):
         word = rest[j]
-        if word.startswith(UNEXPANDED):
-            errors.append(f"cannot check the words of unquoted {word[len('UNEXPANDED') :]}")
-        elif word == "--":
+        if word == "--":
             positional.extend(rest[j + 1 :])
             break
+        if word.startswith(UNEXPANDED):
+            errors.append(f"cannot check the words of unquoted {word[len('UNEXPANDED') :]}")
         elif word.startswith("-") and len(word) > 1:
             error, takes = _flag(word, table)
-            if error:
-                errors.append(f"pulumi {key}: {error}")
-            elif takes and j + 1 >= len(rest) and whole:
-                errors.append(f"pulumi {key}: {word} needs a value")
+            if error or (takes and j + 1 >= len(rest) and whole):
+                errors.append(f"pulumi {key}: {error or f'{word} needs a value'}")
             j += takes
         else:
             positional.append(word)
@@ -505,6 +510,102 @@ def tool_expander(build: Path) -> Expander:
     return expand
 
 
+def path_problems(markdown: str) -> list[str]:
+    missing, _skipped = missing_paths(named_paths(markdown), REPO, STACKS)
+    return missing
+
+
+def module_problems(markdown: str) -> list[str]:
+    """``components.x.y`` and ``tools.x`` names in code that do not import or lack the
+    attribute."""
+    names = {
+        m[1]
+        for s in snippets(markdown)
+        for m in re.finditer(r"(?<![\w./-])((?:components|tools|policies)(?:\.\w+)+)", s.text)
+    }
+    broken: list[str] = []
+    for name in sorted(names):
+        parts = name.split(".")
+        for n in range(len(parts), 0, -1):
+            try:
+                obj: Any = importlib.import_module(".".join(parts[:n]))
+            except ModuleNotFoundError:
+                continue
+            try:
+                for attr in parts[n:]:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                broken.append(name)
+            break
+        else:
+            broken.append(name)
+    return broken
+
+
+def make_used(markdown: str) -> set[str]:
+    return {
+        word
+        for c in all_commands(markdown, never_expand)
+        if c.words[0] == "make"
+        for word in c.words[1:]
+        if "=" not in word and not word.startswith("-")
+    }
+
+
+def make_problems(markdown: str) -> list[str]:
+    targets = make_targets((REPO / "Makefile").read_text())
+    return [
+        f"make {t}: no such target in the Makefile" for t in sorted(make_used(markdown) - targets)
+    ]
+
+
+def pulumi_problems(markdown: str, spec: Mapping[str, Any], expand: Expander) -> list[str]:
+    return [
+        f"README.md:{c.line}: {problem}   [{c.text}]"
+        for c in pulumi_commands(all_commands(markdown, expand))
+        for problem in check_pulumi(c.words, spec, c.whole)
+    ]
+
+
+def local_runs(markdown: str) -> list[tuple[str, ...]]:
+    """The ``.venv/bin/python -m tools...`` commands of "Deploy for real" (code blocks, inline
+    code and ``$(...)``), ``<stack>`` as each stack."""
+    text, first = section(markdown, DEPLOY_SECTION)
+    runs: list[tuple[str, ...]] = []
+    for c in all_commands(text, never_expand, first):
+        if c.words[:2] != (".venv/bin/python", "-m"):
+            continue
+        if "<stack>" in c.words:
+            runs += [tuple(s if w == "<stack>" else w for w in c.words) for s in STACKS]
+        else:
+            runs.append(c.words)
+    return runs
+
+
+def local_problems(runs: Sequence[tuple[str, ...]], build: Path) -> list[str]:
+    """What fails or prints other than promised when the commands run as written."""
+    problems: list[str] = []
+    for words in runs:
+        result = run_tool(words, build)
+        out, shown = result.stdout, " ".join(words)
+        if result.returncode != 0 or not out.strip():
+            problems.append(f"{shown}: exit {result.returncode}: {result.stderr.strip()}")
+        elif words[2] == "tools.targets":
+            lines = out.splitlines()
+            prefix = f"--target=urn:pulumi:{words[3]}::exposcholar::"
+            if not all(line.startswith(prefix) for line in lines) or not any(
+                line.endswith("::images-server") for line in lines
+            ):
+                problems.append(f"{shown}: not the ECR repositories' --target flags: {lines}")
+        elif words[2:4] == ("tools.stacks", "list") and {
+            s["stack"] for s in json.loads(out)
+        } != set(STACKS):
+            problems.append(f"{shown}: not every stack: {out}")
+        elif words[2:4] == ("tools.stacks", "policy-config") and not (REPO / out.strip()).is_file():
+            problems.append(f"{shown}: {out.strip()} is no file")
+    return problems
+
+
 def test_every_repository_path_the_readme_names_exists(readme: str) -> None:
     paths = named_paths(readme)
     # the extraction sees what it should: some of each kind
@@ -536,60 +637,26 @@ def test_every_layout_entry_exists(readme: str) -> None:
 
 
 def test_every_module_reference_resolves(readme: str) -> None:
-    """``components.x.y`` and ``tools.x`` names in code import and have the attribute."""
-    names = {
-        m[1]
-        for s in snippets(readme)
-        for m in re.finditer(r"(?<![\w./-])((?:components|tools|policies)(?:\.\w+)+)", s.text)
-    }
-    assert "tools.targets" in names and "components.namespaces.namespace" in names, names
-    broken: list[str] = []
-    for name in sorted(names):
-        parts = name.split(".")
-        for n in range(len(parts), 0, -1):
-            try:
-                obj: Any = importlib.import_module(".".join(parts[:n]))
-            except ModuleNotFoundError:
-                continue
-            try:
-                for attr in parts[n:]:
-                    obj = getattr(obj, attr)
-            except AttributeError:
-                broken.append(name)
-            break
-        else:
-            broken.append(name)
-    assert not broken, broken
+    assert module_problems(readme) == []
 
 
 def test_every_make_target_exists(readme: str) -> None:
-    targets = make_targets((REPO / "Makefile").read_text())
-    used = {
-        word
-        for c in all_commands(readme, never_expand)
-        if c.words[0] == "make"
-        for word in c.words[1:]
-        if "=" not in word and not word.startswith("-")
-    }
-    assert {"preview", "test", ".venv/.installed"} <= used, used
-    assert used <= targets, f"not targets of the Makefile: {sorted(used - targets)}"
+    assert {"preview", "test", ".venv/.installed"} <= make_used(readme)
+    assert make_problems(readme) == []
 
 
 def test_every_pulumi_command_uses_documented_subcommands_and_flags(
     readme: str, spec: dict[str, Any], plan_dir: Path
 ) -> None:
-    found = pulumi_commands(all_commands(readme, tool_expander(plan_dir)))
+    expand = tool_expander(plan_dir)
+    found = pulumi_commands(all_commands(readme, expand))
     used = {" ".join(c.words[1:3]) for c in found}
     # what the deploy path uses is seen (the $(...) of step 9 expanded into --target flags)
     for expected in ("login s3://$STATE_BUCKET?region=$AWS_REGION", "stack init", "up --stack"):
         assert expected in used, sorted(used)
     assert any(w.startswith("--target=urn:pulumi:staging::") for c in found for w in c.words)
     assert any(c.words[1:3] == ("stack", "output") and not c.whole for c in found)  # in $(...)
-    problems = [
-        f"README.md:{c.line}: {problem}   [{c.text}]"
-        for c in found
-        for problem in check_pulumi(c.words, spec, c.whole)
-    ]
+    problems = pulumi_problems(readme, spec, expand)
     assert not problems, "\n".join(problems)
 
 
@@ -603,39 +670,52 @@ def test_runbooks_pulumi_commands_are_documented_too(spec: dict[str, Any]) -> No
 
 
 def test_deploy_section_local_commands_run_as_written(readme: str, plan_dir: Path) -> None:
-    """Every ``.venv/bin/python -m tools...`` command of "Deploy for real" (code blocks, inline
-    code and ``$(...)``), ``<stack>`` as each stack, succeeds and prints what it promises."""
-    text, first = section(readme, DEPLOY_SECTION)
-    local = [
-        c
-        for c in all_commands(text, never_expand, first)
-        if c.words[:2] == (".venv/bin/python", "-m")
-    ]
-    runs: list[tuple[str, ...]] = []
-    for c in local:
-        if "<stack>" in c.words:
-            runs += [tuple(s if w == "<stack>" else w for w in c.words) for s in STACKS]
-        else:
-            runs.append(c.words)
-    modules = {(w[3], w[4] if len(w) > 4 else "") for w in runs}
-    assert {("tools.targets", "staging"), ("tools.stacks", "list")} <= {
-        (w[2], w[3]) for w in runs
-    }, modules
+    runs = local_runs(readme)
+    assert {("tools.targets", "staging"), ("tools.stacks", "list")} <= {w[2:4] for w in runs}
     assert any(w[2:4] == ("tools.stacks", "policy-config") for w in runs), runs
-    for words in runs:
-        result = run_tool(words, plan_dir)
-        assert result.returncode == 0, f"{' '.join(words)}: {result.stderr}"
-        out = result.stdout
-        assert out.strip(), words
-        if words[2] == "tools.targets":
-            lines = out.splitlines()
-            assert all(line.startswith(f"--target=urn:pulumi:{words[3]}::exposcholar::") for line in lines)
-            assert any(line.endswith("::images-server") for line in lines), lines
-        elif words[2:4] == ("tools.stacks", "list"):
-            assert {s["stack"] for s in json.loads(out)} == set(STACKS)
-        elif words[2:4] == ("tools.stacks", "policy-config"):
-            assert (REPO / out.strip()).is_file(), out
+    problems = local_problems(runs, plan_dir)
+    assert not problems, "\n".join(problems)
 
+
+BROKEN_COPIES = [
+    ("`docs/teardown.md`", "`docs/tear-down.md`", path_problems, "docs/tear-down.md"),
+    (
+        "components.namespaces.namespace",
+        "components.namespaces.nmspace",
+        module_problems,
+        "nmspace",
+    ),
+    ("make preview STACK=staging", "make previews STACK=staging", make_problems, "make previews"),
+    ("--preserve-config", "--keep-config", None, "unknown flag --keep-config"),
+    ("pulumi stack init staging", "pulumi stack create-new staging", None, "pulumi stack"),
+    ("pulumi destroy --stack staging", "pulumi destroy --stack", None, "--stack needs a value"),
+]
+
+
+@pytest.mark.parametrize("case", BROKEN_COPIES, ids=[c[1] for c in BROKEN_COPIES])
+def test_checks_catch_a_broken_copy_of_the_readme(
+    readme: str,
+    spec: dict[str, Any],
+    case: tuple[str, str, Callable[[str], list[str]] | None, str],
+) -> None:
+    old, new, check, expected = case
+    assert old in readme, f"{old!r} is gone from README.md: pick another line to break"
+    broken = readme.replace(old, new, 1)
+    problems = check(broken) if check else pulumi_problems(broken, spec, lambda _inner: [])
+    assert any(expected in p for p in problems), problems
+
+
+def test_local_command_check_catches_a_failing_command(readme: str, plan_dir: Path) -> None:
+    broken = readme.replace("tools.stacks list", "tools.stacks lst", 1)
+    assert any(
+        "tools.stacks lst: exit 2" in p for p in local_problems(local_runs(broken), plan_dir)
+    )
+    (plan_dir / "staging" / "plan.json").unlink()  # before `make preview`: no plan, exit 2
+    problems = local_problems([r for r in local_runs(readme) if r[2] == "tools.targets"], plan_dir)
+    assert any("plan" in p and "exit 2" in p for p in problems), problems
+
+
+BASH = shutil.which("bash") or "/bin/bash"
 
 SECRET_CHECKS: dict[str, Callable[[str], str]] = {
     "cacheAuthToken": validation.cache_auth_token,
@@ -656,7 +736,7 @@ def test_secret_generators_of_step_6_make_values_the_settings_accept(readme: str
         if key not in SECRET_CHECKS or not generator:
             continue
         result = subprocess.run(
-            ["bash", "-c", generator[1]], capture_output=True, text=True, timeout=30, check=False
+            [BASH, "-c", generator[1]], capture_output=True, text=True, timeout=30, check=False
         )
         assert result.returncode == 0, result.stderr
         for _ in range(3):  # random output: more than one draw
@@ -749,8 +829,12 @@ def test_path_check_reports_missing_files_and_expands_placeholders(tmp_path: Pat
     )
     paths = named_paths(markdown)
     assert set(paths) == {
-        "docs/a.md", "docs/missing.md", "Pulumi.<stack>.yaml", "Pulumi.<name>.yaml", "scripts/nope.sh",
-    }  # fmt: skip
+        "docs/a.md",
+        "docs/missing.md",
+        "Pulumi.<stack>.yaml",
+        "Pulumi.<name>.yaml",
+        "scripts/nope.sh",
+    }
     missing, skipped = missing_paths(paths, tmp_path, ["one", "two"])
     assert missing == [
         "README.md:1: Pulumi.two.yaml",
@@ -779,5 +863,7 @@ def test_layout_parser_nests_entries_under_their_directory() -> None:
 
 
 def test_make_targets_expand_variables() -> None:
-    makefile = "VENV := .venv\nSTAMP := $(VENV)/.installed\n$(STAMP): a b\n\ttouch x\nlint: $(STAMP)\n"
+    makefile = (
+        "VENV := .venv\nSTAMP := $(VENV)/.installed\n$(STAMP): a b\n\ttouch x\nlint: $(STAMP)\n"
+    )
     assert make_targets(makefile) == {".venv/.installed", "lint"}
