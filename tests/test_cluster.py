@@ -92,7 +92,7 @@ def test_access_entries_for_admins_viewers_and_the_workflow_roles(
         policies.setdefault(inputs["principalArn"], []).append(
             (inputs["policyArn"].rsplit("/", 1)[1], inputs["accessScope"])
         )
-    cluster_wide = {"type": "cluster"}
+    cluster_wide: dict[str, Any] = {"type": "cluster"}
     admin = [("AmazonEKSClusterAdminPolicy", cluster_wide)]
     expected = {arn: ("exposcholar:admins", admin) for arn in settings.account.admin_role_arns}
     expected |= {

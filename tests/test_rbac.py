@@ -41,19 +41,25 @@ def test_api_tokens_only_where_the_api_is_called(plan: Plan) -> None:
 def test_access_entries_map_admins_and_viewers_to_groups(
     plan: Plan, stack_settings: dict[str, StackSettings]
 ) -> None:
+    """Cluster admin only for the administrators and the CI deploy role, in the admins group;
+    everyone else views, in a group of their own (Secrets only where a chart must read one)."""
     settings = stack_settings[plan.stack]
     entries = plan.of_type("aws:eks/accessEntry:AccessEntry")
-    policies = {
-        a.inputs["principalArn"]: a.inputs["policyArn"].rsplit("/", 1)[1]
-        for a in plan.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
-    }
-    admins = set(settings.account.admin_role_arns)
+    policies: dict[str, set[str]] = {}
+    for association in plan.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation"):
+        policy = association.inputs["policyArn"].rsplit("/", 1)[1]
+        policies.setdefault(association.inputs["principalArn"], set()).add(policy)
+    admins = {*settings.account.admin_role_arns, plan.outputs["githubDeployRoleArn"]}
     viewers = set(settings.cluster.read_only_role_arns)
-    assert {e.inputs["principalArn"] for e in entries} == admins | viewers
+    previewers = {plan.outputs["githubPreviewRoleArn"]}
+    assert {e.inputs["principalArn"] for e in entries} == admins | viewers | previewers
     for entry in entries:
-        policy = policies[entry.inputs["principalArn"]]
+        arn = entry.inputs["principalArn"]
         (group,) = entry.inputs["kubernetesGroups"]
-        assert policy in ("AmazonEKSClusterAdminPolicy", "AmazonEKSViewPolicy")
-        is_admin = entry.inputs["principalArn"] in admins
-        assert policy == ("AmazonEKSClusterAdminPolicy" if is_admin else "AmazonEKSViewPolicy")
-        assert group == ("exposcholar:admins" if is_admin else "exposcholar:viewers"), group
+        if arn in admins:
+            assert (policies[arn], group) == ({"AmazonEKSClusterAdminPolicy"}, "exposcholar:admins")
+        elif arn in viewers:
+            assert (policies[arn], group) == ({"AmazonEKSViewPolicy"}, "exposcholar:viewers")
+        else:
+            assert policies[arn] == {"AmazonEKSViewPolicy", "AmazonEKSAdminViewPolicy"}
+            assert group == "exposcholar:previewers"

@@ -213,3 +213,12 @@ def test_a_stack_file_written_by_the_cli_previews_cleanly(tmp_path: Path) -> Non
     assert database["inputs"]["multiAz"] is False
     storage = int(str(as_strings["databaseAllocatedStorageGb"]))
     assert database["inputs"]["allocatedStorage"] == storage
+
+
+def test_each_stacks_policy_config_allows_its_own_accounts_registry() -> None:
+    """The image policy's registry allowlist names an account: replacing a stack's example
+    accountId without its policy configuration would refuse every image of the stack."""
+    for stack in load_stacks():
+        config = json.loads((REPO_ROOT / stack.policy_config).read_text())
+        registries = config["k8s-image-pinned"]["registries"]
+        assert f"{stack.account}.dkr.ecr.*.amazonaws.com" in registries, stack.name
