@@ -21,8 +21,11 @@ component creates, for one stack:
   environment never gets the branch form). Permissions: ``PowerUserAccess`` plus IAM limited to
   the stack's own roles (``<project>-<stack>-*``) and OIDC providers, read and write on the
   state bucket, and the secrets key; on the cluster, an administrator's access entry. It may
-  not attach ``AdministratorAccess`` to anything, nor change the two workflow roles
-  themselves: widening CI's own permissions takes an operator.
+  attach only the AWS-managed policies the program uses, may assume no other role, manages
+  only this region's EKS OIDC providers and GitHub's, and may not change the two workflow
+  roles themselves: widening CI's own permissions takes an operator. (Inline policies of the
+  stack's own roles remain its to write: a permissions boundary on every role the program
+  creates would close that, and is not built yet.)
 
 Both trust policies also require ``aud`` = ``sts.amazonaws.com``; neither uses a wildcard.
 """
@@ -51,7 +54,17 @@ DEPLOY_SESSION_SECONDS = 4 * 3600
 """A first ``pulumi up`` (EKS, RDS Multi-AZ, node groups) runs well over an hour."""
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 POWER_USER = "arn:aws:iam::aws:policy/PowerUserAccess"
-ADMINISTRATOR = "arn:aws:iam::aws:policy/AdministratorAccess"
+ATTACHABLE_POLICIES = (
+    "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
+    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
+    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+    "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
+    "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
+)
+"""The AWS-managed policies the program attaches to its own roles (a test keeps this equal to
+what it attaches): the deploy role may attach no other, so it cannot hand a role it controls
+IAMFullAccess or AdministratorAccess."""
 
 ROLE_ACTIONS = (
     "iam:CreateRole",
@@ -154,8 +167,11 @@ class GitHubDeployAccessArgs:
     account_id: str
     production: bool
     """Production stacks deploy only from the ``production`` environment."""
-    data_bucket_arns: Sequence[pulumi.Input[str]]
-    """Buckets holding platform data (backups, media): the preview role may not read objects."""
+    data_buckets: Sequence[pulumi.Input[str]]
+    """Buckets holding platform data (backups and their replica, media, access logs): the
+    preview role may not read their objects."""
+    region: str
+    """The stack's region: the deploy role manages only this region's EKS OIDC providers."""
     protect: bool = False
 
 
@@ -204,7 +220,7 @@ class GitHubDeployAccess(pulumi.ComponentResource):
         role_arn = f"arn:aws:iam::{args.account_id}:role"
         preview_name = naming.physical(COMPONENT, "github-preview", max_length=64)
         deploy_name = naming.physical(COMPONENT, "github-deploy", max_length=64)
-        preview_policy = pulumi.Output.all(*args.data_bucket_arns).apply(
+        preview_policy = pulumi.Output.all(*args.data_buckets).apply(
             lambda buckets: json.dumps(
                 {
                     "Version": "2012-10-17",
@@ -214,7 +230,7 @@ class GitHubDeployAccess(pulumi.ComponentResource):
                             "Sid": "NoPlatformData",
                             "Effect": "Deny",
                             "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-                            "Resource": [f"{bucket}/*" for bucket in buckets],
+                            "Resource": [f"arn:aws:s3:::{bucket}/*" for bucket in buckets],
                         },
                         {
                             "Sid": "NoSecretValues",
@@ -241,6 +257,7 @@ class GitHubDeployAccess(pulumi.ComponentResource):
         )
 
         own_roles = f"{role_arn}/{naming.project}-{naming.stack}-*"
+        provider_arn = f"arn:aws:iam::{args.account_id}:oidc-provider"
         workflow_roles = [f"{role_arn}/{preview_name}", f"{role_arn}/{deploy_name}"]
         deploy_policy = json.dumps(
             {
@@ -250,15 +267,24 @@ class GitHubDeployAccess(pulumi.ComponentResource):
                     _statement(
                         "OidcProviders",
                         OIDC_PROVIDER_ACTIONS,
-                        [f"arn:aws:iam::{args.account_id}:oidc-provider/*"],
+                        [
+                            f"{provider_arn}/oidc.eks.{args.region}.amazonaws.com/id/*",
+                            f"{provider_arn}/{GITHUB_OIDC_HOST}",
+                        ],
                     ),
                     *_state_and_secrets(settings, write=True),
                     {
-                        "Sid": "NoAdministratorAccess",
+                        "Sid": "OnlyTheProgramsManagedPolicies",
                         "Effect": "Deny",
                         "Action": ["iam:AttachRolePolicy", "iam:AttachUserPolicy"],
                         "Resource": "*",
-                        "Condition": {"ArnEquals": {"iam:PolicyARN": ADMINISTRATOR}},
+                        "Condition": {"ArnNotEquals": {"iam:PolicyARN": list(ATTACHABLE_POLICIES)}},
+                    },
+                    {
+                        "Sid": "NoOtherIdentities",
+                        "Effect": "Deny",
+                        "Action": ["sts:AssumeRole"],
+                        "Resource": "*",
                     },
                     {
                         "Sid": "NoSelfChange",

@@ -108,8 +108,16 @@ class Storage(pulumi.ComponentResource):
         )
 
         self.replica_bucket = None
+        self.private_buckets: list[pulumi.Output[str]] = [
+            backups.resource.bucket,
+            media.resource.bucket,
+            logs.resource.bucket,
+        ]
+        """Every bucket but the public site's files: platform data, backups, access logs."""
         if settings.replica_region is not None:
-            self.replica_bucket = self._replicate(backups).resource.bucket
+            replica, replica_logs = self._replicate(backups)
+            self.replica_bucket = replica.resource.bucket
+            self.private_buckets += [replica.resource.bucket, replica_logs.resource.bucket]
 
         self.backups_bucket = backups.resource.bucket
         self.backups_bucket_arn = backups.resource.arn
@@ -366,8 +374,9 @@ class Storage(pulumi.ComponentResource):
         )
         self._lifecycle(label, bucket, rules, provider)
 
-    def _replicate(self, source: _Bucket) -> _Bucket:
-        """The off-site copy: replica bucket, its logs bucket, role and replication rule."""
+    def _replicate(self, source: _Bucket) -> tuple[_Bucket, _Bucket]:
+        """The off-site copy: replica bucket, its logs bucket, role and replication rule;
+        returns the replica and its logs bucket."""
         args = self._args
         provider = args.replica_provider
         if provider is None or args.replica_key_arn is None:
@@ -462,7 +471,7 @@ class Storage(pulumi.ComponentResource):
             # Replication needs versioning enabled on both sides first.
             opts=self._opts(None, depends_on=list(versioned)),
         )
-        return replica
+        return replica, logs
 
 
 def _noncurrent_rule(

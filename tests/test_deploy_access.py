@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from components.deploy_access import (
-    ADMINISTRATOR,
+    ATTACHABLE_POLICIES,
     DEPLOY_SESSION_SECONDS,
     POWER_USER,
     READ_ONLY,
@@ -88,7 +88,7 @@ def test_trust_policies_name_one_repository_and_one_kind_of_job(
         assert "*" not in json.dumps(statement)
 
 
-def test_preview_role_reads_but_never_platform_data_or_the_cluster(
+def test_preview_role_reads_but_never_platform_data(
     access: Plan, plan: Plan, stack_settings: dict[str, StackSettings]
 ) -> None:
     deploy = stack_settings[plan.stack].deploy
@@ -107,8 +107,14 @@ def test_preview_role_reads_but_never_platform_data_or_the_cluster(
     }
     assert "sts:AssumeRole" not in json.dumps(document), "no other identity from a PR"
     denied = _statements(document, "Deny")
-    buckets = {plan.outputs["backupsBucket"], plan.outputs["mediaBucket"]}
-    assert set(denied["NoPlatformData"]["Resource"]) == {f"arn:aws:s3:::{b}/*" for b in buckets}
+    data = [
+        r.inputs["bucket"]
+        for r in plan.of_type("aws:s3/bucket:Bucket")
+        if not r.name.endswith("-static")  # the public site's files
+    ]
+    # backups, media, logs; in prod also the backups' replica and its logs bucket
+    assert len(data) == (5 if plan.stack == "prod" else 3)
+    assert set(denied["NoPlatformData"]["Resource"]) == {f"arn:aws:s3:::{b}/*" for b in data}
     assert "secretsmanager:GetSecretValue" in denied["NoSecretValues"]["Action"]
 
 
@@ -127,14 +133,20 @@ def test_deploy_role_is_scoped_to_the_stack_and_cannot_widen_itself(
     ]
     assert "iam:PassRole" in allowed["OwnRoles"]["Action"]
     assert not any(a.startswith("iam:") and a.endswith("*") for a in allowed["OwnRoles"]["Action"])
-    assert "sts:AssumeRole" not in json.dumps(document)  # the cluster knows it by itself
+    assert not any("sts:" in json.dumps(s) for s in allowed.values())  # the cluster knows it
     assert set(allowed["StateObjects"]["Action"]) == {
         "s3:GetObject", "s3:PutObject", "s3:DeleteObject"
     }  # fmt: skip
     denied = _statements(document, "Deny")
-    assert denied["NoAdministratorAccess"]["Condition"] == {
-        "ArnEquals": {"iam:PolicyARN": ADMINISTRATOR}
-    }
+    attachable = denied["OnlyTheProgramsManagedPolicies"]["Condition"]["ArnNotEquals"]
+    assert set(attachable["iam:PolicyARN"]) == set(ATTACHABLE_POLICIES)
+    assert not any("AdministratorAccess" in p or "IAMFullAccess" in p for p in ATTACHABLE_POLICIES)
+    assert denied["NoOtherIdentities"]["Action"] == ["sts:AssumeRole"]
+    region = settings.account.region
+    assert allowed["OidcProviders"]["Resource"] == [
+        f"arn:aws:iam::{account}:oidc-provider/oidc.eks.{region}.amazonaws.com/id/*",
+        f"arn:aws:iam::{account}:oidc-provider/token.actions.githubusercontent.com",
+    ]
     assert set(denied["NoSelfChange"]["Resource"]) == {
         str(_role(access, suffix).inputs["name"]).join([f"arn:aws:iam::{account}:role/", ""])
         for suffix in ("preview", "deploy")
@@ -142,6 +154,19 @@ def test_deploy_role_is_scoped_to_the_stack_and_cannot_widen_itself(
     assert {"iam:AttachRolePolicy", "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy"} <= set(
         denied["NoSelfChange"]["Action"]
     )
+
+
+def test_the_deploy_role_may_attach_every_policy_the_program_attaches(plan: Plan) -> None:
+    """Kept in step: a component that starts attaching another managed policy must add it to
+    ATTACHABLE_POLICIES, or CI deploys would be refused."""
+    access = component_plan(plan, COMPONENT)
+    workflow = {r.urn for r in access.resources}
+    attached = {
+        str(r.inputs["policyArn"])
+        for r in plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if r.urn not in workflow
+    }
+    assert attached == set(ATTACHABLE_POLICIES)
 
 
 def test_role_arns_are_stack_outputs_once_permissions_exist(access: Plan, plan: Plan) -> None:
@@ -161,7 +186,8 @@ def _alone(config: StackConfig, settings: DeploySettings, *, production: bool) -
                 naming=naming,
                 account_id="210987654321",
                 production=production,
-                data_bucket_arns=["arn:aws:s3:::exposcholar-dr-data"],
+                data_buckets=["exposcholar-dr-data"],
+                region="eu-central-1",
             ),
         )
 

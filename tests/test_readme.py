@@ -686,7 +686,7 @@ BROKEN_COPIES = [
         "nmspace",
     ),
     ("make preview STACK=staging", "make previews STACK=staging", make_problems, "make previews"),
-    ("--preserve-config", "--keep-config", None, "unknown flag --keep-config"),
+    ("--show-secrets", "--reveal-secrets", None, "unknown flag --reveal-secrets"),
     ("pulumi stack init staging", "pulumi stack create-new staging", None, "pulumi stack"),
     ("pulumi destroy --stack staging", "pulumi destroy --stack", None, "--stack needs a value"),
 ]

@@ -347,6 +347,10 @@ def test_permissions_are_granted_per_job() -> None:
     for name, job_id, job in all_jobs():
         permissions = job.get("permissions")
         assert isinstance(permissions, dict), f"{name}:{job_id} inherits permissions"
+        checks_out = any(uses(step, "actions/checkout") for step in job["steps"])
+        if not checks_out:
+            assert permissions == {}, f"{name}:{job_id} reads nothing, so it gets nothing"
+            continue
         assert permissions.get("contents") == "read", f"{name}:{job_id}"
         extra = {k: v for k, v in permissions.items() if k not in ("contents", "id-token")}
         assert extra in ({}, {"pull-requests": "write"}), f"{name}:{job_id}: {extra}"
@@ -560,6 +564,42 @@ def test_deploys_log_docker_in_to_ecr_through_the_credential_helper(
         assert "docker login" not in run and "password" not in run.lower()
 
 
+def test_one_required_check_fails_unless_every_job_succeeded(preview: dict[str, Any]) -> None:
+    """GitHub counts a skipped required job as passed: the check to require runs always and
+    fails unless the tests, the stack listing, the previews and the comment succeeded."""
+    gate = preview["jobs"]["result"]
+    assert gate["if"] == "${{ always() }}"
+    others = set(preview["jobs"]) - {"result"}
+    assert set(gate["needs"]) == others
+    assert gate["permissions"] == {}
+    script = gate["steps"][0]["run"]
+    assert 'select(.value.result != "success")' in script and "exit 1" in script
+    readme = (REPO / "README.md").read_text()
+    assert f"`{gate['name']}` check" in readme
+
+
+def test_the_comment_job_runs_the_base_branchs_tools(preview: dict[str, Any]) -> None:
+    """The job with a token that writes to the pull request runs no code of the PR's."""
+    for job_id, job in preview["jobs"].items():
+        if job.get("permissions", {}).get("pull-requests") == "write":
+            (checkout,) = [s for s in job["steps"] if uses(s, "actions/checkout")]
+            assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}", job_id
+
+
+def test_jobs_that_reach_the_cluster_run_where_its_api_is_reachable() -> None:
+    """The cluster's public endpoint admits only clusterPublicAccessCidrs: the real preview
+    and the deploys run on the runner the CLUSTER_RUNNER variable names (self-hosted in the
+    VPC, or one with a static egress address in that list)."""
+    runner = "${{ vars.CLUSTER_RUNNER || 'ubuntu-24.04' }}"
+    for name, job_id, job in all_jobs():
+        runs_pulumi = any(
+            c[:1] == ["pulumi"] and c[1:2] in (["up"], ["preview"])
+            for step in job["steps"]
+            for c in commands(str(step.get("run", "")))
+        )
+        assert (job["runs-on"] == runner) is runs_pulumi, f"{name}:{job_id}"
+
+
 def test_every_job_has_a_timeout() -> None:
     for name, job_id, job in all_jobs():
         timeout = job.get("timeout-minutes")
@@ -621,6 +661,8 @@ def test_pip_downloads_are_cached_and_python_is_one_version() -> None:
             for c in commands(str(step.get("run", "")))
         )
         setups = [s for s in job["steps"] if uses(s, "actions/setup-python")]
+        if not any(uses(step, "actions/checkout") for step in job["steps"]):
+            continue  # runs no Python of ours
         assert setups, f"{name}:{job_id}"
         for step in setups:
             versions.add(str(step["with"]["python-version"]))
