@@ -5,28 +5,8 @@ Components never read configuration themselves: they get settings and each other
 
 import pulumi
 
-from components.addons import ClusterAddons, ClusterAddonsArgs
-from components.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
-from components.aws_common import Placement
-from components.cache import Cache, CacheArgs
-from components.cluster import Cluster, ClusterArgs
-from components.database import Database, DatabaseArgs
-from components.deploy_access import GitHubDeployAccess, GitHubDeployAccessArgs
-from components.external_secrets import ExternalSecretsOperator, ExternalSecretsOperatorArgs
-from components.images import Images, ImagesArgs
-from components.ingress import AppIngress, AppIngressArgs
-from components.keys import Keys, KeysArgs
-from components.load_balancer_controller import NAMESPACE as LB_NAMESPACE
-from components.load_balancer_controller import LoadBalancerController, LoadBalancerControllerArgs
-from components.naming import Naming
-from components.network import Network, NetworkArgs
-from components.nodes import SYSTEM_TAINTS, NodeGroup, NodeGroupArgs
-from components.providers import aws_provider, docker_provider, kubernetes_provider
-from components.settings import load_settings
-from components.storage import Storage, StorageArgs
-from components.subnets import Tier
-from components.vpa import VerticalPodAutoscaler, VerticalPodAutoscalerArgs
-from components.workloads import (
+from components.app.ingress import AppIngress, AppIngressArgs
+from components.app.workloads import (
     HEALTH,
     CacheEndpoint,
     DatabaseEndpoint,
@@ -34,6 +14,33 @@ from components.workloads import (
     Workloads,
     WorkloadsArgs,
 )
+from components.aws.cache import Cache, CacheArgs
+from components.aws.database import Database, DatabaseArgs
+from components.aws.deploy_access import GitHubDeployAccess, GitHubDeployAccessArgs
+from components.aws.images import Images, ImagesArgs
+from components.aws.keys import Keys, KeysArgs
+from components.aws.network import Network, NetworkArgs
+from components.aws.storage import Storage, StorageArgs
+from components.eks.addons import ClusterAddons, ClusterAddonsArgs
+from components.eks.cluster import Cluster, ClusterArgs
+from components.eks.nodes import NodeGroup, NodeGroupArgs
+from components.lib.aws import Placement
+from components.lib.kube.pods import SYSTEM_TAINTS
+from components.lib.naming import Naming
+from components.lib.providers import aws_provider, docker_provider, kubernetes_provider
+from components.platform.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
+from components.platform.external_secrets import (
+    ExternalSecretsOperator,
+    ExternalSecretsOperatorArgs,
+)
+from components.platform.load_balancer_controller import NAMESPACE as LB_NAMESPACE
+from components.platform.load_balancer_controller import (
+    LoadBalancerController,
+    LoadBalancerControllerArgs,
+)
+from components.platform.vpa import VerticalPodAutoscaler, VerticalPodAutoscalerArgs
+from components.settings import load_settings
+from components.settings.subnets import Tier
 
 settings = load_settings()
 naming = Naming.for_stack(settings)

@@ -12,7 +12,12 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.autoscaler import (
+from components.eks.nodes import NodeGroup, NodeGroupArgs
+from components.lib.irsa import OidcIssuer
+from components.lib.kube.pods import SYSTEM_TAINTS
+from components.lib.naming import Naming
+from components.lib.providers import aws_provider, kubernetes_provider
+from components.platform.autoscaler import (
     IMAGE,
     NAME,
     READ_ACTIONS,
@@ -23,10 +28,6 @@ from components.autoscaler import (
     iam_policy,
     image_tag,
 )
-from components.irsa import OidcIssuer
-from components.naming import Naming
-from components.nodes import SYSTEM_TAINTS, NodeGroup, NodeGroupArgs
-from components.providers import aws_provider, kubernetes_provider
 from components.settings import StackSettings
 from tests import STACKS
 from tests.conftest import assert_valid_manifests, only

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from components.aws_common import Placement
-from components.cache import Cache, CacheArgs
-from components.naming import Naming
+from components.aws.cache import Cache, CacheArgs
+from components.lib.aws import Placement
+from components.lib.naming import Naming
 from components.settings import StackSettings
 from tests.conftest import component_plan, key_arn, node_security_group, only
 from tools.mocks import MASK

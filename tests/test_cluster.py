@@ -9,10 +9,10 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.addons import AFTER_COMPUTE, BEFORE_COMPUTE
-from components.cluster import Cluster, ClusterArgs
-from components.irsa import irsa_trust_policy
-from components.naming import Naming
+from components.eks.addons import AFTER_COMPUTE, BEFORE_COMPUTE
+from components.eks.cluster import Cluster, ClusterArgs
+from components.lib.irsa import irsa_trust_policy
+from components.lib.naming import Naming
 from components.settings import StackSettings
 from tests.conftest import component_plan, key_arn, only
 from tools.mocks import MASK

@@ -8,9 +8,9 @@ import json
 import pulumi
 import pytest
 
-from components.aws_common import Placement
-from components.database import Database, DatabaseArgs
-from components.naming import Naming
+from components.aws.database import Database, DatabaseArgs
+from components.lib.aws import Placement
+from components.lib.naming import Naming
 from components.settings import StackSettings
 from tests.conftest import component_plan, key_arn, node_security_group, only
 from tools.plan import Plan

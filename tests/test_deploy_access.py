@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from components.deploy_access import (
+from components.aws.deploy_access import (
     ATTACHABLE_POLICIES,
     DEPLOY_SESSION_SECONDS,
     POWER_USER,
@@ -18,7 +18,7 @@ from components.deploy_access import (
     github_subject,
     github_trust_policy,
 )
-from components.naming import Naming
+from components.lib.naming import Naming
 from components.settings import DeploySettings, StackSettings
 from tests.conftest import component_plan, only
 from tools.mocks import CapturedResource

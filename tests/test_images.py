@@ -13,8 +13,8 @@ import pulumi
 import pytest
 import yaml
 
-from components.images import Images, ImagesArgs, content_tag
-from components.naming import Naming
+from components.aws.images import Images, ImagesArgs, content_tag
+from components.lib.naming import Naming
 from components.settings import ImageSettings, ImagesSettings, StackSettings
 from tests.conftest import component_plan, key_arn
 from tools.plan import Plan
@@ -55,8 +55,8 @@ def test_stack_files_build_backup_and_reference_server_and_web(plan: Plan) -> No
     assert built.name == "images-backup-image"
     build = built.inputs["build"]
     # relative to the project, so every checkout (a laptop, CI) builds with the same inputs
-    assert build["context"] == "components/images/backup"
-    assert build["dockerfile"] == "components/images/backup/Dockerfile"
+    assert build["context"] == "components/aws/images/backup"
+    assert build["dockerfile"] == "components/aws/images/backup/Dockerfile"
     assert build["args"] == {"PG_MAJOR": "17"}, "the client matches the RDS major version"
     assert build["platform"] == "linux/amd64"
     tag = content_tag(IMAGES_DIR / "backup", {"PG_MAJOR": "17"})

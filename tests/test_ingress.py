@@ -13,8 +13,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components.ingress import SSL_POLICY, AppIngress, AppIngressArgs
-from components.naming import Naming
+from components.app.ingress import SSL_POLICY, AppIngress, AppIngressArgs
+from components.lib.naming import Naming
 from components.settings import StackSettings
 from tests import STACKS
 from tests.conftest import assert_valid_manifests, only

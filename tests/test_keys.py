@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.keys import DOMAIN_SERVICES, key_policy
+from components.aws.keys import DOMAIN_SERVICES, key_policy
 from components.settings import StackSettings
 from tests.conftest import component_plan
 from tools.plan import Plan

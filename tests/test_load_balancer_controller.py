@@ -13,9 +13,12 @@ import pulumi_kubernetes as k8s
 import pytest
 from pulumi_aws import cloudwatch
 
-from components import pods
-from components.irsa import OidcIssuer
-from components.load_balancer_controller import (
+from components.lib.irsa import OidcIssuer
+from components.lib.kube import pods
+from components.lib.kube.pods import SYSTEM_TAINTS
+from components.lib.naming import Naming
+from components.lib.providers import aws_provider, kubernetes_provider
+from components.platform.load_balancer_controller import (
     CHART_VERSION,
     CLUSTER_TAG,
     CONTROLLER_UID,
@@ -23,9 +26,6 @@ from components.load_balancer_controller import (
     LoadBalancerControllerArgs,
     controller_policy,
 )
-from components.naming import Naming
-from components.nodes import SYSTEM_TAINTS
-from components.providers import aws_provider, kubernetes_provider
 from components.settings import StackSettings
 from tests import STACKS
 from tests.conftest import only

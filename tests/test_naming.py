@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.naming import REQUIRED_TAG_KEYS, Naming, NamingError
+from components.lib.naming import REQUIRED_TAG_KEYS, Naming, NamingError
 
 NAMING = Naming("exposcholar", "prod", "platform@exposcholar.org", "EXPO-PROD")
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from components.settings import parse_settings
-from components.subnets import plan_subnets
+from components.settings.subnets import plan_subnets
 from tools.mocks import CapturedResource
 from tools.plan import Plan
 from tools.preview import REPO_ROOT, run_program

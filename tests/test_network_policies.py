@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.network_policies import Allowance, Peer, Port
+from components.lib.kube.network_policies import Allowance, Peer, Port
 from components.settings import StackSettings
-from components.subnets import Tier, plan_subnets
+from components.settings.subnets import Tier, plan_subnets
 from tools import render
 from tools.plan import Plan
 from tools.reachability import Endpoint, Policies

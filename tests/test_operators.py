@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from components import external_secrets, vpa
-from components.namespaces import PRIVILEGED_NAMESPACES, Level, pss_labels
+from components.lib.kube.namespaces import PRIVILEGED_NAMESPACES, Level, pss_labels
+from components.platform import external_secrets, vpa
 from components.settings import StackSettings
 from tests.conftest import component_plan, only
 from tools.plan import Plan

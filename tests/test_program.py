@@ -9,7 +9,7 @@ import re
 from functools import cache
 from typing import Any
 
-from components.naming import REQUIRED_TAG_KEYS
+from components.lib.naming import REQUIRED_TAG_KEYS
 from components.settings import parse_settings
 from tools.mocks import CapturedResource
 from tools.plan import Plan

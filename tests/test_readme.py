@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from components import validation
+from components.settings import rules as validation
 from tests import STACKS
 from tools.plan import Plan
 from tools.stacks import load_stack
@@ -631,7 +631,7 @@ def test_every_layout_entry_exists(readme: str) -> None:
     text, first = section(readme, LAYOUT_SECTION)
     (block,) = [s for s in snippets(text, first) if s.block]
     entries = layout_entries(block.text)
-    assert "components/settings.py" in entries and ".github/workflows/" in entries, entries
+    assert "components/settings/" in entries and ".github/workflows/" in entries, entries
     missing, _ = missing_paths(dict.fromkeys(entries, block.line), REPO, STACKS)
     assert not missing, "the Layout tree names files that do not exist:\n" + "\n".join(missing)
 
@@ -680,8 +680,8 @@ def test_deploy_section_local_commands_run_as_written(readme: str, plan_dir: Pat
 BROKEN_COPIES = [
     ("`docs/teardown.md`", "`docs/tear-down.md`", path_problems, "docs/tear-down.md"),
     (
-        "components.namespaces.namespace",
-        "components.namespaces.nmspace",
+        "components.lib.kube.namespaces.namespace",
+        "components.lib.kube.namespaces.nmspace",
         module_problems,
         "nmspace",
     ),
@@ -856,8 +856,8 @@ def test_layout_parser_nests_entries_under_their_directory() -> None:
     assert layout_entries(block) == [
         "Pulumi.yaml",
         "components/",
-        "components/settings.py",
-        "components/vpa.py",
+        "components/settings/",
+        "components/platform/vpa.py",
         "tests/",
     ]
 

@@ -9,9 +9,8 @@ import pulumi
 import pytest
 
 from components.settings import KEYS, NatGatewayMode, SettingsError, StackSettings, parse_settings
-from components.subnets import Tier
-from components.validation import InvalidValueError as Invalid
-from components.validation import (
+from components.settings.rules import InvalidValueError as Invalid
+from components.settings.rules import (
     Quantity,
     cidr_allowlist,
     cpu_quantity,
@@ -22,6 +21,7 @@ from components.validation import (
     weekly_window,
     windows_overlap,
 )
+from components.settings.subnets import Tier
 from tools.project import StackConfig
 
 P = "exposcholar:"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.subnets import MAX_ZONES, SubnetPlanError, Tier, plan_subnets
+from components.settings.subnets import MAX_ZONES, SubnetPlanError, Tier, plan_subnets
 
 ZONES = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
 

@@ -1,4 +1,4 @@
-"""The application on the cluster (components/workloads.py), for both stacks: namespace, quota,
+"""The application on the cluster (components/app/workloads.py), for both stacks: namespace, quota,
 configuration, database credentials synced from Secrets Manager, the server, its migrations,
 Service and autoscaling."""
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from components.app.workloads import CREDENTIALS_DIR, HEALTH, PRE_STOP_SECONDS, SECRETS_DIR
 from components.settings import StackSettings
-from components.workloads import CREDENTIALS_DIR, HEALTH, PRE_STOP_SECONDS, SECRETS_DIR
 from tests.conftest import component_plan, key_arn, only
 from tools.mocks import MASK, CapturedResource
 from tools.plan import Plan

@@ -284,7 +284,7 @@ def k8s_pss_host_probes(args: ResourceValidationArgs, _: Config) -> Iterator[str
     domain=DOMAIN,
     description="Every container must set allowPrivilegeEscalation: false (PSS restricted).",
     remediation="Set securityContext.allowPrivilegeEscalation to false on every container, init "
-    "containers included (components.pods.container_security_context does).",
+    "containers included (components.lib.kube.pods.container_security_context does).",
 )
 def k8s_no_priv_escalation(args: ResourceValidationArgs, _: Config) -> Iterator[str]:
     for pod in filter(_linux, _pods(args)):
@@ -299,7 +299,7 @@ def k8s_no_priv_escalation(args: ResourceValidationArgs, _: Config) -> Iterator[
     domain=DOMAIN,
     description="Pods must run as non-root: runAsNonRoot true and no runAsUser 0 (PSS restricted).",
     remediation="Set runAsNonRoot: true and a non-zero runAsUser in the pod security context "
-    "(components.pods.pod_security_context), and do not override them per container.",
+    "(components.lib.kube.pods.pod_security_context), and do not override them per container.",
 )
 def k8s_non_root(args: ResourceValidationArgs, _: Config) -> Iterator[str]:
     for pod in _pods(args):
@@ -405,7 +405,7 @@ def k8s_volume_types(args: ResourceValidationArgs, _: Config) -> Iterator[str]:
     domain=DOMAIN,
     description="Containers must run with a read-only root filesystem.",
     remediation="Set securityContext.readOnlyRootFilesystem to true and mount an emptyDir "
-    "(components.pods.writable) at each path the process writes (/tmp, caches, nginx's "
+    "(components.lib.kube.pods.writable) at each path the process writes (/tmp, caches, nginx's "
     "client_body and proxy temp paths).",
 )
 def k8s_readonly_rootfs(args: ResourceValidationArgs, _: Config) -> Iterator[str]:
@@ -844,7 +844,7 @@ BUILTIN_GROUPS = frozenset(
     domain=DOMAIN,
     description="Namespaced objects must live in a namespace of their own, not 'default'.",
     remediation="Set metadata.namespace to the component's namespace (created with "
-    "components.namespaces.namespace, which labels it for Pod Security).",
+    "components.lib.kube.namespaces.namespace, which labels it for Pod Security).",
 )
 def k8s_no_default_namespace(args: ResourceValidationArgs, _: Config) -> Iterator[str]:
     kind = k8s_kind(args.resource_type)

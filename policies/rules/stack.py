@@ -555,8 +555,8 @@ def k8s_replicas_pdb(args: StackValidationArgs, _: Config) -> Iterator[Violation
     severity=MEDIUM,
     domain="kubernetes",
     description="Every workload's pods must be selected by a NetworkPolicy in their namespace.",
-    remediation="Give the namespace the default-deny baseline (components.network_policies."
-    "namespace_baseline) and declare the workload's traffic with an Allowance.",
+    remediation="Give the namespace the default-deny baseline (components.lib.kube."
+    "network_policies.namespace_baseline) and declare the workload's traffic with an Allowance.",
 )
 def k8s_netpol_coverage(args: StackValidationArgs, _: Config) -> Iterator[Violation]:
     policies = _of_kind(args.resources, "NetworkPolicy")
@@ -583,7 +583,8 @@ PSS_ENFORCE = "pod-security.kubernetes.io/enforce"
     description="Every namespace must enforce the Pod Security Standards 'restricted' level, "
     "unless the configuration exempts it (with the level and the reason); workloads may run "
     "only in namespaces of the stack or in external ones the configuration lists.",
-    remediation="Create namespaces with components.namespaces.namespace (enforce, audit and "
+    remediation="Create namespaces with components.lib.kube.namespaces.namespace (enforce, audit "
+    "and "
     "warn labels at the pinned version); record any exemption in k8s-namespace-pss.exempt, and "
     "namespaces the stack does not own (kube-system) in externalNamespaces.",
     settings=[

@@ -42,7 +42,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_aws import acm, route53
 
-from components.naming import Naming
+from components.lib.naming import Naming
 
 COMPONENT = "ingress"
 INGRESS_CLASS = "alb"

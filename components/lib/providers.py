@@ -14,7 +14,7 @@ import pulumi_aws as aws
 import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
-from components.naming import Naming
+from components.lib.naming import Naming
 from components.settings import StackSettings
 
 

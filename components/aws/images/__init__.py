@@ -33,7 +33,7 @@ import pulumi
 import pulumi_docker as docker
 from pulumi_aws import ecr
 
-from components.naming import Naming
+from components.lib.naming import Naming
 from components.settings import PROJECT_ROOT, ImagesSettings
 
 COMPONENT = "images"

@@ -24,22 +24,11 @@ from dataclasses import dataclass, field
 import pulumi
 from pulumi_aws import ec2, eks
 
-from components.naming import Naming
+from components.lib.kube.pods import Taint
+from components.lib.naming import Naming
 from components.settings import NodeGroupSettings
 
 COMPONENT = "nodes"
-
-
-@dataclass(frozen=True)
-class Taint:
-    key: str
-    value: str
-    effect: str
-    """NO_SCHEDULE, NO_EXECUTE or PREFER_NO_SCHEDULE."""
-
-
-SYSTEM_TAINTS = (Taint("CriticalAddonsOnly", "true", "NO_SCHEDULE"),)
-"""Keeps workloads off the system group; cluster add-ons tolerate this taint."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ component declares the traffic its pods need.
 Peers are pods (by labels, in a namespace named by ``kubernetes.io/metadata.name``, which the
 API server sets on every namespace) or address blocks (load balancer subnets, data subnets,
 ``ANYWHERE`` for AWS APIs over HTTPS). The policies are enforced by the VPC CNI's network
-policy agent (``enableNetworkPolicy`` in ``components.addons``).
+policy agent (``enableNetworkPolicy`` in ``components.eks.addons``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.naming import Naming
+from components.lib.naming import Naming
 
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 ANYWHERE = "0.0.0.0/0"

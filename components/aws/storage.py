@@ -38,8 +38,8 @@ import pulumi
 import pulumi_aws as aws
 from pulumi_aws import s3
 
-from components.aws_common import service_role
-from components.naming import Naming
+from components.lib.aws import service_role
+from components.lib.naming import Naming
 from components.settings import StorageSettings
 
 COMPONENT = "storage"

@@ -4,7 +4,7 @@ Secrets Manager into Kubernetes Secrets and keeps them in sync.
 Why it exists: RDS manages and rotates the database master password in Secrets Manager. A
 password copied into the stack at deploy time would go stale at the first rotation; the
 operator re-reads the secret on every refresh interval and updates the Kubernetes Secret, so
-the application follows a rotation without a deploy (see ``components.workloads``).
+the application follows a rotation without a deploy (see ``components.app.workloads``).
 
 Installed from its Helm chart (a third-party controller; version pinned) into its own
 ``restricted`` namespace, on the system node group, with its CRDs. The operator itself has no
@@ -22,10 +22,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.namespaces import namespace
-from components.naming import Naming
-from components.network_policies import Allowance, Peer, Port, allow, namespace_baseline
-from components.pods import chart_placement, chart_security
+from components.lib.kube.namespaces import namespace
+from components.lib.kube.network_policies import Allowance, Peer, Port, allow, namespace_baseline
+from components.lib.kube.pods import chart_placement, chart_security
+from components.lib.naming import Naming
 
 CHART = "external-secrets"
 CHART_VERSION = "0.19.2"

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import rds
 
-from components.aws_common import Placement, ingress_only_from, retained_log_group, service_role
-from components.naming import Naming
+from components.lib.aws import Placement, ingress_only_from, retained_log_group, service_role
+from components.lib.naming import Naming
 from components.settings import DatabaseSettings
 
 COMPONENT = "database"

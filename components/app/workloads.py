@@ -47,12 +47,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.external_secrets import API_VERSION as ESO_API_VERSION
-from components.irsa import IrsaRole, OidcIssuer, irsa_role
-from components.namespaces import namespace
-from components.naming import Naming
-from components.network_policies import Allowance, Peer, Port, allow, namespace_baseline
-from components.pods import (
+from components.lib.irsa import IrsaRole, OidcIssuer, irsa_role
+from components.lib.kube.namespaces import namespace
+from components.lib.kube.network_policies import Allowance, Peer, Port, allow, namespace_baseline
+from components.lib.kube.pods import (
     CHECKSUM_ANNOTATION,
     app_pool,
     checksum,
@@ -61,8 +59,10 @@ from components.pods import (
     spread,
     writable,
 )
+from components.lib.naming import Naming
+from components.platform.external_secrets import API_VERSION as ESO_API_VERSION
+from components.platform.vpa import mode_for, vertical_autoscaler
 from components.settings import ROLLOUT_SURGE_PERCENT, WorkloadSettings
-from components.vpa import mode_for, vertical_autoscaler
 
 COMPONENT = "app"
 NAMESPACE = "exposcholar"

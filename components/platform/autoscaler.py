@@ -3,7 +3,7 @@ Helm chart), and the IAM role it calls AWS with.
 
 What it creates, and why each piece is as narrow as it is:
 
-* an **IRSA role** (``components.irsa.irsa_role``) that only ``kube-system/cluster-autoscaler``
+* an **IRSA role** (``components.lib.irsa.irsa_role``) that only ``kube-system/cluster-autoscaler``
   of this cluster can assume, with one inline policy (``iam_policy``): the read-only
   ``Describe*``/``Get*`` calls the autoscaler makes to discover node groups and simulate new
   nodes, on ``*`` (those calls take no resource ARNs), and the only two mutating calls it
@@ -28,7 +28,7 @@ What it creates, and why each piece is as narrow as it is:
   expander, which is not used here (``--expander=least-waste``);
 * a **Deployment** of one replica (leader election makes more pointless) on the system node
   group, ``system-cluster-critical``, with the ``restricted`` security contexts
-  (``components.pods``; the upstream image runs as 65534), requests equal to limits, liveness
+  (``lib.kube.pods``; the upstream image runs as 65534), requests equal to limits, liveness
   and readiness probes on ``/health-check`` and the metrics port 8085 named ``metrics``, and
   ``cluster-autoscaler.kubernetes.io/safe-to-evict: "false"`` so it never evicts itself.
 
@@ -49,11 +49,11 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import pods
-from components.irsa import IrsaRole, OidcIssuer, irsa_role
-from components.naming import Naming
-from components.network_policies import Allowance, Peer, allow
-from components.vpa import mode_for, vertical_autoscaler
+from components.lib.irsa import IrsaRole, OidcIssuer, irsa_role
+from components.lib.kube import pods
+from components.lib.kube.network_policies import Allowance, Peer, allow
+from components.lib.naming import Naming
+from components.platform.vpa import mode_for, vertical_autoscaler
 
 COMPONENT = "autoscaler"
 NAME = "cluster-autoscaler"
@@ -113,7 +113,7 @@ def image_tag(cluster_version: str) -> str:
         raise ValueError(
             f"no cluster-autoscaler release is pinned for Kubernetes {cluster_version!r}; "
             f"known versions: {known}. Add the matching release to "
-            "components.autoscaler.RELEASES: the autoscaler must match the cluster's minor"
+            "components.platform.autoscaler.RELEASES: the autoscaler must match the cluster's minor"
         ) from None
 
 

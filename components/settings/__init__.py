@@ -32,14 +32,7 @@ from typing import Any, TypeVar, cast
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from components.subnets import (
-    MAX_ZONES,
-    SMALLEST_SUBNET_PREFIX,
-    SubnetPlanError,
-    Tier,
-    plan_subnets,
-)
-from components.validation import (
+from components.settings.rules import (
     CLOUDWATCH_RETENTION_DAYS,
     PERFORMANCE_INSIGHTS_DAYS,
     InvalidValueError,
@@ -83,6 +76,13 @@ from components.validation import (
     wafv2_acl_arn,
     weekly_window,
     windows_overlap,
+)
+from components.settings.subnets import (
+    MAX_ZONES,
+    SMALLEST_SUBNET_PREFIX,
+    SubnetPlanError,
+    Tier,
+    plan_subnets,
 )
 
 PROJECT = "exposcholar"
@@ -380,7 +380,7 @@ CLUSTER_ADDONS = (
 """The EKS managed add-ons the cluster runs; each is pinned in ``clusterAddons``."""
 IMAGES = ("server", "web", "backup")
 """The container images of the platform, each built from source or given prebuilt."""
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 """Image source folders are relative to the project (where Pulumi.yaml is)."""
 
 

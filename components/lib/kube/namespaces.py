@@ -15,7 +15,7 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.naming import Naming
+from components.lib.naming import Naming
 
 Level = Literal["restricted", "baseline", "privileged"]
 PSS_MODES = ("enforce", "audit", "warn")

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import elasticache
 
-from components.aws_common import Placement, ingress_only_from, retained_log_group
-from components.naming import Naming
+from components.lib.aws import Placement, ingress_only_from, retained_log_group
+from components.lib.naming import Naming
 from components.settings import CacheSettings
 
 COMPONENT = "cache"

@@ -19,10 +19,10 @@ Creates:
   preview's server-side dry runs that RBAC forbids fall back to client-side diffs, so previews
   need no write access. Each is also mapped to a Kubernetes group (``exposcholar:admins``,
   ``exposcholar:viewers``, ``exposcholar:previewers``) that in-cluster RBAC can refer to;
-* the IAM OIDC provider of the cluster, for IAM roles for service accounts (``components.irsa``);
+* the IAM OIDC provider of the cluster, for IAM roles for service accounts (``lib.irsa``);
 * the node IAM role shared by the managed node groups (worker and ECR pull policies only; the
   CNI's permissions live on its own IRSA role);
-* the add-ons nodes need to become Ready (``components.addons.BEFORE_COMPUTE``).
+* the add-ons nodes need to become Ready (``components.eks.addons.BEFORE_COMPUTE``).
 
 It exposes ``kubeconfig`` only as a secret Output: built with ``Output.json_dumps`` from the
 cluster's endpoint and CA, authenticating with ``aws eks get-token`` as the caller, so whoever
@@ -48,10 +48,10 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import eks, iam
 
-from components.addons import BEFORE_COMPUTE, managed_addons
-from components.aws_common import retained_log_group, service_role
-from components.irsa import AUDIENCE, OidcIssuer
-from components.naming import Naming
+from components.eks.addons import BEFORE_COMPUTE, managed_addons
+from components.lib.aws import retained_log_group, service_role
+from components.lib.irsa import AUDIENCE, OidcIssuer
+from components.lib.naming import Naming
 from components.settings import ClusterSettings
 
 COMPONENT = "cluster"

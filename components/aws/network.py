@@ -3,7 +3,7 @@
 Creates, for the zones given in settings (never looked up in the cloud):
 
 * a VPC with DNS support and DNS host names (EKS, RDS and endpoints need both);
-* three subnet tiers per zone, laid out by ``components.subnets.plan_subnets``: *public*
+* three subnet tiers per zone, laid out by ``components.settings.subnets.plan_subnets``: *public*
   (load balancers, NAT gateways; tagged ``kubernetes.io/role/elb`` for the AWS Load Balancer
   Controller), *private* (nodes and pods; ``kubernetes.io/role/internal-elb``) and *isolated*
   (databases and caches; no route out of the VPC). No subnet assigns public IPs on launch;
@@ -32,9 +32,9 @@ import pulumi
 import pulumi_aws.vpc as vpc_rules
 from pulumi_aws import cloudwatch, ec2, iam
 
-from components.naming import Naming
+from components.lib.naming import Naming
 from components.settings import NetworkSettings
-from components.subnets import Tier, plan_subnets
+from components.settings.subnets import Tier, plan_subnets
 
 COMPONENT = "network"
 INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "sts", "logs")

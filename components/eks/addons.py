@@ -28,8 +28,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_aws import eks
 
-from components.irsa import OidcIssuer, irsa_role
-from components.naming import Naming
+from components.lib.irsa import OidcIssuer, irsa_role
+from components.lib.naming import Naming
 
 COMPONENT = "addons"
 BEFORE_COMPUTE = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")

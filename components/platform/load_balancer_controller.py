@@ -38,9 +38,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.irsa import OidcIssuer, irsa_role
-from components.naming import Naming
-from components.pods import chart_placement, chart_security
+from components.lib.irsa import OidcIssuer, irsa_role
+from components.lib.kube.pods import chart_placement, chart_security
+from components.lib.naming import Naming
 
 COMPONENT = "load-balancer"
 CHART = "aws-load-balancer-controller"

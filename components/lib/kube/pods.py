@@ -12,11 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi_kubernetes as k8s
-
-from components.nodes import SYSTEM_TAINTS
 
 NON_ROOT_UID = 10001
 """The user (and group) our images run as; matches the ``USER`` of our Dockerfiles."""
@@ -27,6 +26,19 @@ HOST_KEY = "kubernetes.io/hostname"
 CHECKSUM_ANNOTATION = "exposcholar.io/config-checksum"
 
 core = k8s.core.v1
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str
+    effect: str
+    """NO_SCHEDULE, NO_EXECUTE or PREFER_NO_SCHEDULE."""
+
+
+SYSTEM_TAINTS = (Taint("CriticalAddonsOnly", "true", "NO_SCHEDULE"),)
+"""Keeps workloads off the system group; cluster add-ons tolerate this taint."""
+
 _EFFECTS = {
     "NO_SCHEDULE": "NoSchedule",
     "NO_EXECUTE": "NoExecute",

@@ -37,7 +37,7 @@ import pulumi
 import pulumi_aws as aws
 from pulumi_aws import kms
 
-from components.naming import Naming
+from components.lib.naming import Naming
 
 COMPONENT = "keys"
 ADMIN_ACTIONS = (

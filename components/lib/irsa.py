@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import iam
 
-from components.aws_common import attach_policies
+from components.lib.aws import attach_policies
 
 AUDIENCE = "sts.amazonaws.com"
 

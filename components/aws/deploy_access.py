@@ -40,10 +40,10 @@ from typing import Any
 import pulumi
 from pulumi_aws import iam
 
-from components.aws_common import attach_policies
-from components.naming import Naming
+from components.lib.aws import attach_policies
+from components.lib.naming import Naming
 from components.settings import DeploySettings
-from components.validation import GITHUB_OIDC_HOST
+from components.settings.rules import GITHUB_OIDC_HOST
 
 COMPONENT = "deploy"
 AUDIENCE = "sts.amazonaws.com"

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.pods import chart_placement, chart_security
+from components.lib.kube.pods import chart_placement, chart_security
 
 CHART = "vpa"
 CHART_VERSION = "4.7.2"
