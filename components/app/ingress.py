@@ -1,4 +1,4 @@
-"""``AppIngress``: the platform's public entry point, an internet-facing Application Load
+"""``Ingress``: the platform's public entry point, an internet-facing Application Load
 Balancer made by the AWS Load Balancer Controller from one Ingress.
 
 Creates:
@@ -8,8 +8,8 @@ Creates:
   annotations ask the controller for an internet-facing ALB with IP targets (pods registered
   directly, no NodePort hop), listeners on 80 and 443 with 80 redirecting to 443, TLS 1.2 and
   1.3 only (``ELBSecurityPolicy-TLS13-1-2-2021-06``), the certificate below, the health check
-  path, the WAFv2 web ACL when one is given, invalid header fields dropped and, when asked
-  (prod), deletion protection;
+  path, the WAFv2 web ACL when one is given, invalid header fields dropped and deletion
+  protection (in every stack, like the cluster's and the database's);
 * the TLS certificate, one of two ways (exactly one of ``certificate_arn`` / ``hosted_zone_id``,
   else ``ValueError``): the ACM certificate whose ARN is given, or — given a Route 53 hosted
   zone — a DNS-validated ACM certificate for the host, its validation CNAME record in the zone
@@ -25,23 +25,24 @@ namespace makes a new one).
 Pulumi awaits the Ingress (no ``pulumi.com/skipAwait``): on create until the controller has
 published the ALB's address, and on delete until the controller's finalizer has removed the
 ALB. Skipping the await would also skip the delete wait, and ``pulumi destroy`` could remove
-the controller first and orphan the ALB. Deletion protection (prod) must be turned off before
+the controller first and orphan the ALB. Deletion protection must be turned off before
 the ALB can go (docs/teardown.md).
 
-``depends_on`` (the controller's chart) is put on the Ingress itself: the controller's webhook
+The Ingress lists the load balancer controller in ``depends_on``: the controller's webhook
 must run before an Ingress can be created.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_aws import acm, route53
 
+from components.lib.component import Component
+from components.lib.kube.service import ServiceBackend
 from components.lib.naming import Naming
 
 COMPONENT = "ingress"
@@ -56,24 +57,21 @@ networking = k8s.networking.v1
 
 
 @dataclass(frozen=True)
-class AppIngressArgs:
-    namespace: pulumi.Input[str]
+class IngressArgs:
+    backend: ServiceBackend
+    """The Service that serves the host, in the namespace the Ingress goes in."""
     host: str
     """Public host name: the Ingress rule, the TLS section and the certificate."""
-    backend_service: pulumi.Input[str]
-    backend_port: int
-    health_check_path: str
     certificate_arn: str | None
     """An ACM certificate for ``host`` in the stack's region; or None with ``hosted_zone_id``."""
     hosted_zone_id: str | None
     """Route 53 zone in which a certificate for ``host`` is DNS-validated; or None."""
     waf_acl_arn: str | None
     """Regional WAFv2 web ACL to attach to the ALB; None (or empty) for none."""
-    deletion_protection: bool
     naming: Naming
+    """Names and labels of the stack."""
     kubernetes: k8s.Provider
-    depends_on: Sequence[pulumi.Resource] = ()
-    """The controller's chart: its webhook must exist before the Ingress."""
+    """The cluster's provider."""
 
     def __post_init__(self) -> None:
         if bool(self.certificate_arn) == bool(self.hosted_zone_id):
@@ -82,8 +80,6 @@ class AppIngressArgs:
                 f"(got certificate_arn={self.certificate_arn!r}, "
                 f"hosted_zone_id={self.hosted_zone_id!r})"
             )
-        if not self.health_check_path.startswith("/"):
-            raise ValueError(f"health_check_path {self.health_check_path!r} must start with /")
 
 
 def load_balancer_attributes(deletion_protection: bool) -> str:
@@ -119,35 +115,37 @@ def ingress_annotations(
     return annotations
 
 
-class AppIngress(pulumi.ComponentResource):
-    """The public Ingress and, when asked, its DNS-validated certificate."""
+class Ingress(Component):
+    """The public Ingress and, when asked, its DNS-validated certificate (``depends_on``: the
+    load balancer controller, whose webhook must run before an Ingress can be created)."""
 
-    ingress: networking.Ingress
+    TYPE = "exposcholar:app:Ingress"
+
     certificate_arn: pulumi.Output[str]
     """The certificate the ALB serves (issued, when created here)."""
 
     def __init__(
-        self, name: str, args: AppIngressArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: IngressArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("exposcholar:app:Ingress", name, None, opts)
+        super().__init__(name, opts)
         if args.certificate_arn:
             self.certificate_arn = pulumi.Output.from_input(args.certificate_arn)
         elif args.hosted_zone_id:
             self.certificate_arn = self._validated_certificate(name, args, args.hosted_zone_id)
-        else:  # AppIngressArgs refuses this
+        else:  # IngressArgs refuses this
             raise ValueError("one of certificate_arn and hosted_zone_id must be set")
 
         object_name = args.naming.project
-        self.ingress = networking.Ingress(
+        networking.Ingress(
             f"{name}-ingress",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=object_name,
-                namespace=args.namespace,
+                namespace=args.backend.namespace,
                 labels=args.naming.k8s_labels(object_name, COMPONENT),
                 annotations=ingress_annotations(
                     certificate_arn=self.certificate_arn,
-                    health_check_path=args.health_check_path,
-                    deletion_protection=args.deletion_protection,
+                    health_check_path=args.backend.health_check_path,
+                    deletion_protection=True,
                     waf_acl_arn=args.waf_acl_arn,
                 ),
             ),
@@ -164,9 +162,9 @@ class AppIngress(pulumi.ComponentResource):
                                     path_type="Prefix",
                                     backend=networking.IngressBackendArgs(
                                         service=networking.IngressServiceBackendArgs(
-                                            name=args.backend_service,
+                                            name=args.backend.service,
                                             port=networking.ServiceBackendPortArgs(
-                                                number=args.backend_port
+                                                number=args.backend.port
                                             ),
                                         )
                                     ),
@@ -176,14 +174,12 @@ class AppIngress(pulumi.ComponentResource):
                     )
                 ],
             ),
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=args.kubernetes, depends_on=list(args.depends_on)
-            ),
+            opts=self.child_opts(provider=args.kubernetes),
         )
-        self.register_outputs({"certificateArn": self.certificate_arn})
+        self.register()
 
     def _validated_certificate(
-        self, name: str, args: AppIngressArgs, zone_id: str
+        self, name: str, args: IngressArgs, zone_id: str
     ) -> pulumi.Output[str]:
         """An ACM certificate for the host, DNS-validated in ``zone_id``; its ARN once issued."""
         certificate = acm.Certificate(
@@ -192,7 +188,7 @@ class AppIngress(pulumi.ComponentResource):
             validation_method="DNS",
             key_algorithm=KEY_ALGORITHM,
             tags=args.naming.tags(COMPONENT, "certificate"),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child_opts(),
         )
         # One domain (no alternative names), so exactly one validation option and record.
         option = certificate.domain_validation_options.apply(
@@ -207,12 +203,12 @@ class AppIngress(pulumi.ComponentResource):
             ttl=VALIDATION_TTL,
             # A certificate re-created for the same host gets the same record: take it over.
             allow_overwrite=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child_opts(),
         )
         validation = acm.CertificateValidation(
             f"{name}-certificate-validation",
             certificate_arn=certificate.arn,
             validation_record_fqdns=[record.fqdn],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child_opts(),
         )
         return validation.certificate_arn

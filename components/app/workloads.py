@@ -47,6 +47,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.aws.cache import CacheConnection
+from components.aws.database import DatabaseConnection
+from components.aws.storage import AppBuckets
+from components.lib.component import Component
 from components.lib.irsa import IrsaRole, OidcIssuer, irsa_role
 from components.lib.kube.namespaces import namespace
 from components.lib.kube.network_policies import Allowance, Peer, Port, allow, namespace_baseline
@@ -59,9 +63,10 @@ from components.lib.kube.pods import (
     spread,
     writable,
 )
+from components.lib.kube.service import ServiceBackend
+from components.lib.kube.vpa import mode_for, vertical_autoscaler
 from components.lib.naming import Naming
 from components.platform.external_secrets import API_VERSION as ESO_API_VERSION
-from components.platform.vpa import mode_for, vertical_autoscaler
 from components.settings import ROLLOUT_SURGE_PERCENT, WorkloadSettings
 
 COMPONENT = "app"
@@ -97,57 +102,32 @@ meta = k8s.meta.v1
 
 
 @dataclass(frozen=True)
-class DatabaseEndpoint:
-    host: pulumi.Input[str]
-    port: int
-    name: str
-    master_secret_arn: pulumi.Input[str]
-    """The RDS-managed master secret in Secrets Manager."""
-    key_arn: pulumi.Input[str]
-    """KMS key the secret is encrypted with."""
-
-
-@dataclass(frozen=True)
-class CacheEndpoint:
-    host: pulumi.Input[str]
-    port: int
-    auth_token: pulumi.Input[str]
-    """Secret Output."""
-
-
-@dataclass(frozen=True)
-class MediaBuckets:
-    static_bucket: pulumi.Input[str]
-    static_arn: pulumi.Input[str]
-    media_bucket: pulumi.Input[str]
-    media_arn: pulumi.Input[str]
-    key_arn: pulumi.Input[str]
-    """KMS key of both buckets."""
-
-
-@dataclass(frozen=True)
 class WorkloadsArgs:
     settings: WorkloadSettings
+    """Host, sizes, replicas, quota, secrets of the application."""
     naming: Naming
+    """Names and labels of the stack."""
     region: str
+    """The stack's region (Secrets Manager, the app's AWS clients)."""
     cluster_version: str
+    """Kubernetes minor version: pins the namespace's Pod Security labels."""
     oidc: OidcIssuer
+    """The cluster's OIDC issuer, for the IRSA roles."""
     kubernetes: k8s.Provider
+    """The cluster's provider."""
     server_image: pulumi.Input[str]
-    database: DatabaseEndpoint
-    cache: CacheEndpoint
-    buckets: MediaBuckets
-    secrets_ready: Sequence[pulumi.Resource]
-    """The External Secrets Operator (its CRDs) that the SecretStore needs."""
-    vpa_ready: Sequence[pulumi.Resource]
-    """The VPA components (their CRD)."""
+    """The server image, pinned by digest."""
+    database: DatabaseConnection
+    """The database: host, port, name and the RDS-managed master secret."""
+    cache: CacheConnection
+    """The cache: primary endpoint, port and AUTH token."""
+    buckets: AppBuckets
+    """The static and media buckets and their key."""
     load_balancer_cidrs: tuple[str, ...] = ()
     """Where the ALB's nodes are (the public subnets): the only source of app traffic until the
     edge proxy exists."""
     data_cidrs: tuple[str, ...] = ()
     """Where the database and cache are (the isolated subnets)."""
-    depends_on: Sequence[pulumi.Resource] = ()
-    """The node groups the pods schedule on."""
 
 
 def server_bucket_policy(static_arn: str, media_arn: str, key_arn: str) -> str:
@@ -210,21 +190,25 @@ def credentials_reader_policy(secret_arn: str, key_arn: str, region: str) -> str
     )
 
 
-class Workloads(pulumi.ComponentResource):
-    """The application's namespace, configuration, server, migrations and autoscaling."""
+class Workloads(Component):
+    """The application's namespace, configuration, server, migrations and autoscaling
+    (``depends_on``: the nodes, the External Secrets Operator and the VPA, whose CRDs the
+    SecretStore, ExternalSecret and VerticalPodAutoscaler objects need)."""
+
+    TYPE = "exposcholar:app:Workloads"
 
     namespace: pulumi.Output[str]
-    server_service: pulumi.Output[str]
-    """Name of the server's ClusterIP Service (what the Ingress routes to until the edge)."""
-    server_port: int
+    """The application's namespace."""
+    backend: ServiceBackend
+    """The server's ClusterIP Service: what the Ingress routes to until the edge exists."""
 
     def __init__(
         self, name: str, args: WorkloadsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("exposcholar:app:Workloads", name, None, opts)
+        super().__init__(name, opts)
         self._name = name
         self._args = args
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.kubernetes)
+        k8s_opts = self.child_opts(provider=args.kubernetes)
         self._k8s = k8s_opts
         ns = namespace(
             f"{name}-namespace",
@@ -232,9 +216,7 @@ class Workloads(pulumi.ComponentResource):
             cluster_version=args.cluster_version,
             naming=args.naming,
             component=COMPONENT,
-            parent=self,
-            provider=args.kubernetes,
-            depends_on=args.depends_on,
+            opts=k8s_opts,
         )
         self._ns = ns.metadata.name
         self._limits(ns)
@@ -297,18 +279,25 @@ class Workloads(pulumi.ComponentResource):
         )
         self._autoscaling(deployment)
         self.namespace = self._ns
-        self.server_service = service.metadata.name
-        self.server_port = SERVICE_PORT
-        self.register_outputs({"namespace": self.namespace})
+        self.backend = ServiceBackend(
+            namespace=self._ns,
+            service=service.metadata.name,
+            port=SERVICE_PORT,
+            health_check_path=HEALTH["ready"],
+        )
+        self.register()
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _after(self, *resources: pulumi.Resource) -> pulumi.ResourceOptions:
+        """Options of an object on the cluster that also waits for ``resources``."""
+        return self.child_opts(provider=self._args.kubernetes, depends_on=resources)
 
     def _labels(self, part: str) -> dict[str, str]:
         return self._args.naming.k8s_labels(part, COMPONENT)
 
-    def _selector(self) -> dict[str, str]:
-        labels = self._labels(SERVER)
-        return {k: labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
+    def _selector(self, part: str = SERVER) -> dict[str, str]:
+        return self._args.naming.k8s_selector(part)
 
     def _meta(
         self, name: pulumi.Input[str], part: str, annotations: Mapping[str, str] | None = None
@@ -324,7 +313,7 @@ class Workloads(pulumi.ComponentResource):
         """Quota over the namespace (from settings) and container defaults."""
         settings = self._args.settings
         quota, server = settings.quota, settings.server
-        opts = pulumi.ResourceOptions.merge(self._k8s, pulumi.ResourceOptions(depends_on=[ns]))
+        opts = self._after(ns)
         core.ResourceQuota(
             f"{self._name}-quota",
             metadata=self._meta("quota", "quota"),
@@ -360,9 +349,10 @@ class Workloads(pulumi.ComponentResource):
         """Default deny, then the server's and the migrations' own allowances."""
         args = self._args
         opts: dict[str, Any] = {
-            "namespace": self._ns, "naming": args.naming, "parent": self,
-            "provider": args.kubernetes, "depends_on": [ns],
-        }  # fmt: skip
+            "namespace": self._ns,
+            "naming": args.naming,
+            "opts": self._after(ns),
+        }
         namespace_baseline(f"{self._name}-netpol", **opts)
         database = Peer((Port(args.database.port),), cidrs=args.data_cidrs)
         cache = Peer((Port(args.cache.port),), cidrs=args.data_cidrs)
@@ -381,13 +371,9 @@ class Workloads(pulumi.ComponentResource):
         )
         allow(
             f"{self._name}-netpol-migrate",
-            Allowance("migrate", self._migrate_selector(), egress=(database,)),
+            Allowance("migrate", self._selector("migrate"), egress=(database,)),
             **opts,
         )
-
-    def _migrate_selector(self) -> dict[str, str]:
-        labels = self._labels("migrate")
-        return {k: labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
 
     def _config_data(self) -> pulumi.Output[dict[str, str]]:
         args = self._args
@@ -420,7 +406,7 @@ class Workloads(pulumi.ComponentResource):
         naming = self._args.naming
         return irsa_role(
             f"{self._name}-{suffix}-role",
-            parent=self,
+            opts=self.child_opts(),
             oidc=self._args.oidc,
             namespace=NAMESPACE,
             service_account=service_account,
@@ -465,9 +451,7 @@ class Workloads(pulumi.ComponentResource):
         )
         role = self._role("database-credentials", DATABASE_READER, policy)
         account = self._service_account("database-credentials", DATABASE_READER, role)
-        after = pulumi.ResourceOptions.merge(
-            self._k8s, pulumi.ResourceOptions(depends_on=[account, *args.secrets_ready])
-        )
+        after = self._after(account)
         store = k8s.apiextensions.CustomResource(
             f"{self._name}-secret-store",
             api_version=ESO_API_VERSION,
@@ -507,9 +491,7 @@ class Workloads(pulumi.ComponentResource):
                     for field in ("username", "password")
                 ],
             },
-            opts=pulumi.ResourceOptions.merge(
-                self._k8s, pulumi.ResourceOptions(depends_on=[store, *args.secrets_ready])
-            ),
+            opts=self._after(store),
         )
         return [store, external]
 
@@ -619,7 +601,7 @@ class Workloads(pulumi.ComponentResource):
                     metadata=meta.ObjectMetaArgs(labels=self._labels("migrate")), spec=pod
                 ),
             ),
-            opts=pulumi.ResourceOptions.merge(self._k8s, pulumi.ResourceOptions(depends_on=after)),
+            opts=self._after(*after),
         )
 
     def _deployment(
@@ -646,7 +628,7 @@ class Workloads(pulumi.ComponentResource):
                     spec=pod,
                 ),
             ),
-            opts=pulumi.ResourceOptions.merge(self._k8s, pulumi.ResourceOptions(depends_on=after)),
+            opts=self._after(*after),
         )
 
     def _autoscaling(self, deployment: k8s.apps.v1.Deployment) -> None:
@@ -655,9 +637,7 @@ class Workloads(pulumi.ComponentResource):
         target = k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
             api_version="apps/v1", kind="Deployment", name=SERVER
         )
-        after = pulumi.ResourceOptions.merge(
-            self._k8s, pulumi.ResourceOptions(depends_on=[deployment])
-        )
+        after = self._after(deployment)
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{self._name}-server-hpa",
             metadata=self._meta(SERVER, SERVER),
@@ -714,9 +694,7 @@ class Workloads(pulumi.ComponentResource):
             mode=mode_for(scaled_by_hpa_on_resources=True),
             max_allowed=settings.server.limits(),
             labels=self._labels(SERVER),
-            parent=self,
-            provider=self._args.kubernetes,
-            depends_on=[deployment, *self._args.vpa_ready],
+            opts=after,
         )
 
 

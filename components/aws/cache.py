@@ -26,6 +26,7 @@ import pulumi
 from pulumi_aws import elasticache
 
 from components.lib.aws import Placement, ingress_only_from, retained_log_group
+from components.lib.component import Component
 from components.lib.naming import Naming
 from components.settings import CacheSettings
 
@@ -35,31 +36,54 @@ LOG_TYPES = ("slow-log", "engine-log")
 
 
 @dataclass(frozen=True)
+class CacheConnection:
+    """What a client of the cache needs: the primary endpoint and the AUTH token (TLS only)."""
+
+    host: pulumi.Output[str]
+    port: int
+    auth_token: pulumi.Output[str]
+    """Secret Output."""
+
+
+@dataclass(frozen=True)
 class CacheArgs:
     settings: CacheSettings
+    """Engine, nodes, snapshots, windows and the AUTH token."""
     naming: Naming
+    """Names and tags of the stack."""
     placement: Placement
     """Isolated subnets, and the only security groups admitted on 6379."""
     kms_key_arn: pulumi.Input[str]
     """The data domain key."""
     protect: bool
+    """Protect the replication group from deletion by Pulumi (production)."""
 
 
-class Cache(pulumi.ComponentResource):
+class Cache(Component):
     """ElastiCache replication group with its network, logs and snapshots."""
 
+    TYPE = "exposcholar:data:Cache"
+
     primary_endpoint: pulumi.Output[str]
+    """Writes (and reads) go here."""
     reader_endpoint: pulumi.Output[str]
+    """Reads spread over the replicas."""
     port: int
+    """The cache's port."""
     security_group_id: pulumi.Output[str]
+    """The group's security group (admits only the placement's clients)."""
+    connection: CacheConnection
+    """Everything a client needs, as one view."""
 
     def __init__(
         self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("exposcholar:data:Cache", name, None, opts)
+        super().__init__(name, opts)
+        child = self.child_opts()
         settings = args.settings
         naming = args.naming
         group_id = naming.physical(COMPONENT, str(settings.engine), max_length=40)
+        auth_token = settings.auth_token.output()
 
         subnets = elasticache.SubnetGroup(
             f"{name}-subnets",
@@ -67,11 +91,11 @@ class Cache(pulumi.ComponentResource):
             description="Isolated subnets of the stack: no route out of the VPC",
             subnet_ids=list(args.placement.subnet_ids),
             tags=naming.tags(COMPONENT, "isolated"),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=child,
         )
         group = ingress_only_from(
             f"{name}-sg",
-            parent=self,
+            opts=child,
             group_name=naming.physical(COMPONENT, str(settings.engine)),
             description=f"{settings.engine}: 6379 from the allowed client security groups only",
             vpc_id=args.placement.vpc_id,
@@ -82,7 +106,7 @@ class Cache(pulumi.ComponentResource):
         logs = {
             kind: retained_log_group(
                 f"{name}-{kind}",
-                parent=self,
+                opts=child,
                 log_group_name=f"/aws/elasticache/{group_id}/{kind}",
                 retention_days=settings.log_retention_days,
                 tags=naming.tags(COMPONENT, kind),
@@ -106,7 +130,7 @@ class Cache(pulumi.ComponentResource):
             kms_key_id=args.kms_key_arn,
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
-            auth_token=settings.auth_token.output(),
+            auth_token=auth_token,
             auth_token_update_strategy="ROTATE",  # noqa: S106 - a strategy name, not a secret
             snapshot_retention_limit=settings.snapshot_retention_days,
             snapshot_window=settings.snapshot_window,
@@ -124,18 +148,14 @@ class Cache(pulumi.ComponentResource):
                 for kind, log in logs.items()
             ],
             tags=naming.tags(COMPONENT, str(settings.engine)),
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+            opts=self.child_opts(protect=args.protect),
         )
 
         self.primary_endpoint = replication_group.primary_endpoint_address
         self.reader_endpoint = replication_group.reader_endpoint_address
         self.port = PORT
         self.security_group_id = group.id
-        self.register_outputs(
-            {
-                "primary_endpoint": self.primary_endpoint,
-                "reader_endpoint": self.reader_endpoint,
-                "port": self.port,
-                "security_group_id": self.security_group_id,
-            }
+        self.connection = CacheConnection(
+            host=self.primary_endpoint, port=PORT, auth_token=auth_token
         )
+        self.register()

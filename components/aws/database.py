@@ -36,6 +36,7 @@ import pulumi
 from pulumi_aws import rds
 
 from components.lib.aws import Placement, ingress_only_from, retained_log_group, service_role
+from components.lib.component import Component
 from components.lib.naming import Naming
 from components.settings import DatabaseSettings
 
@@ -48,34 +49,58 @@ ENHANCED_MONITORING_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonRDSEnha
 
 
 @dataclass(frozen=True)
+class DatabaseConnection:
+    """What a client of the database needs: where it is, which database, and the RDS-managed
+    master secret (rotated by RDS) with the key it is encrypted with."""
+
+    host: pulumi.Output[str]
+    port: int
+    name: str
+    master_secret_arn: pulumi.Output[str]
+    key_arn: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
 class DatabaseArgs:
     settings: DatabaseSettings
+    """Engine, size, storage, backups, windows, logging."""
     naming: Naming
+    """Names and tags of the stack."""
     account_id: str
+    """The stack's account: the monitoring role trusts only it."""
     placement: Placement
     """Isolated subnets, and the only security groups admitted on 5432."""
     kms_key_arn: pulumi.Input[str]
     """The data domain key: storage, Performance Insights and the master secret."""
     protect: bool
+    """Protect the instance from deletion by Pulumi (production)."""
 
 
-class Database(pulumi.ComponentResource):
+class Database(Component):
     """RDS PostgreSQL with its network, parameters, logs and monitoring."""
 
+    TYPE = "exposcholar:data:Database"
+
     endpoint: pulumi.Output[str]
-    address: pulumi.Output[str]
+    """``host:port`` of the instance."""
     port: int
+    """PostgreSQL's port."""
     database_name: str
+    """The application's database."""
     security_group_id: pulumi.Output[str]
+    """The instance's security group (admits only the placement's clients)."""
     master_secret_arn: pulumi.Output[str]
+    """The RDS-managed master secret in Secrets Manager."""
+    connection: DatabaseConnection
+    """Everything a client needs, as one view."""
 
     def __init__(
         self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("exposcholar:data:Database", name, None, opts)
+        super().__init__(name, opts)
         settings = args.settings
         naming = args.naming
-        child = pulumi.ResourceOptions(parent=self)
+        child = self.child_opts()
         identifier = naming.physical(COMPONENT, "postgres")
         family = f"postgres{settings.engine_version}"
 
@@ -89,7 +114,7 @@ class Database(pulumi.ComponentResource):
         )
         group = ingress_only_from(
             f"{name}-sg",
-            parent=self,
+            opts=child,
             group_name=naming.physical(COMPONENT, "postgres"),
             description="PostgreSQL: 5432 from the allowed client security groups only",
             vpc_id=args.placement.vpc_id,
@@ -122,7 +147,7 @@ class Database(pulumi.ComponentResource):
         log_groups = [
             retained_log_group(
                 f"{name}-log-{kind}",
-                parent=self,
+                opts=child,
                 log_group_name=f"/aws/rds/instance/{identifier}/{kind}",
                 retention_days=settings.log_retention_days,
                 tags=naming.tags(COMPONENT, f"log-{kind}"),
@@ -131,7 +156,7 @@ class Database(pulumi.ComponentResource):
         ]
         monitoring = service_role(
             f"{name}-monitoring-role",
-            parent=self,
+            opts=child,
             role_name=naming.physical(COMPONENT, "monitoring", max_length=64),
             service="monitoring.rds.amazonaws.com",
             description="Enhanced monitoring of the ExpoScholar PostgreSQL instance",
@@ -180,25 +205,22 @@ class Database(pulumi.ComponentResource):
             allow_major_version_upgrade=False,
             apply_immediately=False,
             tags=naming.tags(COMPONENT, "postgres"),
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=log_groups),
+            opts=self.child_opts(protect=args.protect, depends_on=log_groups),
         )
 
         self.endpoint = instance.endpoint
-        self.address = instance.address
         self.port = PORT
         self.database_name = settings.database_name
         self.security_group_id = group.id
         self.master_secret_arn = instance.master_user_secrets.apply(_secret_arn)
-        self.register_outputs(
-            {
-                "endpoint": self.endpoint,
-                "address": self.address,
-                "port": self.port,
-                "database_name": self.database_name,
-                "security_group_id": self.security_group_id,
-                "master_secret_arn": self.master_secret_arn,
-            }
+        self.connection = DatabaseConnection(
+            host=instance.address,
+            port=PORT,
+            name=settings.database_name,
+            master_secret_arn=self.master_secret_arn,
+            key_arn=args.kms_key_arn,
         )
+        self.register()
 
 
 def _secret_arn(secrets: Sequence[rds.outputs.InstanceMasterUserSecret]) -> str:

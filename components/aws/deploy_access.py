@@ -41,6 +41,7 @@ import pulumi
 from pulumi_aws import iam
 
 from components.lib.aws import attach_policies
+from components.lib.component import Component
 from components.lib.naming import Naming
 from components.settings import DeploySettings
 from components.settings.rules import GITHUB_OIDC_HOST
@@ -163,8 +164,11 @@ def _state_and_secrets(settings: DeploySettings, *, write: bool) -> list[Any]:
 @dataclass(frozen=True)
 class GitHubDeployAccessArgs:
     settings: DeploySettings
+    """The GitHub repository, an existing OIDC provider, the state bucket and secrets key."""
     naming: Naming
+    """Names and tags of the stack."""
     account_id: str
+    """The stack's account."""
     production: bool
     """Production stacks deploy only from the ``production`` environment."""
     data_buckets: Sequence[pulumi.Input[str]]
@@ -173,6 +177,7 @@ class GitHubDeployAccessArgs:
     region: str
     """The stack's region: the deploy role manages only this region's EKS OIDC providers."""
     protect: bool = False
+    """Protect a created OIDC provider from deletion (production: other stacks may use it)."""
 
 
 @dataclass(frozen=True)
@@ -188,12 +193,17 @@ class _RoleSpec:
     inline: pulumi.Input[str]
 
 
-class GitHubDeployAccess(pulumi.ComponentResource):
+class GitHubDeployAccess(Component):
     """The GitHub OIDC provider (unless given) and the stack's preview and deploy roles."""
 
+    TYPE = "exposcholar:deploy:GitHubDeployAccess"
+
     preview_role_arn: pulumi.Output[str]
+    """Pull requests preview with this role (read-only, no data)."""
     deploy_role_arn: pulumi.Output[str]
+    """``main`` (or the production environment) deploys with this role."""
     provider_arn: pulumi.Output[str]
+    """GitHub's OIDC provider in the account."""
 
     def __init__(
         self,
@@ -201,7 +211,7 @@ class GitHubDeployAccess(pulumi.ComponentResource):
         args: GitHubDeployAccessArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("exposcholar:deploy:GitHubDeployAccess", name, None, opts)
+        super().__init__(name, opts)
         settings, naming = args.settings, args.naming
 
         if settings.oidc_provider_arn:
@@ -213,7 +223,7 @@ class GitHubDeployAccess(pulumi.ComponentResource):
                 client_id_lists=[AUDIENCE],
                 tags=naming.tags(COMPONENT, "github-oidc"),
                 # every stack of the account that reuses it loses CI access with it
-                opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+                opts=self.child_opts(protect=args.protect),
             )
             self.provider_arn = provider.arn
 
@@ -308,13 +318,7 @@ class GitHubDeployAccess(pulumi.ComponentResource):
             ),
             naming,
         )
-        self.register_outputs(
-            {
-                "previewRoleArn": self.preview_role_arn,
-                "deployRoleArn": self.deploy_role_arn,
-                "providerArn": self.provider_arn,
-            }
-        )
+        self.register()
 
     def _role(self, name: str, spec: _RoleSpec, naming: Naming) -> pulumi.Output[str]:
         """The role and its policies; its ARN resolves once the policies are attached, so a
@@ -328,10 +332,10 @@ class GitHubDeployAccess(pulumi.ComponentResource):
             ),
             max_session_duration=spec.session_seconds,
             tags=naming.tags(COMPONENT, spec.label),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child_opts(),
         )
         attached = attach_policies(
-            name, role, parent=self, managed=[spec.managed], inline=spec.inline
+            name, role, opts=self.child_opts(), managed=[spec.managed], inline=spec.inline
         )
         return pulumi.Output.all(role.arn, *[p.id for p in attached]).apply(
             lambda values: str(values[0])

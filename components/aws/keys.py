@@ -37,6 +37,7 @@ import pulumi
 import pulumi_aws as aws
 from pulumi_aws import kms
 
+from components.lib.component import Component
 from components.lib.naming import Naming
 
 COMPONENT = "keys"
@@ -63,14 +64,19 @@ DOMAIN_SERVICES = {
 @dataclass(frozen=True)
 class KeysArgs:
     naming: Naming
+    """Names and tags of the stack."""
     account_id: str
+    """The stack's account: the key policies trust only it."""
     region: str
+    """The stack's region: services use the keys only from here."""
     admin_role_arns: Sequence[str]
     """Roles allowed to administer (not use) the keys."""
     rotation_days: int
+    """Automatic key rotation period."""
     protect: bool
     """Protect the keys from deletion (prod)."""
     replica_region: str | None = None
+    """Region of the backups' off-site copy, which gets its own key (production)."""
     replica_provider: aws.Provider | None = None
     """Provider for the replica region; given together with ``replica_region``."""
 
@@ -113,18 +119,26 @@ def key_policy(
     }
 
 
-class Keys(pulumi.ComponentResource):
+class Keys(Component):
     """Customer-managed KMS keys per data domain."""
 
+    TYPE = "exposcholar:security:Keys"
+
     data_key_arn: pulumi.Output[str]
+    """Database, cache and the database's master secret."""
     backups_key_arn: pulumi.Output[str]
+    """The backups bucket."""
     storage_key_arn: pulumi.Output[str]
+    """The static and media buckets."""
     cluster_key_arn: pulumi.Output[str]
+    """Envelope encryption of Kubernetes Secrets."""
     images_key_arn: pulumi.Output[str]
+    """The ECR repositories."""
     backups_replica_key_arn: pulumi.Output[str] | None
+    """The backups' off-site copy, in the replica region (production)."""
 
     def __init__(self, name: str, args: KeysArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("exposcholar:security:Keys", name, None, opts)
+        super().__init__(name, opts)
         self._name = name
         self._args = args
         self.data_key_arn = self._key("data", args.region).arn
@@ -136,21 +150,12 @@ class Keys(pulumi.ComponentResource):
         if args.replica_region is not None:
             replica = self._key("backups-replica", args.replica_region, args.replica_provider)
             self.backups_replica_key_arn = replica.arn
-        self.register_outputs(
-            {
-                "data_key_arn": self.data_key_arn,
-                "backups_key_arn": self.backups_key_arn,
-                "storage_key_arn": self.storage_key_arn,
-                "cluster_key_arn": self.cluster_key_arn,
-                "images_key_arn": self.images_key_arn,
-                "backups_replica_key_arn": self.backups_replica_key_arn,
-            }
-        )
+        self.register()
 
     def _key(self, domain: str, region: str, provider: aws.Provider | None = None) -> kms.Key:
         args = self._args
         physical = args.naming.physical(COMPONENT, domain)
-        opts = pulumi.ResourceOptions(parent=self, protect=args.protect, provider=provider)
+        opts = self.child_opts(protect=args.protect, provider=provider)
         policy = key_policy(args.account_id, region, args.admin_role_arns, DOMAIN_SERVICES[domain])
         key = kms.Key(
             f"{self._name}-{domain}",
@@ -166,6 +171,6 @@ class Keys(pulumi.ComponentResource):
             f"{self._name}-{domain}-alias",
             name=f"alias/{physical}",
             target_key_id=key.key_id,
-            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+            opts=self.child_opts(provider=provider),
         )
         return key

@@ -25,13 +25,15 @@ everything in them); adding a third zone only adds subnets, because zones keep t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws.vpc as vpc_rules
 from pulumi_aws import cloudwatch, ec2, iam
 
+from components.lib.aws import Placement
+from components.lib.component import Component
 from components.lib.naming import Naming
 from components.settings import NetworkSettings
 from components.settings.subnets import Tier, plan_subnets
@@ -55,31 +57,36 @@ class NetworkArgs:
     """Name the EKS cluster will have; subnets carry ``kubernetes.io/cluster/<name>``."""
 
 
-class Network(pulumi.ComponentResource):
-    """The VPC, its subnet tiers, gateways, routes, flow logs and endpoints."""
+class Network(Component):
+    """The VPC, its subnet tiers, gateways, routes, flow logs and endpoints. Whatever must exist
+    before nodes join a cluster and outlive everything on it (NAT, routes, endpoints) is a
+    child: the cluster lists this component in ``depends_on``."""
+
+    TYPE = "exposcholar:network:Network"
 
     vpc_id: pulumi.Output[str]
+    """The VPC."""
     vpc_cidr: str
+    """The VPC's CIDR block."""
     zones: tuple[str, ...]
+    """Availability zones, one subnet of each tier in each."""
     public_subnet_ids: list[pulumi.Output[str]]
+    """Load balancers and NAT gateways."""
     private_subnet_ids: list[pulumi.Output[str]]
+    """The cluster's control-plane interfaces and nodes."""
     isolated_subnet_ids: list[pulumi.Output[str]]
-    egress: list[pulumi.Resource]
-    """NAT gateways, routes, route table associations and endpoints: what must exist before
-    nodes can join a cluster, and must outlive everything running on it."""
+    """Data stores: no route out of the VPC."""
+    subnet_cidrs: Mapping[Tier, tuple[str, ...]]
+    """Each tier's subnet CIDRs (known before deployment: the subnet plan is pure)."""
 
     def __init__(
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("exposcholar:network:Network", name, None, opts)
+        super().__init__(name, opts)
         self._name = name
         self._args = args
         settings = args.settings
-        child = pulumi.ResourceOptions(parent=self)
-
-        self.egress = []
-        self.subnet_cidrs: dict[Tier, tuple[str, ...]] = {}
-        """Each tier's subnet CIDRs (known before deployment: the subnet plan is pure)."""
+        child = self.child_opts()
         self.zones = settings.availability_zones
         self.vpc_cidr = settings.vpc_cidr
         vpc = ec2.Vpc(
@@ -110,22 +117,22 @@ class Network(pulumi.ComponentResource):
         self._flow_logs(vpc)
         self._endpoints(vpc, [t.id for t in private_tables] + [isolated_table.id])
 
-        self.register_outputs(
-            {
-                "vpc_id": self.vpc_id,
-                "vpc_cidr": self.vpc_cidr,
-                "zones": list(self.zones),
-                "public_subnet_ids": self.public_subnet_ids,
-                "private_subnet_ids": self.private_subnet_ids,
-                "isolated_subnet_ids": self.isolated_subnet_ids,
-            }
+        self.register()
+
+    def data_placement(self, allowed_security_group_ids: Sequence[pulumi.Input[str]]) -> Placement:
+        """Where a data store runs: the isolated subnets, reachable only from the security
+        groups given (the cluster's nodes)."""
+        return Placement(
+            vpc_id=self.vpc_id,
+            subnet_ids=self.isolated_subnet_ids,
+            allowed_security_group_ids=allowed_security_group_ids,
         )
 
     def _tags(self, name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         return self._args.naming.tags(COMPONENT, name, extra)
 
-    def _opts(self, depends_on: list[pulumi.Resource] | None = None) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self, depends_on=depends_on)
+    def _opts(self, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
+        return self.child_opts(depends_on=depends_on)
 
     def _subnets(self, vpc: ec2.Vpc) -> dict[Tier, list[ec2.Subnet]]:
         settings = self._args.settings
@@ -168,14 +175,13 @@ class Network(pulumi.ComponentResource):
         )
 
         public_table = self._table("public", vpc)
-        public_route = ec2.Route(
+        ec2.Route(
             f"{name}-public-default",
             route_table_id=public_table.id,
             destination_cidr_block="0.0.0.0/0",
             gateway_id=igw.id,
             opts=self._opts(),
         )
-        self.egress.append(public_route)
         self._associate(public_table, subnets[Tier.PUBLIC], zones, Tier.PUBLIC)
 
         nat_gateways = []
@@ -202,17 +208,15 @@ class Network(pulumi.ComponentResource):
         private_tables = []
         for index, zone in enumerate(zones):
             table = self._table(f"private-{zone}", vpc)
-            route = ec2.Route(
+            ec2.Route(
                 f"{name}-private-{zone}-default",
                 route_table_id=table.id,
                 destination_cidr_block="0.0.0.0/0",
                 nat_gateway_id=nat_gateways[min(index, len(nat_gateways) - 1)].id,
                 opts=self._opts(),
             )
-            self.egress.append(route)
             self._associate(table, [subnets[Tier.PRIVATE][index]], [zone], Tier.PRIVATE)
             private_tables.append(table)
-        self.egress.extend(nat_gateways)
 
         isolated_table = self._table("isolated", vpc)
         self._associate(isolated_table, subnets[Tier.ISOLATED], zones, Tier.ISOLATED)
@@ -235,13 +239,12 @@ class Network(pulumi.ComponentResource):
     ) -> None:
         """Associate each subnet with ``table``, named after the subnet's own zone."""
         for subnet, zone in zip(subnets, zones, strict=True):
-            association = ec2.RouteTableAssociation(
+            ec2.RouteTableAssociation(
                 f"{self._name}-{tier}-{zone}-rta",
                 subnet_id=subnet.id,
                 route_table_id=table.id,
                 opts=self._opts(),
             )
-            self.egress.append(association)
 
     def _flow_logs(self, vpc: ec2.Vpc) -> None:
         """Flow logs to CloudWatch, through a role only this account's flow-log service uses."""
@@ -318,7 +321,7 @@ class Network(pulumi.ComponentResource):
 
     def _endpoints(self, vpc: ec2.Vpc, route_table_ids: list[pulumi.Output[str]]) -> None:
         region = self._args.region
-        s3_endpoint = ec2.VpcEndpoint(
+        ec2.VpcEndpoint(
             f"{self._name}-s3-endpoint",
             vpc_id=vpc.id,
             service_name=f"com.amazonaws.{region}.s3",
@@ -327,7 +330,6 @@ class Network(pulumi.ComponentResource):
             tags=self._tags("s3-endpoint"),
             opts=self._opts(),
         )
-        self.egress.append(s3_endpoint)
         if not self._args.settings.interface_endpoints:
             return
         group = ec2.SecurityGroup(
@@ -351,7 +353,7 @@ class Network(pulumi.ComponentResource):
         )
         for service in INTERFACE_ENDPOINT_SERVICES:
             label = service.replace(".", "-")
-            endpoint = ec2.VpcEndpoint(
+            ec2.VpcEndpoint(
                 f"{self._name}-{label}-endpoint",
                 vpc_id=vpc.id,
                 service_name=f"com.amazonaws.{region}.{service}",
@@ -362,4 +364,3 @@ class Network(pulumi.ComponentResource):
                 tags=self._tags(f"{label}-endpoint"),
                 opts=self._opts(),
             )
-            self.egress.append(endpoint)

@@ -31,6 +31,7 @@ in prod, and never ``force_destroy``ed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ import pulumi_aws as aws
 from pulumi_aws import s3
 
 from components.lib.aws import service_role
+from components.lib.component import Component
 from components.lib.naming import Naming
 from components.settings import StorageSettings
 
@@ -49,11 +51,17 @@ BACKUP_PREFIXES = ("postgresql", "redis", "application")
 @dataclass(frozen=True)
 class StorageArgs:
     settings: StorageSettings
+    """Retention, Object Lock, replica region."""
     naming: Naming
+    """Names and tags of the stack."""
     account_id: str
+    """The stack's account: makes bucket names globally unique, admits only its log delivery."""
     backups_key_arn: pulumi.Input[str]
+    """The backups domain key."""
     storage_key_arn: pulumi.Input[str]
+    """The storage domain key (static and media)."""
     protect: bool
+    """Protect the buckets from deletion by Pulumi (production)."""
     admin_role_arns: tuple[str, ...] = ()
     """The only principals that may bypass the backups bucket's governance-mode Object Lock."""
     replica_key_arn: pulumi.Input[str] | None = None
@@ -68,22 +76,44 @@ class _Bucket:
     versioning: s3.BucketVersioning | None
 
 
-class Storage(pulumi.ComponentResource):
+@dataclass(frozen=True)
+class AppBuckets:
+    """The buckets the application reads and writes (static files, uploads) and their key."""
+
+    static_bucket: pulumi.Output[str]
+    static_arn: pulumi.Output[str]
+    media_bucket: pulumi.Output[str]
+    media_arn: pulumi.Output[str]
+    key_arn: pulumi.Input[str]
+    """KMS key of both buckets."""
+
+
+class Storage(Component):
     """The S3 buckets of the stack and the off-site copy of its backups."""
 
+    TYPE = "exposcholar:data:Storage"
+
     backups_bucket: pulumi.Output[str]
+    """Versioned, Object Lock, lifecycle retention: the backup CronJobs write here."""
     backups_bucket_arn: pulumi.Output[str]
+    """ARN of the backups bucket."""
     static_bucket: pulumi.Output[str]
-    static_bucket_arn: pulumi.Output[str]
+    """The site's static files."""
     media_bucket: pulumi.Output[str]
-    media_bucket_arn: pulumi.Output[str]
+    """User uploads (versioned)."""
     logs_bucket: pulumi.Output[str]
+    """S3 server access logs of the other buckets."""
     replica_bucket: pulumi.Output[str] | None
+    """The backups' off-site copy in the replica region (production)."""
+    private_buckets: list[pulumi.Output[str]]
+    """Every bucket but the public site's files: platform data, backups, access logs."""
+    app_buckets: AppBuckets
+    """What the application needs, as one view."""
 
     def __init__(
         self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("exposcholar:data:Storage", name, None, opts)
+        super().__init__(name, opts)
         self._name = name
         self._args = args
         settings = args.settings
@@ -108,12 +138,11 @@ class Storage(pulumi.ComponentResource):
         )
 
         self.replica_bucket = None
-        self.private_buckets: list[pulumi.Output[str]] = [
+        self.private_buckets = [
             backups.resource.bucket,
             media.resource.bucket,
             logs.resource.bucket,
         ]
-        """Every bucket but the public site's files: platform data, backups, access logs."""
         if settings.replica_region is not None:
             replica, replica_logs = self._replicate(backups)
             self.replica_bucket = replica.resource.bucket
@@ -122,19 +151,16 @@ class Storage(pulumi.ComponentResource):
         self.backups_bucket = backups.resource.bucket
         self.backups_bucket_arn = backups.resource.arn
         self.static_bucket = static.resource.bucket
-        self.static_bucket_arn = static.resource.arn
         self.media_bucket = media.resource.bucket
-        self.media_bucket_arn = media.resource.arn
         self.logs_bucket = logs.resource.bucket
-        self.register_outputs(
-            {
-                "backups_bucket": self.backups_bucket,
-                "static_bucket": self.static_bucket,
-                "media_bucket": self.media_bucket,
-                "logs_bucket": self.logs_bucket,
-                "replica_bucket": self.replica_bucket,
-            }
+        self.app_buckets = AppBuckets(
+            static_bucket=static.resource.bucket,
+            static_arn=static.resource.arn,
+            media_bucket=media.resource.bucket,
+            media_arn=media.resource.arn,
+            key_arn=args.storage_key_arn,
         )
+        self.register()
 
     # -- building blocks ------------------------------------------------------------------
 
@@ -143,11 +169,13 @@ class Storage(pulumi.ComponentResource):
         provider: aws.Provider | None,
         *,
         protect: bool = False,
-        depends_on: list[pulumi.Resource] | None = None,
+        depends_on: Sequence[pulumi.Resource] = (),
     ) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(
-            parent=self, provider=provider, protect=protect, depends_on=depends_on
-        )
+        return self.child_opts(provider=provider, protect=protect, depends_on=depends_on)
+
+    def _bucket_name(self, label: str) -> str:
+        """Bucket names are global: the account id keeps them unique across accounts."""
+        return f"{self._args.naming.physical(COMPONENT, label)}-{self._args.account_id}"
 
     def _bucket(
         self,
@@ -166,7 +194,7 @@ class Storage(pulumi.ComponentResource):
         resource_name = f"{self._name}-{label}"
         bucket = s3.Bucket(
             resource_name,
-            bucket=f"{naming.physical(COMPONENT, label)}-{args.account_id}",
+            bucket=self._bucket_name(label),
             object_lock_enabled=object_lock_days > 0,
             force_destroy=False,
             tags=naming.tags(COMPONENT, label),
@@ -225,7 +253,7 @@ class Storage(pulumi.ComponentResource):
                         mode="GOVERNANCE", days=object_lock_days
                     )
                 ),
-                opts=self._opts(provider, depends_on=[versioning] if versioning else None),
+                opts=self._opts(provider, depends_on=[versioning] if versioning else ()),
             )
         if logs is not None:
             s3.BucketLogging(
@@ -259,7 +287,7 @@ class Storage(pulumi.ComponentResource):
         """Governance mode can be bypassed with s3:BypassGovernanceRetention; deny that to
         everyone but the administrator roles, so a compromised job cannot."""
         args = self._args
-        name = f"{args.naming.physical(COMPONENT, label)}-{args.account_id}"
+        name = self._bucket_name(label)
         return [
             {
                 "Sid": "OnlyAdministratorsBypassObjectLock",
@@ -274,7 +302,7 @@ class Storage(pulumi.ComponentResource):
     def _logs_bucket(self, label: str, provider: aws.Provider | None = None) -> _Bucket:
         """The access-log target: SSE-S3, log delivery admitted for this account only."""
         args = self._args
-        target = f"{args.naming.physical(COMPONENT, label)}-{args.account_id}"
+        target = self._bucket_name(label)
         delivery = {
             "Sid": "S3ServerAccessLogDelivery",
             "Effect": "Allow",
@@ -432,7 +460,7 @@ class Storage(pulumi.ComponentResource):
         )
         role = service_role(
             f"{self._name}-replication-role",
-            parent=self,
+            opts=self._opts(None),
             role_name=args.naming.physical(COMPONENT, "replication", max_length=64),
             service="s3.amazonaws.com",
             description="Replicates the backups bucket to its off-site copy",

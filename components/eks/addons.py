@@ -28,6 +28,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_aws import eks
 
+from components.lib.component import Component
 from components.lib.irsa import OidcIssuer, irsa_role
 from components.lib.naming import Naming
 
@@ -52,13 +53,12 @@ CONFIGURATION = {
 def managed_addons(
     name: str,
     *,
-    parent: pulumi.Resource,
+    opts: pulumi.ResourceOptions,
     cluster_name: pulumi.Input[str],
     names: Sequence[str],
     versions: Mapping[str, str],
     oidc: OidcIssuer,
     naming: Naming,
-    depends_on: Sequence[pulumi.Resource] = (),
 ) -> list[eks.Addon]:
     """Pinned managed add-ons ``names``, with an IRSA role for those that call AWS."""
     addons = []
@@ -68,7 +68,7 @@ def managed_addons(
             service_account, policy = IRSA[addon]
             role_arn = irsa_role(
                 f"{name}-{addon}-role",
-                parent=parent,
+                opts=opts,
                 oidc=oidc,
                 namespace="kube-system",
                 service_account=service_account,
@@ -89,7 +89,7 @@ def managed_addons(
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="OVERWRITE",
                 tags=naming.tags(COMPONENT, addon),
-                opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+                opts=opts,
             )
         )
     return addons
@@ -98,31 +98,35 @@ def managed_addons(
 @dataclass(frozen=True)
 class ClusterAddonsArgs:
     cluster_name: pulumi.Input[str]
+    """The cluster's name as an Output (the add-ons wait for the cluster)."""
     versions: Mapping[str, str]
+    """Pinned version of every add-on."""
     oidc: OidcIssuer
+    """The cluster's OIDC issuer, for the add-ons' IRSA roles."""
     naming: Naming
+    """Names and tags of the stack."""
     kubernetes: k8s.Provider
     """The cluster's Kubernetes provider (for the StorageClass)."""
-    node_groups: Sequence[pulumi.Resource] = ()
-    """The add-ons' pods schedule on these, so the add-ons wait for them."""
 
 
-class ClusterAddons(pulumi.ComponentResource):
-    """Add-ons that run on nodes, and the default gp3 StorageClass."""
+class ClusterAddons(Component):
+    """Add-ons that run on nodes, and the default gp3 StorageClass (``depends_on``: the node
+    groups the add-ons' pods schedule on)."""
+
+    TYPE = "exposcholar:cluster:ClusterAddons"
 
     def __init__(
         self, name: str, args: ClusterAddonsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("exposcholar:cluster:ClusterAddons", name, None, opts)
+        super().__init__(name, opts)
         managed_addons(
             name,
-            parent=self,
+            opts=self.child_opts(),
             cluster_name=args.cluster_name,
             names=AFTER_COMPUTE,
             versions=args.versions,
             oidc=args.oidc,
             naming=args.naming,
-            depends_on=args.node_groups,
         )
         k8s.storage.v1.StorageClass(
             f"{name}-gp3",
@@ -136,6 +140,6 @@ class ClusterAddons(pulumi.ComponentResource):
             volume_binding_mode="WaitForFirstConsumer",
             reclaim_policy="Delete",
             allow_volume_expansion=True,
-            opts=pulumi.ResourceOptions(parent=self, provider=args.kubernetes),
+            opts=self.child_opts(provider=args.kubernetes),
         )
-        self.register_outputs({})
+        self.register()

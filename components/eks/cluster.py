@@ -29,8 +29,8 @@ cluster's endpoint and CA, authenticating with ``aws eks get-token`` as the call
 runs Pulumi (an administrator role, or a workflow role) reaches the cluster with the access its
 own entry grants, and no identity needs another's role.
 
-Teardown order: the EKS cluster depends on the network's egress (``network_ready``: NAT
-gateways, routes, route table associations, endpoints) and on its subnets; node groups depend
+Teardown order: the cluster component lists the network in ``depends_on`` (NAT gateways,
+routes, route table associations, endpoints: every child waits for them); node groups depend
 on the cluster, add-ons on the node groups, Kubernetes objects on the cluster's provider. Pulumi
 destroys in reverse, so every Kubernetes object — including the Ingresses whose load balancers
 and ENIs the controllers create — goes first, while the controllers still run and can still
@@ -50,6 +50,7 @@ from pulumi_aws import eks, iam
 
 from components.eks.addons import BEFORE_COMPUTE, managed_addons
 from components.lib.aws import retained_log_group, service_role
+from components.lib.component import Component
 from components.lib.irsa import AUDIENCE, OidcIssuer
 from components.lib.naming import Naming
 from components.settings import ClusterSettings
@@ -73,44 +74,52 @@ NODE_POLICIES = (
 @dataclass(frozen=True)
 class ClusterArgs:
     settings: ClusterSettings
+    """Version, endpoint access, logs, add-on versions, administrators."""
     naming: Naming
+    """Names and tags of the stack."""
     account_id: str
+    """The stack's account: scopes the access entries' principals."""
     region: str
+    """The stack's region, for the kubeconfig."""
     subnet_ids: Sequence[pulumi.Input[str]]
     """Private subnets: the control plane's ENIs (the node groups use the same subnets)."""
     secrets_key_arn: pulumi.Input[str]
     """KMS key for envelope encryption of Kubernetes Secrets."""
     admin_role_arns: Sequence[str]
+    """People's roles: cluster administrators."""
     deploy_role_arns: Sequence[pulumi.Input[str]] = ()
     """Roles that deploy the stack from CI: cluster administrators like the people."""
     preview_role_arns: Sequence[pulumi.Input[str]] = ()
     """Roles that preview changes from pull requests: view access only."""
     preview_secret_namespaces: Sequence[str] = ()
     """Namespaces whose charts look up a Secret while rendering: previews may read there."""
-    network_ready: Sequence[pulumi.Resource] = ()
-    """The network's egress (NAT, routes, endpoints): created before the cluster and
-    destroyed after it, so nothing Kubernetes made is left holding an ENI in the VPC."""
 
 
-class Cluster(pulumi.ComponentResource):
-    """EKS control plane with access entries, OIDC provider, node role and network add-ons."""
+class Cluster(Component):
+    """EKS control plane with access entries, OIDC provider, node role and network add-ons
+    (``depends_on``: the network, so it is created before and destroyed after the cluster)."""
+
+    TYPE = "exposcholar:cluster:Cluster"
 
     name: str
     """Physical name (known before deploy: tags and names can use it)."""
     eks_name: pulumi.Output[str]
     """The same name as an Output of the cluster, for resources that must wait for it."""
     endpoint: pulumi.Output[str]
+    """The API server's URL."""
     oidc: OidcIssuer
+    """The cluster's OIDC issuer, for IRSA roles."""
     node_security_group_id: pulumi.Output[str]
+    """The cluster security group every node carries: data stores admit it."""
     node_role_arn: pulumi.Output[str]
-    network_addons: list[eks.Addon]
-    """Add-ons nodes need to become Ready; node groups wait for them."""
+    """The IAM role of the managed nodes."""
     kubeconfig: pulumi.Output[str]
+    """Secret: reaches the cluster as the caller, once the access entries exist."""
 
     def __init__(
         self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("exposcholar:cluster:Cluster", name, None, opts)
+        super().__init__(name, opts)
         settings = args.settings
         naming = args.naming
         cluster_name = naming.physical(COMPONENT, "eks", max_length=100)
@@ -118,7 +127,7 @@ class Cluster(pulumi.ComponentResource):
 
         role = service_role(
             f"{name}-role",
-            parent=self,
+            opts=self.child_opts(),
             role_name=naming.physical(COMPONENT, "control-plane", max_length=64),
             service="eks.amazonaws.com",
             description="EKS control plane of the ExpoScholar cluster",
@@ -127,7 +136,7 @@ class Cluster(pulumi.ComponentResource):
         )
         logs = retained_log_group(
             f"{name}-logs",
-            parent=self,
+            opts=self.child_opts(),
             log_group_name=f"/aws/eks/{cluster_name}/cluster",
             retention_days=settings.log_retention_days,
             tags=naming.tags(COMPONENT, "logs"),
@@ -157,7 +166,7 @@ class Cluster(pulumi.ComponentResource):
             upgrade_policy=eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
             deletion_protection=True,
             tags=naming.tags(COMPONENT, "eks"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs, *args.network_ready]),
+            opts=self.child_opts(depends_on=[logs]),
         )
         access = self._access(name, cluster_name, cluster, args)
 
@@ -167,22 +176,22 @@ class Cluster(pulumi.ComponentResource):
             url=issuer,
             client_id_lists=[AUDIENCE],
             tags=naming.tags(COMPONENT, "oidc"),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child_opts(),
         )
         self.oidc = OidcIssuer(provider_arn=provider.arn, issuer_url=issuer)
 
         node_role = service_role(
             f"{name}-node-role",
-            parent=self,
+            opts=self.child_opts(),
             role_name=naming.physical(COMPONENT, "nodes", max_length=64),
             service="ec2.amazonaws.com",
             description="EKS managed nodes of the ExpoScholar cluster",
             tags=naming.tags(COMPONENT, "nodes"),
             managed_policy_arns=NODE_POLICIES,
         )
-        self.network_addons = managed_addons(
+        managed_addons(
             f"{name}-addon",
-            parent=self,
+            opts=self.child_opts(),
             cluster_name=cluster.name,
             names=BEFORE_COMPUTE,
             versions=settings.addons,
@@ -204,16 +213,7 @@ class Cluster(pulumi.ComponentResource):
                 *[association.id for association in access],
             ).apply(lambda values: str(values[0]))
         )
-        self.register_outputs(
-            {
-                "name": self.name,
-                "endpoint": self.endpoint,
-                "oidc_provider_arn": self.oidc.provider_arn,
-                "node_security_group_id": self.node_security_group_id,
-                "node_role_arn": self.node_role_arn,
-                "kubeconfig": self.kubeconfig,
-            }
-        )
+        self.register()
 
     def _access(
         self, name: str, cluster_name: str, cluster: eks.Cluster, args: ClusterArgs
@@ -245,7 +245,7 @@ class Cluster(pulumi.ComponentResource):
                     type="STANDARD",
                     kubernetes_groups=[group],
                     tags=args.naming.tags(COMPONENT, f"{kind}-{index}"),
-                    opts=pulumi.ResourceOptions(parent=self),
+                    opts=self.child_opts(),
                 )
                 for suffix, policy, reach in policies:
                     associations.append(
@@ -255,7 +255,7 @@ class Cluster(pulumi.ComponentResource):
                             principal_arn=entry.principal_arn,
                             policy_arn=policy,
                             access_scope=reach,
-                            opts=pulumi.ResourceOptions(parent=self),
+                            opts=self.child_opts(),
                         )
                     )
         return associations

@@ -1,7 +1,9 @@
 """``NodeGroup``: one EKS managed node group and its launch template.
 
-The program creates two: a small ``system`` group (tainted ``CriticalAddonsOnly`` so only
-cluster add-ons and the autoscaler land there) and an ``app`` group for the workloads.
+The program creates one per entry of ``node_pools``: a small ``system`` group (tainted
+``CriticalAddonsOnly`` so only cluster add-ons and the autoscaler land there) and an ``app``
+group for the workloads. Each lists the cluster in ``depends_on`` (its network add-ons must run
+before nodes can become Ready).
 
 The launch template requires IMDSv2 with a hop limit of 1 (pods cannot reach the node's
 instance credentials), gives nodes no public IP, and an encrypted gp3 root volume (EBS default
@@ -24,43 +26,69 @@ from dataclasses import dataclass, field
 import pulumi
 from pulumi_aws import ec2, eks
 
-from components.lib.kube.pods import Taint
+from components.lib.component import Component
+from components.lib.kube.pods import SYSTEM_TAINTS, Taint
 from components.lib.naming import Naming
-from components.settings import NodeGroupSettings
+from components.settings import ClusterSettings, NodeGroupSettings
 
 COMPONENT = "nodes"
 
 
 @dataclass(frozen=True)
+class NodePool:
+    """One node group of the cluster: its role, sizes and taints."""
+
+    role: str
+    settings: NodeGroupSettings
+    taints: tuple[Taint, ...] = ()
+
+
+def node_pools(settings: ClusterSettings) -> tuple[NodePool, ...]:
+    """The cluster's node groups: the tainted system pool and the application pool."""
+    return (
+        NodePool("system", settings.system_nodes, SYSTEM_TAINTS),
+        NodePool("app", settings.app_nodes),
+    )
+
+
+@dataclass(frozen=True)
 class NodeGroupArgs:
     settings: NodeGroupSettings
+    """Instance types and sizes."""
     role: str
     """``system`` or ``app``: names the group and labels its nodes ``exposcholar.io/pool``."""
     naming: Naming
+    """Names and tags of the stack."""
     cluster_name: str
     """Physical cluster name, for the autoscaler discovery tag."""
     cluster: pulumi.Input[str]
     """The cluster's name as an Output, so the group depends on the cluster."""
     node_role_arn: pulumi.Input[str]
+    """The cluster's node role."""
     subnet_ids: Sequence[pulumi.Input[str]]
+    """Private subnets, one per zone."""
     security_group_id: pulumi.Input[str]
+    """The cluster security group."""
     disk_size_gb: int
-    ready: Sequence[pulumi.Resource] = ()
-    """What must run before nodes can become Ready (the network add-ons)."""
+    """Root volume size of every node."""
     taints: Sequence[Taint] = field(default_factory=tuple)
+    """Taints of every node (the system pool's keep workloads off)."""
     labels: Mapping[str, str] = field(default_factory=dict)
+    """Extra node labels."""
 
 
-class NodeGroup(pulumi.ComponentResource):
+class NodeGroup(Component):
     """A managed node group on a hardened launch template."""
 
+    TYPE = "exposcholar:cluster:NodeGroup"
+
     name: pulumi.Output[str]
-    group: eks.NodeGroup
+    """The node group's name."""
 
     def __init__(
         self, name: str, args: NodeGroupArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("exposcholar:cluster:NodeGroup", name, None, opts)
+        super().__init__(name, opts)
         naming = args.naming
         settings = args.settings
         physical = naming.physical(COMPONENT, args.role)
@@ -100,7 +128,7 @@ class NodeGroup(pulumi.ComponentResource):
             ],
             update_default_version=True,
             tags=naming.tags(COMPONENT, f"{args.role}-template"),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child_opts(),
         )
         autoscaler_tags = {
             "k8s.io/cluster-autoscaler/enabled": "true",
@@ -130,12 +158,7 @@ class NodeGroup(pulumi.ComponentResource):
                 for t in args.taints
             ],
             tags={**naming.tags(COMPONENT, args.role), **autoscaler_tags},
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=list(args.ready),
-                ignore_changes=["scalingConfig.desiredSize"],
-            ),
+            opts=self.child_opts(ignore_changes=["scalingConfig.desiredSize"]),
         )
         self.name = group.node_group_name
-        self.group = group
-        self.register_outputs({"name": self.name})
+        self.register()

@@ -8,7 +8,8 @@
 * ``retained_log_group``: a CloudWatch log group with bounded retention, created before the
   service that writes to it so the service never creates an unbounded one itself.
 
-Each function creates its resources as children of ``parent`` and names them from ``name``.
+Each function names its resources from ``name`` and creates them with the caller's ``opts``
+(``Component.child_opts()``: parented to the component, waiting for what it waits for).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Placement:
 def service_role(
     name: str,
     *,
-    parent: pulumi.Resource,
+    opts: pulumi.ResourceOptions,
     role_name: str,
     service: str,
     description: str,
@@ -61,9 +62,9 @@ def service_role(
         description=description,
         assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
         tags=dict(tags),
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=opts,
     )
-    attach_policies(name, role, parent=parent, managed=managed_policy_arns, inline=inline_policy)
+    attach_policies(name, role, opts=opts, managed=managed_policy_arns, inline=inline_policy)
     return role
 
 
@@ -71,7 +72,7 @@ def attach_policies(
     name: str,
     role: iam.Role,
     *,
-    parent: pulumi.Resource,
+    opts: pulumi.ResourceOptions,
     managed: Sequence[str] = (),
     inline: pulumi.Input[str] | None = None,
 ) -> list[pulumi.CustomResource]:
@@ -82,7 +83,7 @@ def attach_policies(
             f"{name}-managed-{index}",
             role=role.name,
             policy_arn=arn,
-            opts=pulumi.ResourceOptions(parent=parent),
+            opts=opts,
         )
         attached.append(attachment)
     if inline is not None:
@@ -91,7 +92,7 @@ def attach_policies(
                 f"{name}-policy",
                 role=role.id,
                 policy=inline,
-                opts=pulumi.ResourceOptions(parent=parent),
+                opts=opts,
             )
         )
     return attached
@@ -100,7 +101,7 @@ def attach_policies(
 def ingress_only_from(
     name: str,
     *,
-    parent: pulumi.Resource,
+    opts: pulumi.ResourceOptions,
     group_name: str,
     description: str,
     vpc_id: pulumi.Input[str],
@@ -115,7 +116,7 @@ def ingress_only_from(
         description=description,
         vpc_id=vpc_id,
         tags=dict(tags),
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=opts,
     )
     for index, source in enumerate(allowed_security_group_ids):
         vpc_rules.SecurityGroupIngressRule(
@@ -127,7 +128,7 @@ def ingress_only_from(
             to_port=port,
             referenced_security_group_id=source,
             tags=dict(tags),
-            opts=pulumi.ResourceOptions(parent=parent),
+            opts=opts,
         )
     return group
 
@@ -135,7 +136,7 @@ def ingress_only_from(
 def retained_log_group(
     name: str,
     *,
-    parent: pulumi.Resource,
+    opts: pulumi.ResourceOptions,
     log_group_name: str,
     retention_days: int,
     tags: Mapping[str, str],
@@ -147,5 +148,5 @@ def retained_log_group(
         name=log_group_name,
         retention_in_days=retention_days,
         tags=dict(tags),
-        opts=pulumi.ResourceOptions(parent=parent, protect=protect),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect)),
     )

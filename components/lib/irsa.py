@@ -69,7 +69,7 @@ def irsa_trust_policy(
 def irsa_role(
     name: str,
     *,
-    parent: pulumi.Resource,
+    opts: pulumi.ResourceOptions,
     oidc: OidcIssuer,
     namespace: str,
     service_account: str,
@@ -88,10 +88,10 @@ def irsa_role(
         description=f"IRSA: {namespace}/{service_account}",
         assume_role_policy=trust,
         tags=dict(tags),
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=opts,
     )
     policies = attach_policies(
-        name, role, parent=parent, managed=managed_policy_arns, inline=inline_policy
+        name, role, opts=opts, managed=managed_policy_arns, inline=inline_policy
     )
     ready = pulumi.Output.all(role.arn, *(policy.urn for policy in policies))
     return IrsaRole(role, ready.apply(lambda values: str(values[0])))

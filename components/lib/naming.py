@@ -67,13 +67,21 @@ class Naming:
         """Per-resource tags: Component and Name, plus any resource-specific ones."""
         return {"Component": component, "Name": self.physical(component, name), **(extra or {})}
 
+    def k8s_selector(self, name: str) -> dict[str, str]:
+        """The labels that select a workload's pods: stable for its life (a Deployment's
+        selector is immutable), so version and component are not part of it."""
+        return {
+            "app.kubernetes.io/name": name,
+            "app.kubernetes.io/instance": f"{name}-{self.stack}",
+        }
+
     def k8s_labels(
         self, name: str, component: str, *, version: str | None = None
     ) -> dict[str, str]:
-        """Kubernetes recommended labels for an object of this stack."""
+        """Kubernetes recommended labels for an object of this stack (``k8s_selector`` and
+        the rest)."""
         labels = {
-            "app.kubernetes.io/name": name,
-            "app.kubernetes.io/instance": f"{name}-{self.stack}",
+            **self.k8s_selector(name),
             "app.kubernetes.io/component": component,
             "app.kubernetes.io/part-of": self.project,
             "app.kubernetes.io/managed-by": "pulumi",

@@ -49,11 +49,12 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.lib.irsa import IrsaRole, OidcIssuer, irsa_role
+from components.lib.component import Component
+from components.lib.irsa import OidcIssuer, irsa_role
 from components.lib.kube import pods
 from components.lib.kube.network_policies import Allowance, Peer, allow
+from components.lib.kube.vpa import mode_for, vertical_autoscaler
 from components.lib.naming import Naming
-from components.platform.vpa import mode_for, vertical_autoscaler
 
 COMPONENT = "autoscaler"
 NAME = "cluster-autoscaler"
@@ -231,31 +232,34 @@ class ClusterAutoscalerArgs:
     cluster_version: str
     """The cluster's minor version (``"1.33"``): picks the autoscaler release."""
     oidc: OidcIssuer
+    """The cluster's OIDC issuer, for the autoscaler's IRSA role."""
     naming: Naming
+    """Names, tags and labels of the stack."""
     kubernetes: k8s.Provider
-    depends_on: Sequence[pulumi.Resource] = ()
-    """The node groups: the autoscaler's pod needs a node, and is removed before them."""
-    vpa_ready: Sequence[pulumi.Resource] | None = None
-    """The VPA components; when given, the autoscaler gets a VPA in ``Auto`` mode (no HPA
-    scales it, so the VPA may resize it)."""
+    """The cluster's provider."""
+    vertical_scaling: bool = True
+    """Give the autoscaler a VPA in ``Auto`` mode (no HPA scales it); the VPA component must
+    then be in this component's ``depends_on`` (its CRD)."""
 
 
-class ClusterAutoscaler(pulumi.ComponentResource):
-    """The cluster autoscaler: IRSA role, ServiceAccount, RBAC and Deployment."""
+class ClusterAutoscaler(Component):
+    """The cluster autoscaler: IRSA role, ServiceAccount, RBAC and Deployment (``depends_on``:
+    the node groups, so its pod has a node and is removed before them)."""
 
-    role: IrsaRole
-    service_account: k8s.core.v1.ServiceAccount
-    deployment: k8s.apps.v1.Deployment
+    TYPE = "exposcholar:cluster:ClusterAutoscaler"
+
+    role_arn: pulumi.Output[str]
+    """The autoscaler's IRSA role."""
 
     def __init__(
         self, name: str, args: ClusterAutoscalerArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         tag = image_tag(args.cluster_version)  # an unknown version fails before anything exists
-        super().__init__("exposcholar:cluster:ClusterAutoscaler", name, None, opts)
+        super().__init__(name, opts)
         naming = args.naming
         labels = naming.k8s_labels(NAME, COMPONENT, version=tag)
-        selector = {k: labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.kubernetes)
+        selector = naming.k8s_selector(NAME)
+        on_cluster = self.child_opts(provider=args.kubernetes)
 
         def metadata(
             namespaced: bool = True, annotations: Mapping[str, pulumi.Input[str]] | None = None
@@ -267,9 +271,9 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                 annotations=dict(annotations) if annotations else None,
             )
 
-        self.role = irsa_role(
+        irsa = irsa_role(
             f"{name}-irsa",
-            parent=self,
+            opts=self.child_opts(),
             oidc=args.oidc,
             namespace=NAMESPACE,
             service_account=NAME,
@@ -277,9 +281,10 @@ class ClusterAutoscaler(pulumi.ComponentResource):
             tags=naming.tags(COMPONENT, NAME),
             inline_policy=iam_policy(args.cluster_name),
         )
-        self.service_account = core.ServiceAccount(
+        self.role_arn = irsa.arn
+        service_account = core.ServiceAccount(
             f"{name}-service-account",
-            metadata=metadata(annotations={"eks.amazonaws.com/role-arn": self.role.arn}),
+            metadata=metadata(annotations={"eks.amazonaws.com/role-arn": irsa.arn}),
             automount_service_account_token=True,
             opts=on_cluster,
         )
@@ -297,9 +302,7 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                 api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=NAME
             ),
             subjects=[subject],
-            opts=pulumi.ResourceOptions.merge(
-                on_cluster, pulumi.ResourceOptions(depends_on=[cluster_role])
-            ),
+            opts=self.child_opts(provider=args.kubernetes, depends_on=[cluster_role]),
         )
         role = rbac.Role(
             f"{name}-role",
@@ -314,14 +317,12 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                 api_group="rbac.authorization.k8s.io", kind="Role", name=NAME
             ),
             subjects=[subject],
-            opts=pulumi.ResourceOptions.merge(
-                on_cluster, pulumi.ResourceOptions(depends_on=[role])
-            ),
+            opts=self.child_opts(provider=args.kubernetes, depends_on=[role]),
         )
         node_selector, tolerations = pods.system_pool()
         health = core.HTTPGetActionArgs(path="/health-check", port=PORT)
         resources = {"cpu": "100m", "memory": "600Mi"}
-        self.deployment = k8s.apps.v1.Deployment(
+        deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=metadata(),
             spec=k8s.apps.v1.DeploymentSpecArgs(
@@ -368,16 +369,9 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions.merge(
-                on_cluster,
-                pulumi.ResourceOptions(
-                    depends_on=[
-                        *args.depends_on,
-                        self.service_account,
-                        cluster_binding,
-                        binding,
-                    ]
-                ),
+            opts=self.child_opts(
+                provider=args.kubernetes,
+                depends_on=[service_account, cluster_binding, binding],
             ),
         )
         allow(
@@ -391,11 +385,10 @@ class ClusterAutoscaler(pulumi.ComponentResource):
             ),
             namespace=NAMESPACE,
             naming=naming,
-            parent=self,
-            provider=args.kubernetes,
+            opts=on_cluster,
             dns=True,
         )
-        if args.vpa_ready is not None:
+        if args.vertical_scaling:
             vertical_autoscaler(
                 f"{name}-vpa",
                 namespace=NAMESPACE,
@@ -404,8 +397,6 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                 mode=mode_for(scaled_by_hpa_on_resources=False),
                 max_allowed={"cpu": "1", "memory": "2Gi"},
                 labels=labels,
-                parent=self,
-                provider=args.kubernetes,
-                depends_on=[self.deployment, *args.vpa_ready],
+                opts=self.child_opts(provider=args.kubernetes, depends_on=[deployment]),
             )
-        self.register_outputs({"roleArn": self.role.arn})
+        self.register()

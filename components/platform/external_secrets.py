@@ -15,21 +15,20 @@ namespace, instead of one controller role that can read everything).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.lib.component import Component
+from components.lib.kube.charts import ChartPin, chart
 from components.lib.kube.namespaces import namespace
 from components.lib.kube.network_policies import Allowance, Peer, Port, allow, namespace_baseline
 from components.lib.kube.pods import chart_placement, chart_security
 from components.lib.naming import Naming
 
-CHART = "external-secrets"
-CHART_VERSION = "0.19.2"
-REPOSITORY = "https://charts.external-secrets.io"
+CHART = ChartPin("external-secrets", "0.19.2", "https://charts.external-secrets.io")
 NAMESPACE = "external-secrets"
 WEBHOOK_PORT = 10250
 """The chart's admission webhook container port."""
@@ -69,19 +68,21 @@ def chart_values() -> dict[str, Any]:
 @dataclass(frozen=True)
 class ExternalSecretsOperatorArgs:
     naming: Naming
+    """Names and labels of the stack."""
     cluster_version: str
+    """Kubernetes minor version: pins the namespace's Pod Security labels."""
     kubernetes: k8s.Provider
+    """The cluster's provider."""
     control_plane_cidrs: tuple[str, ...] = ()
     """Subnets of the EKS control plane's network interfaces: the API server calls the
     operator's admission webhook from there."""
-    depends_on: Sequence[pulumi.Resource] = ()
-    """The node groups its pods schedule on."""
 
 
-class ExternalSecretsOperator(pulumi.ComponentResource):
-    """The operator's namespace and chart; ``ready`` is what SecretStores must wait for."""
+class ExternalSecretsOperator(Component):
+    """The operator's namespace and chart (``depends_on``: the nodes its pods run on).
+    SecretStores list this component in their ``depends_on`` (its CRDs and webhook)."""
 
-    ready: Sequence[pulumi.Resource]
+    TYPE = "exposcholar:cluster:ExternalSecretsOperator"
 
     def __init__(
         self,
@@ -89,22 +90,20 @@ class ExternalSecretsOperator(pulumi.ComponentResource):
         args: ExternalSecretsOperatorArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("exposcholar:cluster:ExternalSecretsOperator", name, None, opts)
+        super().__init__(name, opts)
+        on_cluster = self.child_opts(provider=args.kubernetes)
         ns = namespace(
             f"{name}-namespace",
             name=NAMESPACE,
             cluster_version=args.cluster_version,
             naming=args.naming,
             component="secrets",
-            parent=self,
-            provider=args.kubernetes,
-            depends_on=args.depends_on,
+            opts=on_cluster,
         )
-        policy_opts: dict[str, Any] = {
-            "namespace": NAMESPACE, "naming": args.naming, "parent": self,
-            "provider": args.kubernetes, "depends_on": [ns],
-        }  # fmt: skip
-        namespace_baseline(f"{name}-netpol", **policy_opts)
+        in_namespace = self.child_opts(provider=args.kubernetes, depends_on=[ns])
+        namespace_baseline(
+            f"{name}-netpol", namespace=NAMESPACE, naming=args.naming, opts=in_namespace
+        )
         allow(
             f"{name}-netpol-operator",
             Allowance(
@@ -114,18 +113,15 @@ class ExternalSecretsOperator(pulumi.ComponentResource):
                 # the Kubernetes API, STS and Secrets Manager, over HTTPS
                 egress=(Peer.https_anywhere(),),
             ),
-            **policy_opts,
+            namespace=NAMESPACE,
+            naming=args.naming,
+            opts=in_namespace,
         )
-        chart = k8s.helm.v4.Chart(
+        chart(
             f"{name}-chart",
-            chart=CHART,
-            version=CHART_VERSION,
-            repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=REPOSITORY),
+            CHART,
             namespace=NAMESPACE,
             values=chart_values(),
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=args.kubernetes, depends_on=[ns, *args.depends_on]
-            ),
+            opts=in_namespace,
         )
-        self.ready = [chart]
-        self.register_outputs({})
+        self.register()

@@ -11,16 +11,15 @@ Creates:
   or delete what it created for this cluster. The classic WAF and Shield Advanced integrations
   are switched off in the chart, so their actions are not granted;
 * the ``aws-load-balancer-controller`` Helm chart (``pulumi_kubernetes.helm.v4.Chart``, version
-  pinned in ``CHART_VERSION``) in ``kube-system``: the service account annotated with the role,
+  pinned in ``CHART``) in ``kube-system``: the service account annotated with the role,
   two replicas on the system node pool with a PodDisruptionBudget (one may be down during a
   node drain), the ``restricted`` security contexts, the stack's tags on every AWS object the
   controller creates (``defaultTags``), and the Service mutator webhook off, so a Service of
   type LoadBalancer keeps the in-tree behaviour instead of being taken over silently.
 
 The chart installs the ``alb`` IngressClass and the controller's validating and mutating webhooks
-for Ingresses: an Ingress created before the webhook's pods run is refused, so ``AppIngress``
-depends on ``chart``. ``args.depends_on`` (the node groups and add-ons the pods need) is put on
-the chart itself: ``depends_on`` given to this component would not reach its children.
+for Ingresses: an Ingress created before the webhook's pods run is refused, so the ``Ingress``
+component lists this one in its ``depends_on``.
 
 The chart takes the role's ARN from ``irsa_role``, which resolves only once the inline policy is
 attached, so the chart depends on the policy: the controller starts with its permissions, and
@@ -38,14 +37,14 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.lib.component import Component
 from components.lib.irsa import OidcIssuer, irsa_role
+from components.lib.kube.charts import ChartPin, chart
 from components.lib.kube.pods import chart_placement, chart_security
 from components.lib.naming import Naming
 
 COMPONENT = "load-balancer"
-CHART = "aws-load-balancer-controller"
-CHART_REPOSITORY = "https://aws.github.io/eks-charts"
-CHART_VERSION = "1.13.4"
+CHART = ChartPin("aws-load-balancer-controller", "1.13.4", "https://aws.github.io/eks-charts")
 """Chart 1.13.4 installs controller v2.13.4."""
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "aws-load-balancer-controller"
@@ -295,22 +294,27 @@ def chart_values(
 @dataclass(frozen=True)
 class LoadBalancerControllerArgs:
     cluster_name: str
+    """Physical cluster name: scopes the controller's IAM policy and its tags."""
     region: str
+    """The stack's region."""
     vpc_id: pulumi.Input[str]
+    """The VPC the load balancers go in."""
     oidc: OidcIssuer
+    """The cluster's OIDC issuer, for the controller's IRSA role."""
     naming: Naming
+    """Names and tags of the stack."""
     kubernetes: k8s.Provider
     """The cluster's Kubernetes provider."""
-    depends_on: Sequence[pulumi.Resource] = ()
-    """What the controller's pods need first (node groups, add-ons); put on the chart."""
 
 
-class LoadBalancerController(pulumi.ComponentResource):
-    """The AWS Load Balancer Controller and its IRSA role."""
+class LoadBalancerController(Component):
+    """The AWS Load Balancer Controller and its IRSA role (``depends_on``: the nodes and add-ons
+    its pods need)."""
 
-    chart: k8s.helm.v4.Chart
-    """The installed chart: the Ingress depends on it (the controller's webhook must run)."""
+    TYPE = "exposcholar:cluster:LoadBalancerController"
+
     role_arn: pulumi.Output[str]
+    """The controller's IRSA role."""
 
     def __init__(
         self,
@@ -318,11 +322,11 @@ class LoadBalancerController(pulumi.ComponentResource):
         args: LoadBalancerControllerArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("exposcholar:cluster:LoadBalancerController", name, None, opts)
+        super().__init__(name, opts)
         naming = args.naming
         role = irsa_role(
             f"{name}-role",
-            parent=self,
+            opts=self.child_opts(),
             oidc=args.oidc,
             namespace=NAMESPACE,
             service_account=SERVICE_ACCOUNT,
@@ -332,12 +336,10 @@ class LoadBalancerController(pulumi.ComponentResource):
         )
         # Resolves only once the inline policy is attached: the chart depends on it.
         self.role_arn = role.arn
-        self.chart = k8s.helm.v4.Chart(
+        chart(
             f"{name}-chart",
-            chart=CHART,
-            version=CHART_VERSION,
-            repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=CHART_REPOSITORY),
-            name=CHART,
+            CHART,
+            release_name=CHART.chart,
             namespace=NAMESPACE,
             values=chart_values(
                 cluster_name=args.cluster_name,
@@ -346,10 +348,6 @@ class LoadBalancerController(pulumi.ComponentResource):
                 role_arn=self.role_arn,
                 tags={**naming.default_tags(), "Component": COMPONENT},
             ),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                provider=args.kubernetes,
-                depends_on=list(args.depends_on),
-            ),
+            opts=self.child_opts(provider=args.kubernetes),
         )
-        self.register_outputs({"roleArn": self.role_arn})
+        self.register()

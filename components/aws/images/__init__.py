@@ -33,8 +33,9 @@ import pulumi
 import pulumi_docker as docker
 from pulumi_aws import ecr
 
+from components.lib.component import Component
 from components.lib.naming import Naming
-from components.settings import PROJECT_ROOT, ImagesSettings
+from components.settings import PROJECT_ROOT, ImagesSettings, NodeGroupSettings
 
 COMPONENT = "images"
 IGNORED_PARTS = frozenset({".git", "__pycache__", ".venv", "node_modules", ".dart_tool", "build"})
@@ -71,26 +72,34 @@ def content_tag(folder: Path, build_args: Mapping[str, str] | None = None) -> st
 @dataclass(frozen=True)
 class ImagesArgs:
     settings: ImagesSettings
+    """Each image's source folder or prebuilt reference, and how many images to keep."""
     naming: Naming
+    """Names and tags of the stack."""
     kms_key_arn: pulumi.Input[str]
     """The images domain key: encrypts every repository."""
-    platform: str
-    """Target platform of built images, e.g. linux/amd64 (the application nodes' CPU)."""
+    runs_on: NodeGroupSettings
+    """The node group the images run on: its CPU architecture is the build platform."""
     protect: bool
+    """Protect the repositories from deletion by Pulumi (production)."""
     build_args: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Build arguments per image name, e.g. {"backup": {"PG_MAJOR": "17"}}."""
 
 
-class Images(pulumi.ComponentResource):
+class Images(Component):
     """ECR repositories, and the images built into them or referenced from them."""
 
+    TYPE = "exposcholar:images:Images"
+
     repository_urls: dict[str, pulumi.Output[str]]
+    """Each image's repository."""
     refs: dict[str, pulumi.Output[str]]
+    """What workloads run, per image: the pushed image by digest, or the prebuilt reference."""
 
     def __init__(
         self, name: str, args: ImagesArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("exposcholar:images:Images", name, None, opts)
+        super().__init__(name, opts)
+        platform = "linux/arm64" if args.runs_on.arm64 else "linux/amd64"
         self.repository_urls = {}
         self.refs = {}
         lifecycle = json.dumps(_lifecycle_policy(args.settings.retention_count))
@@ -110,13 +119,13 @@ class Images(pulumi.ComponentResource):
                 ],
                 force_delete=False,
                 tags=args.naming.tags(COMPONENT, label),
-                opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+                opts=self.child_opts(protect=args.protect),
             )
             ecr.LifecyclePolicy(
                 f"{name}-{label}-lifecycle",
                 repository=repository.name,
                 policy=lifecycle,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=self.child_opts(),
             )
             self.repository_urls[label] = repository.repository_url
             if image.source is not None:
@@ -128,17 +137,23 @@ class Images(pulumi.ComponentResource):
                     build=docker.DockerBuildArgs(
                         context=project_relative(image.source),
                         dockerfile=project_relative(image.source / "Dockerfile"),
-                        platform=args.platform,
+                        platform=platform,
                         args=build_args,
                     ),
                     build_on_preview=False,
                     skip_push=False,
-                    opts=pulumi.ResourceOptions(parent=self),
+                    opts=self.child_opts(),
                 )
                 self.refs[label] = built.repo_digest
             else:
                 self.refs[label] = pulumi.Output.from_input(str(image.reference))
-        self.register_outputs({"repository_urls": self.repository_urls, "refs": self.refs})
+        self.register()
+
+    def ref(self, image: str) -> pulumi.Output[str]:
+        """The reference a workload runs for ``image`` (``server``, ``web``, ``backup``)."""
+        if image not in self.refs:
+            raise KeyError(f"no image {image!r}: the images are {', '.join(sorted(self.refs))}")
+        return self.refs[image]
 
 
 def _lifecycle_policy(keep: int) -> dict[str, object]:

@@ -9,7 +9,7 @@ components), so the exemptions are reviewed in one place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Literal
 
 import pulumi
@@ -39,9 +39,7 @@ def namespace(
     cluster_version: str,
     naming: Naming,
     component: str,
-    parent: pulumi.Resource,
-    provider: k8s.Provider,
-    depends_on: Sequence[pulumi.Resource] = (),
+    opts: pulumi.ResourceOptions,
 ) -> k8s.core.v1.Namespace:
     """Namespace ``name`` labelled with its PSS level: ``restricted`` unless exempted above."""
     level: Level = "privileged" if name in PRIVILEGED_NAMESPACES else "restricted"
@@ -51,5 +49,5 @@ def namespace(
             name=name,
             labels={**naming.k8s_labels(name, component), **pss_labels(level, cluster_version)},
         ),
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on)),
+        opts=opts,
     )

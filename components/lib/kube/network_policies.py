@@ -144,12 +144,9 @@ def namespace_baseline(
     *,
     namespace: pulumi.Input[str],
     naming: Naming,
-    parent: pulumi.Resource,
-    provider: k8s.Provider,
-    depends_on: Sequence[pulumi.Resource] = (),
+    opts: pulumi.ResourceOptions,
 ) -> list[networking.NetworkPolicy]:
     """Default deny (every pod, both directions) and DNS to CoreDNS for every pod."""
-    opts = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on))
     labels = naming.k8s_labels("network-policy", "security")
     dns = Peer.dns()
     return [
@@ -166,10 +163,8 @@ def allow(
     *,
     namespace: pulumi.Input[str],
     naming: Naming,
-    parent: pulumi.Resource,
-    provider: k8s.Provider,
+    opts: pulumi.ResourceOptions,
     dns: bool = False,
-    depends_on: Sequence[pulumi.Resource] = (),
 ) -> networking.NetworkPolicy:
     """The NetworkPolicy ``allow-<name>`` for ``allowance``; ``dns`` adds DNS egress for pods
     in a namespace without our baseline (kube-system)."""
@@ -184,5 +179,5 @@ def allow(
         ingress=allowance.ingress,
         egress=egress,
         labels=naming.k8s_labels("network-policy", "security"),
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on)),
+        opts=opts,
     )
