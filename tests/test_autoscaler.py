@@ -89,9 +89,9 @@ def _build(config: StackConfig, settings: StackSettings, cluster_version: str) -
                 oidc=oidc,
                 naming=naming,
                 kubernetes=kubernetes_provider("k8s", "{}"),
-                depends_on=[nodes.group],
+                vertical_scaling=False,  # no VPA chart here
             ),
-            opts=pulumi.ResourceOptions(providers=[aws]),
+            opts=pulumi.ResourceOptions(providers=[aws], depends_on=[nodes]),
         )
 
     return capture(config, program)

@@ -15,7 +15,7 @@ import yaml
 
 from components.aws.images import Images, ImagesArgs, content_tag
 from components.lib.naming import Naming
-from components.settings import ImageSettings, ImagesSettings, StackSettings
+from components.settings import ImageSettings, ImagesSettings, NodeGroupSettings, StackSettings
 from tests.conftest import component_plan, key_arn
 from tools.plan import Plan
 from tools.preview import REPO_ROOT, capture
@@ -114,7 +114,7 @@ def test_source_build_and_prebuilt_in_one_component(
                 settings=images,
                 naming=Naming.for_stack(settings),
                 kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/k",
-                platform="linux/arm64",
+                runs_on=NodeGroupSettings(("m7g.large",), 1, 2, 1),  # Graviton: arm64
                 protect=False,
             ),
         )

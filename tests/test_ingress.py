@@ -4,7 +4,6 @@ cluster version's schemas — for both stacks, built under the mocks with the co
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components.app.ingress import SSL_POLICY, AppIngress, AppIngressArgs
+from components.app.ingress import SSL_POLICY, Ingress, IngressArgs
+from components.lib.kube.service import ServiceBackend
 from components.lib.naming import Naming
 from components.settings import StackSettings
 from tests import STACKS
@@ -52,34 +52,33 @@ def waf_acl(settings: StackSettings) -> str:
     return f"arn:aws:wafv2:{account.region}:{account.account_id}:regional/webacl/{acl}"
 
 
-def ingress_args(
-    settings: StackSettings,
-    mode: str,
-    kubernetes: k8s.Provider,
-    depends_on: list[pulumi.Resource],
-) -> AppIngressArgs:
-    return AppIngressArgs(
-        namespace=NAMESPACE,
+def backend(health_check_path: str = "/healthz") -> ServiceBackend:
+    return ServiceBackend(
+        namespace=pulumi.Output.from_input(NAMESPACE),
+        service=pulumi.Output.from_input("web"),
+        port=8080,
+        health_check_path=health_check_path,
+    )
+
+
+def ingress_args(settings: StackSettings, mode: str, kubernetes: k8s.Provider) -> IngressArgs:
+    return IngressArgs(
+        backend=backend(),
         host=host(settings.stack),
-        backend_service="web",
-        backend_port=8080,
-        health_check_path="/healthz",
         certificate_arn=given_certificate(settings) if mode == "certificate" else None,
         hosted_zone_id=ZONE if mode == "zone" else None,
         waf_acl_arn=waf_acl(settings) if mode == "certificate" else None,
-        deletion_protection=settings.is_production,
         naming=Naming.for_stack(settings),
         kubernetes=kubernetes,
-        depends_on=depends_on,
     )
 
 
 def program(settings: StackSettings, mode: str) -> None:
     built = build_controller(settings)
-    AppIngress(
+    Ingress(
         "ingress",
-        ingress_args(settings, mode, built.kubernetes, [built.controller.chart]),
-        opts=pulumi.ResourceOptions(providers=[built.aws]),
+        ingress_args(settings, mode, built.kubernetes),
+        opts=pulumi.ResourceOptions(providers=[built.aws], depends_on=[built.controller]),
     )
 
 
@@ -139,7 +138,7 @@ def test_load_balancer_attributes(plan: Plan) -> None:
         for item in annotations_of(plan)[f"{ALB}/load-balancer-attributes"].split(",")
     )
     assert attributes == {
-        "deletion_protection.enabled": "true" if plan.stack == "prod" else "false",
+        "deletion_protection.enabled": "true",  # every stack
         "routing.http.drop_invalid_header_fields.enabled": "true",
     }
 
@@ -233,26 +232,20 @@ def test_exactly_one_certificate_source(
 ) -> None:
     settings = stack_settings["staging"]
     with pytest.raises(ValueError, match="exactly one of certificate_arn and hosted_zone_id"):
-        AppIngressArgs(
-            namespace=NAMESPACE,
+        IngressArgs(
+            backend=backend(),
             host=host("staging"),
-            backend_service="web",
-            backend_port=8080,
-            health_check_path="/healthz",
             certificate_arn=certificate_arn,
             hosted_zone_id=hosted_zone_id,
             waf_acl_arn=None,
-            deletion_protection=False,
             naming=Naming.for_stack(settings),
             kubernetes=None,  # type: ignore[arg-type]  # never reached
         )
 
 
-def test_health_check_path_is_absolute(stack_settings: dict[str, StackSettings]) -> None:
-    settings = stack_settings["staging"]
-    args = ingress_args(settings, "zone", None, [])  # type: ignore[arg-type]
+def test_health_check_path_is_absolute() -> None:
     with pytest.raises(ValueError, match="must start with /"):
-        dataclasses.replace(args, health_check_path="healthz")
+        backend(health_check_path="healthz")
 
 
 def test_rendered_ingress_validates_against_the_cluster_schemas(

@@ -18,8 +18,8 @@ from components.lib.kube import pods
 from components.lib.kube.pods import SYSTEM_TAINTS
 from components.lib.naming import Naming
 from components.lib.providers import aws_provider, kubernetes_provider
+from components.platform.load_balancer_controller import CHART as PINNED
 from components.platform.load_balancer_controller import (
-    CHART_VERSION,
     CLUSTER_TAG,
     CONTROLLER_UID,
     LoadBalancerController,
@@ -75,9 +75,8 @@ def build(settings: StackSettings) -> Built:
             ),
             naming=naming,
             kubernetes=kubernetes,
-            depends_on=[nodes_ready],
         ),
-        opts=pulumi.ResourceOptions(providers=[aws_p]),
+        opts=pulumi.ResourceOptions(providers=[aws_p], depends_on=[nodes_ready]),
     )
     return Built(controller, aws_p, kubernetes)
 
@@ -108,8 +107,8 @@ def values(plan: Plan) -> dict[str, Any]:
 def test_chart_is_pinned_in_kube_system(plan: Plan) -> None:
     chart = only(plan, CHART)
     assert chart.inputs["chart"] == "aws-load-balancer-controller"
-    assert chart.inputs["version"] == CHART_VERSION
-    assert [int(part) for part in CHART_VERSION.split(".")][:2] == [1, 13]
+    assert chart.inputs["version"] == PINNED.version
+    assert [int(part) for part in PINNED.version.split(".")][:2] == [1, 13]
     assert chart.inputs["repositoryOpts"] == {"repo": "https://aws.github.io/eks-charts"}
     assert chart.inputs["namespace"] == "kube-system"
     assert chart.inputs["name"] == "aws-load-balancer-controller"

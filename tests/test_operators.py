@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from components.lib.kube.namespaces import PRIVILEGED_NAMESPACES, Level, pss_labels
+from components.lib.kube.vpa import mode_for
 from components.platform import external_secrets, vpa
 from components.settings import StackSettings
 from tests.conftest import component_plan, only
@@ -38,7 +39,7 @@ def on_system_pool_restricted(values: dict[str, Any]) -> None:
 def test_external_secrets_operator(plan: Plan) -> None:
     inputs = chart(plan, "exposcholar:cluster:ExternalSecretsOperator")
     assert inputs["chart"] == "external-secrets"
-    assert inputs["version"] == external_secrets.CHART_VERSION
+    assert inputs["version"] == external_secrets.CHART.version
     assert inputs["repositoryOpts"] == {"repo": "https://charts.external-secrets.io"}
     assert inputs["namespace"] == "external-secrets"
     values = inputs["values"]
@@ -58,7 +59,7 @@ def test_vertical_pod_autoscaler_components(plan: Plan) -> None:
     its webhook; the hook Jobs are restricted and placed like the components."""
     release = only(component_plan(plan, "exposcholar:cluster:VerticalPodAutoscaler"), RELEASE)
     inputs = release.inputs
-    assert (inputs["chart"], inputs["version"]) == ("vpa", vpa.CHART_VERSION)
+    assert (inputs["chart"], inputs["version"]) == (vpa.CHART.chart, vpa.CHART.version)
     assert inputs["namespace"] == "kube-system"
     assert inputs["atomic"] is True and inputs["cleanupOnFail"] is True
     assert inputs.get("skipAwait") in (None, False), "dependents wait for the components"
@@ -78,8 +79,8 @@ def test_charts_wait_for_the_nodes(plan: Plan) -> None:
 
 
 def test_vpa_mode_follows_the_hpa() -> None:
-    assert vpa.mode_for(scaled_by_hpa_on_resources=True) == "Off"
-    assert vpa.mode_for(scaled_by_hpa_on_resources=False) == "Auto"
+    assert mode_for(scaled_by_hpa_on_resources=True) == "Off"
+    assert mode_for(scaled_by_hpa_on_resources=False) == "Auto"
 
 
 def test_every_vpa_matches_the_rule(plan: Plan) -> None:
@@ -92,7 +93,7 @@ def test_every_vpa_matches_the_rule(plan: Plan) -> None:
     for resource in vpas:
         target = resource.inputs["spec"]["targetRef"]["name"]
         key = (resource.inputs["metadata"]["namespace"], target)
-        expected = vpa.mode_for(scaled_by_hpa_on_resources=key in scaled)
+        expected = mode_for(scaled_by_hpa_on_resources=key in scaled)
         assert resource.inputs["spec"]["updatePolicy"]["updateMode"] == expected, key
 
 

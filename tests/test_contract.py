@@ -1,0 +1,332 @@
+"""One component contract, checked over every component of the program (``lib.component``).
+
+Statically, per class: it subclasses ``Component``; ``TYPE`` is ``exposcholar:<module>:<Class>``;
+``__init__(name, args, opts)`` takes a frozen Args dataclass with a docstring on every field and
+no second ordering mechanism (``depends_on`` or ``*_ready`` fields); its declared outputs are
+snake_case and documented. At run time, for each stack: every instance registers exactly its
+declared outputs, once, exposes nothing else and no child resource; and every resource waits
+for whatever its enclosing components wait for (the one ordering mechanism). Each check is also
+shown failing on a seeded violation.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import inspect
+import pkgutil
+import re
+import textwrap
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, get_type_hints
+
+import pulumi
+import pulumi_aws
+import pytest
+from pulumi_aws import s3
+
+import components
+from components.lib.component import Component
+from tests import STACKS
+from tools.plan import Plan
+from tools.preview import REPO_ROOT, capture, run_program
+from tools.project import load_stack_config
+
+PULUMI_ATTRIBUTES = frozenset({"urn", "id"})
+"""Set on every resource by the SDK itself."""
+SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
+
+
+def component_classes() -> list[type[pulumi.ComponentResource]]:
+    """Every ComponentResource class defined in ``components``."""
+    found: dict[str, type[pulumi.ComponentResource]] = {}
+    for module_info in pkgutil.walk_packages(components.__path__, "components."):
+        module = importlib.import_module(module_info.name)
+        for value in vars(module).values():
+            if (
+                inspect.isclass(value)
+                and issubclass(value, pulumi.ComponentResource)
+                and value is not Component
+                and value.__module__ == module.__name__
+            ):
+                found[f"{value.__module__}.{value.__qualname__}"] = value
+    return [found[key] for key in sorted(found)]
+
+
+def _documented(cls: type) -> tuple[set[str], set[str]]:
+    """(annotated names, annotated names followed by a docstring) in ``cls``'s own body."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    annotated: set[str] = set()
+    documented: set[str] = set()
+    for index, node in enumerate(body):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            annotated.add(node.target.id)
+            following = body[index + 1] if index + 1 < len(body) else None
+            if (
+                isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
+                documented.add(node.target.id)
+    return annotated, documented
+
+
+def class_problems(cls: type[pulumi.ComponentResource]) -> list[str]:
+    """What in ``cls`` breaks the static part of the contract (empty when it holds)."""
+    name = cls.__qualname__
+    if not issubclass(cls, Component):
+        return [f"{name} is a ComponentResource but not a components.lib.component.Component"]
+    problems: list[str] = []
+    token = getattr(cls, "TYPE", None)
+    if not isinstance(token, str) or not re.fullmatch(rf"exposcholar:[a-z]+:{name}", token):
+        problems.append(f"{name}.TYPE is {token!r}; expected 'exposcholar:<module>:{name}'")
+    parameters = list(inspect.signature(cls.__init__).parameters)
+    if parameters != ["self", "name", "args", "opts"]:
+        problems.append(f"{name}.__init__ takes {parameters[1:]}; expected (name, args, opts)")
+        return problems
+    args_type = get_type_hints(cls.__init__)["args"]
+    params = getattr(args_type, "__dataclass_params__", None)
+    if params is None or not params.frozen:
+        problems.append(f"{name}: its args type {args_type.__name__} is not a frozen dataclass")
+        return problems
+    _, documented = _documented(args_type)
+    for field in dataclasses.fields(args_type):
+        if field.name not in documented:
+            problems.append(f"{args_type.__name__}.{field.name} has no docstring")
+        if field.name == "depends_on" or field.name.endswith("_ready"):
+            problems.append(
+                f"{args_type.__name__}.{field.name}: ordering is depends_on on the component, "
+                "not an argument"
+            )
+    _, documented_outputs = _documented(cls)
+    for output in cls.declared_outputs():
+        if not SNAKE.match(output):
+            problems.append(f"{name}.{output}: outputs are snake_case")
+        if output not in documented_outputs and output in inspect.get_annotations(cls):
+            problems.append(f"{name}.{output}: output has no docstring")
+    return problems
+
+
+def _resources_in(value: object, path: str) -> Iterator[str]:
+    if isinstance(value, pulumi.Resource):
+        yield path
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            yield from _resources_in(getattr(value, field.name), f"{path}.{field.name}")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _resources_in(item, f"{path}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _resources_in(item, f"{path}[{index}]")
+
+
+def instance_problems(component: Component, registrations: list[Mapping[str, Any]]) -> list[str]:
+    """What one constructed component breaks: exact registration, exposure."""
+    name = f"{type(component).__qualname__} {component._name!r}"
+    declared = set(component.declared_outputs())
+    if len(registrations) != 1:
+        return [f"{name} registered its outputs {len(registrations)} times (expected once)"]
+    problems: list[str] = []
+    registered = set(registrations[0])
+    if registered != declared:
+        problems.append(
+            f"{name} registered {sorted(registered)}; declared outputs are {sorted(declared)}"
+        )
+    public = {key for key in vars(component) if not key.startswith("_")} - PULUMI_ATTRIBUTES
+    if undeclared := public - declared:
+        problems.append(f"{name} exposes undeclared attributes {sorted(undeclared)}")
+    for output in sorted(declared):
+        if not hasattr(component, output):
+            problems.append(f"{name} declares {output} but never sets it")
+            continue
+        for path in _resources_in(getattr(component, output), output):
+            problems.append(f"{name} exposes a child resource at {path}")
+    return problems
+
+
+def ordering_problems(plan: Plan) -> list[str]:
+    """Resources that do not wait for what an enclosing component waits for."""
+    components_by_urn = {r.urn: r for r in plan.resources if not r.custom}
+    problems: list[str] = []
+    for resource in plan.resources:
+        parent = resource.parent
+        own = set(resource.dependencies)
+        while parent in components_by_urn:
+            missing = set(components_by_urn[parent].dependencies) - own
+            if missing:
+                problems.append(
+                    f"{resource.urn} does not wait for {sorted(missing)}, which its enclosing "
+                    f"component {parent} depends on"
+                )
+            parent = components_by_urn[parent].parent
+    return problems
+
+
+@dataclass
+class Run:
+    plan: Plan
+    instances: list[Component]
+    registrations: dict[int, list[Mapping[str, Any]]]
+
+
+def _recording(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[Component], dict[int, list[Mapping[str, Any]]]]:
+    instances: list[Component] = []
+    registrations: dict[int, list[Mapping[str, Any]]] = {}
+    original_init = Component.__init__
+    original_register = pulumi.ComponentResource.register_outputs
+
+    def init(self: Component, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
+        instances.append(self)
+        original_init(self, name, opts)
+
+    def register(self: pulumi.ComponentResource, outputs: Any) -> None:
+        registrations.setdefault(id(self), []).append(dict(outputs))
+        original_register(self, outputs)
+
+    monkeypatch.setattr(Component, "__init__", init)
+    monkeypatch.setattr(pulumi.ComponentResource, "register_outputs", register)
+    return instances, registrations
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def run(request: pytest.FixtureRequest) -> Iterator[Run]:
+    """The whole program for one stack, recording every component and what it registered."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        instances, registrations = _recording(monkeypatch)
+        plan = run_program(REPO_ROOT, load_stack_config(REPO_ROOT, request.param))
+        yield Run(plan, instances, registrations)
+
+
+# -- the program ----------------------------------------------------------------------------
+
+
+def test_every_component_class_follows_the_contract() -> None:
+    classes = component_classes()
+    assert len(classes) >= 15, [c.__qualname__ for c in classes]
+    problems = [problem for cls in classes for problem in class_problems(cls)]
+    assert problems == [], "\n".join(problems)
+
+
+def test_every_component_registers_exactly_its_declared_outputs(run: Run) -> None:
+    assert len(run.instances) >= 15
+    problems = [
+        problem
+        for component in run.instances
+        for problem in instance_problems(component, run.registrations.get(id(component), []))
+    ]
+    assert problems == [], "\n".join(problems)
+
+
+def test_every_resource_waits_for_what_its_components_wait_for(run: Run) -> None:
+    ordered = [r for r in run.plan.resources if not r.custom and r.dependencies]
+    assert len(ordered) >= 5, "the program orders its components with depends_on"
+    problems = ordering_problems(run.plan)
+    assert problems == [], "\n".join(problems[:20])
+
+
+# -- the checks fail on seeded violations ----------------------------------------------------
+
+
+def _with_aws() -> pulumi.ResourceOptions:
+    """The stacks disable default providers: seeded components get an explicit one."""
+    return pulumi.ResourceOptions(providers=[pulumi_aws.Provider("aws", region="eu-west-1")])
+
+
+@dataclass(frozen=True)
+class _UndocumentedArgs:
+    size: int
+    depends_on: tuple[pulumi.Resource, ...] = ()
+    """Waits for these."""
+
+
+class _Seeded(Component):
+    TYPE = "exposcholar:test:Other"
+
+    bucketName: pulumi.Output[str]  # noqa: N815 - the violation under test
+
+    def __init__(
+        self, name: str, args: _UndocumentedArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(name, opts)
+
+
+class _Bare(pulumi.ComponentResource):
+    pass
+
+
+def test_class_check_names_each_seeded_violation() -> None:
+    problems = "\n".join(class_problems(_Seeded))
+    assert "_Seeded.TYPE is 'exposcholar:test:Other'" in problems
+    assert "_UndocumentedArgs.size has no docstring" in problems
+    assert "_UndocumentedArgs.depends_on: ordering is depends_on on the component" in problems
+    assert "_Seeded.bucketName: outputs are snake_case" in problems
+    assert "_Seeded.bucketName: output has no docstring" in problems
+    assert class_problems(_Bare) == [
+        "_Bare is a ComponentResource but not a components.lib.component.Component"
+    ]
+
+
+@dataclass(frozen=True)
+class _LeakyArgs:
+    label: str
+    """Names the bucket."""
+
+
+class _Leaky(Component):
+    TYPE = "exposcholar:test:_Leaky"
+
+    bucket: s3.Bucket
+    """The bucket itself (the violation: a child resource)."""
+    bucket_name: pulumi.Output[str]
+    """Its name."""
+
+    def __init__(
+        self, name: str, args: _LeakyArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(name, opts)
+        self.bucket = s3.Bucket(f"{name}-{args.label}", opts=self.child_opts())
+        self.bucket_name = self.bucket.bucket
+        self.extra = self.bucket.arn
+        self.register_outputs({"bucketName": self.bucket_name})
+
+
+def test_instance_check_names_each_seeded_violation(monkeypatch: pytest.MonkeyPatch) -> None:
+    instances, registrations = _recording(monkeypatch)
+    config = load_stack_config(REPO_ROOT, STACKS[0])
+    capture(config, lambda: _Leaky("leaky", _LeakyArgs("data"), opts=_with_aws()))
+    (leaky,) = instances
+    problems = "\n".join(instance_problems(leaky, registrations[id(leaky)]))
+    assert "registered ['bucketName']; declared outputs are ['bucket', 'bucket_name']" in problems
+    assert "exposes undeclared attributes ['extra']" in problems
+    assert "exposes a child resource at bucket" in problems
+
+
+def test_ordering_check_names_a_child_that_does_not_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_stack_config(REPO_ROOT, STACKS[0])
+
+    class _Careless(Component):
+        TYPE = "exposcholar:test:_Careless"
+
+        def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
+            super().__init__(name, opts)
+            s3.Bucket(f"{name}-kept", opts=self.child_opts())
+            s3.Bucket(f"{name}-forgot", opts=pulumi.ResourceOptions(parent=self))
+            self.register()
+
+    def program() -> None:
+        aws = _with_aws()
+        first = s3.Bucket("first", opts=aws)
+        _Careless(
+            "careless",
+            opts=pulumi.ResourceOptions.merge(aws, pulumi.ResourceOptions(depends_on=[first])),
+        )
+
+    problems = ordering_problems(capture(config, program))
+    assert len(problems) == 1, problems
+    assert "careless-forgot" in problems[0] and "does not wait for" in problems[0]
