@@ -428,20 +428,25 @@ def missing_paths(
 
 
 def layout_entries(block: str) -> list[str]:
-    """Paths of the Layout tree: top-level entries, and entries indented two spaces under the
-    directory above them; description and continuation lines are left out."""
+    """Paths of the Layout tree: each entry under the directory it is indented below (two
+    spaces a level); description and continuation lines are left out."""
     entries: list[str] = []
-    parent = ""
+    parents: list[tuple[int, str]] = []  # (indent, path) of the directories above
     for raw in block.splitlines():
         if not raw.strip():
             continue
         indent = len(raw) - len(raw.lstrip(" "))
         name = raw.split()[0]
-        if indent == 0:
-            entries.append(name)
-            parent = name if name.endswith("/") else ""
-        elif indent == 2 and parent and ("." in name or name.endswith("/")):
-            entries.append(parent + name)
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        if indent and (not parents or indent != parents[-1][0] + 2):
+            continue  # a description's continuation line
+        if indent and not ("." in name or name.endswith("/")):
+            continue
+        path = (parents[-1][1] if parents else "") + name
+        entries.append(path)
+        if name.endswith("/"):
+            parents.append((indent, path))
     return entries
 
 
@@ -848,8 +853,10 @@ def test_layout_parser_nests_entries_under_their_directory() -> None:
     block = (
         "Pulumi.yaml              project\n"
         "components/\n"
-        "  settings.py            the only reader\n"
-        "  vpa.py                 VPA (a helm.v3.Release: its hooks make the\n"
+        "  settings/              the only reader\n"
+        "    keys.py              declarations\n"
+        "  platform/\n"
+        "    vpa.py               VPA (a helm.v3.Release: its hooks make the\n"
         "                         webhook's TLS)\n"
         "tests/                   pytest suite\n"
     )
@@ -857,6 +864,8 @@ def test_layout_parser_nests_entries_under_their_directory() -> None:
         "Pulumi.yaml",
         "components/",
         "components/settings/",
+        "components/settings/keys.py",
+        "components/platform/",
         "components/platform/vpa.py",
         "tests/",
     ]
