@@ -9,19 +9,11 @@ import pulumi
 import pytest
 
 from components.settings import KEYS, NatGatewayMode, SettingsError, StackSettings, parse_settings
-from components.settings.rules import InvalidValueError as Invalid
-from components.settings.rules import (
-    Quantity,
-    cidr_allowlist,
-    cpu_quantity,
-    daily_window,
-    instance_type,
-    memory_quantity,
-    port,
-    weekly_window,
-    windows_overlap,
-)
+from components.settings.parsers import InvalidValueError as Invalid
+from components.settings.parsers import cidr_allowlist, port
+from components.settings.rules import Quantity, cpu_quantity, instance_type, memory_quantity
 from components.settings.subnets import Tier
+from components.settings.windows import daily_window, weekly_window, windows_overlap
 from tools.project import StackConfig
 
 P = "exposcholar:"

@@ -1,207 +1,26 @@
-"""Reusable value parsers for stack settings.
+"""What a valid value is for the services the platform uses: AWS names, ARNs, instance types,
+retention periods and engine versions; EKS versions and add-ons; Kubernetes quantities; the
+GitHub repository of the deploy path; Django's secret key.
 
-Each parser takes the raw string the Pulumi CLI hands the program (integers and booleans as
-text, arrays as JSON) and returns a typed value, or raises ``InvalidValueError`` saying what a
-valid value looks like. ``components.settings`` binds them to keys; nothing here reads config.
+Each rule is a parser (see ``parsers``) that raises ``InvalidValueError`` saying what a valid
+value looks like; the section parsers bind them to keys. Nothing here reads configuration.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 
-T = TypeVar("T")
+from components.settings.parsers import InvalidValueError, Parser, one_of_ints, string_list, text
 
-
-class InvalidValueError(ValueError):
-    """Raised by a parser: ``expected`` says what a valid value looks like."""
-
-    def __init__(self, expected: str) -> None:
-        super().__init__(expected)
-        self.expected = expected
-
-
-Parser = Callable[[str], T]
-
-# --------------------------------------------------------------------------------------------
-# Reusable parsers (each raises InvalidValueError with what was expected)
-# --------------------------------------------------------------------------------------------
-
-CLOUDWATCH_RETENTION_DAYS = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
-    1096, 1827, 2192, 2557, 2922, 3288, 3653,
-)  # fmt: skip
-"""The retention values CloudWatch Logs accepts (PutRetentionPolicy)."""
+# --- AWS account, region and tags ----------------------------------------------------------
 
 _REGION = re.compile(
     r"^[a-z]{2}(-gov|-iso[a-z]?)?-(central|north|south|east|west|northeast|northwest|southeast|southwest)-\d$"
 )
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
-_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _COST_CENTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{1,31}$")
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
-)
-_INSTANCE_SIZE = r"(nano|micro|small|medium|large|metal|\d*xlarge|metal-\d+xl)"
-_INSTANCE_FAMILY = r"[a-z][a-z0-9-]*\d[a-z0-9-]*"
-INSTANCE_TYPE_PATTERNS = {
-    "ec2": re.compile(rf"^{_INSTANCE_FAMILY}\.{_INSTANCE_SIZE}$"),
-    "rds": re.compile(rf"^db\.{_INSTANCE_FAMILY}\.{_INSTANCE_SIZE}$"),
-    "elasticache": re.compile(rf"^cache\.{_INSTANCE_FAMILY}\.{_INSTANCE_SIZE}$"),
-}
-
-
-def text(pattern: re.Pattern[str], expected: str) -> Parser[str]:
-    def parse(raw: str) -> str:
-        if not pattern.fullmatch(raw):
-            raise InvalidValueError(expected)
-        return raw
-
-    return parse
-
-
-def integer(minimum: int | None = None, maximum: int | None = None) -> Parser[int]:
-    """An integer, optionally within [minimum, maximum]."""
-    bounds = (
-        f" from {minimum} to {maximum}" if minimum is not None and maximum is not None
-        else f" of at least {minimum}" if minimum is not None
-        else f" of at most {maximum}" if maximum is not None
-        else ""
-    )  # fmt: skip
-
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise InvalidValueError(f"an integer{bounds}") from None
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise InvalidValueError(f"an integer{bounds}")
-        return value
-
-    return parse
-
-
-def one_of_ints(allowed: Iterable[int], what: str) -> Parser[int]:
-    allowed = tuple(allowed)
-
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            value = None
-        if value not in allowed:
-            raise InvalidValueError(f"{what}: one of {', '.join(map(str, allowed))}")
-        return value
-
-    return parse
-
-
-def boolean(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    raise InvalidValueError("a boolean, true or false")
-
-
-def choice(enum: type[T]) -> Parser[T]:
-    """A member of a StrEnum, by value."""
-    values = [member.value for member in enum]  # type: ignore[attr-defined]
-
-    def parse(raw: str) -> T:
-        if raw not in values:
-            raise InvalidValueError(f"one of {', '.join(values)}")
-        return enum(raw)  # type: ignore[call-arg]
-
-    return parse
-
-
-def port(raw: str) -> int:
-    """A TCP/UDP port number."""
-    return integer(1, 65535)(raw)
-
-
-def instance_type(kind: str) -> Parser[str]:
-    """An instance type by pattern: ``ec2`` (m7i.large), ``rds`` (db.r7g.large) or
-    ``elasticache`` (cache.r7g.large)."""
-    example = {"ec2": "m7i.large", "rds": "db.r7g.large", "elasticache": "cache.r7g.large"}[kind]
-    return text(INSTANCE_TYPE_PATTERNS[kind], f"an {kind} instance type such as {example}")
-
-
-def email(raw: str) -> str:
-    return text(_EMAIL, "an email address such as team@example.org")(raw)
-
-
-def https_url(raw: str) -> str:
-    """An https URL with a real host name (webhooks must be encrypted in transit)."""
-    expected = "an https:// URL with a host name, such as https://hooks.example.org/T0/B0"
-    match = re.fullmatch(r"https://([^/:?#\s]+)(:\d{1,5})?(/[^\s]*)?", raw)
-    if not match or not _HOSTNAME.fullmatch(match.group(1)):
-        raise InvalidValueError(expected)
-    return raw
-
-
-def cidr(*, private: bool = False, min_prefix: int = 0, max_prefix: int = 32) -> Parser[str]:
-    """An IPv4 CIDR with its host bits zero, optionally in RFC 1918 space and within a prefix
-    range."""
-
-    def parse(raw: str) -> str:
-        what = "a private (RFC 1918) IPv4 CIDR" if private else "an IPv4 CIDR"
-        expected = f"{what} from /{min_prefix} to /{max_prefix}, such as 10.20.0.0/16"
-        try:
-            network = ipaddress.IPv4Network(raw.strip(), strict=True)
-        except ValueError:
-            raise InvalidValueError(f"{expected}, with the host bits zero") from None
-        if not min_prefix <= network.prefixlen <= max_prefix:
-            raise InvalidValueError(expected)
-        rfc1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
-        if private and not any(network.subnet_of(ipaddress.IPv4Network(r)) for r in rfc1918):
-            raise InvalidValueError(expected)
-        return str(network)
-
-    return parse
-
-
-def cidr_allowlist(
-    *, allow_world: bool = False, allow_empty: bool = False
-) -> Parser[tuple[str, ...]]:
-    """A JSON array of distinct IPv4 CIDRs; 0.0.0.0/0 only where explicitly allowed."""
-    item = cidr()
-
-    def parse(raw: str) -> tuple[str, ...]:
-        values = string_list(raw)
-        result = []
-        for value in values:
-            try:
-                network = item(value)
-            except InvalidValueError:
-                raise InvalidValueError(f"a list of IPv4 CIDRs; {value!r} is not one") from None
-            if network == "0.0.0.0/0" and not allow_world:
-                raise InvalidValueError(
-                    "a list of specific CIDRs; 0.0.0.0/0 opens it to the whole internet"
-                )
-            result.append(network)
-        if len(set(result)) != len(result):
-            raise InvalidValueError("a list of distinct CIDRs")
-        if not result and not allow_empty:
-            raise InvalidValueError("at least one CIDR")
-        return tuple(result)
-
-    return parse
-
-
-def string_list(raw: str) -> tuple[str, ...]:
-    """A JSON array of strings, as the Pulumi CLI passes array settings."""
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        raise InvalidValueError("a list of strings") from None
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise InvalidValueError("a list of strings")
-    return tuple(value)
 
 
 def region(raw: str) -> str:
@@ -238,81 +57,62 @@ def iam_role_arns(account: str | None, *, allow_empty: bool = False) -> Parser[t
     return parse
 
 
-# --- Maintenance and backup windows (UTC), as RDS and ElastiCache spell them ---------------
+# --- Retention periods AWS accepts ---------------------------------------------------------
 
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_WEEK = 7 * 24 * 60
+CLOUDWATCH_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
+    1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+"""The retention values CloudWatch Logs accepts (PutRetentionPolicy)."""
 
+log_retention_days = one_of_ints(CLOUDWATCH_RETENTION_DAYS, "a CloudWatch Logs retention")
 
-def _clock(text_value: str) -> int:
-    hours, minutes = text_value.split(":")
-    if not (hours.isdigit() and minutes.isdigit() and len(hours) == len(minutes) == 2):
-        raise ValueError(text_value)
-    if int(hours) > 23 or int(minutes) > 59:
-        raise ValueError(text_value)
-    return int(hours) * 60 + int(minutes)
+PERFORMANCE_INSIGHTS_DAYS = (7, *(31 * months for months in range(1, 24)), 731)
+"""Retention values Performance Insights accepts: 7 days, whole months of 31 days, or 731."""
 
-
-Window = tuple[tuple[int, int], ...]
-"""Minute ranges [start, end) within a week, starting Monday 00:00 UTC."""
-
-
-def _span(start: int, end: int, period: int) -> Window:
-    """Ranges of a window from ``start`` to ``end`` that may wrap past the period's end."""
-    if end > start:
-        return ((start, end),)
-    return ((start, period), (0, end))
+performance_insights_days = one_of_ints(
+    PERFORMANCE_INSIGHTS_DAYS, "a Performance Insights retention"
+)
 
 
-def daily_window(min_minutes: int) -> Parser[Window]:
-    """``hh24:mi-hh24:mi`` in UTC, at least ``min_minutes`` long; repeated every day."""
+# --- Instance types ------------------------------------------------------------------------
 
-    def parse(raw: str) -> Window:
-        expected = f"a daily UTC window hh24:mi-hh24:mi of at least {min_minutes} minutes"
-        try:
-            start_text, end_text = raw.split("-")
-            start, end = _clock(start_text), _clock(end_text)
-        except ValueError:
-            raise InvalidValueError(f"{expected}, such as 03:00-04:00") from None
-        length = (end - start) % (24 * 60)
-        if length < min_minutes:
-            raise InvalidValueError(expected)
-        day = _span(start, end, 24 * 60)
-        return tuple(
-            (offset + a, offset + b) for offset in range(0, _WEEK, 24 * 60) for a, b in day
-        )
-
-    return parse
+_INSTANCE_SIZE = r"(nano|micro|small|medium|large|metal|\d*xlarge|metal-\d+xl)"
+_INSTANCE_FAMILY = r"[a-z][a-z0-9-]*\d[a-z0-9-]*"
+INSTANCE_TYPE_PATTERNS = {
+    "ec2": re.compile(rf"^{_INSTANCE_FAMILY}\.{_INSTANCE_SIZE}$"),
+    "rds": re.compile(rf"^db\.{_INSTANCE_FAMILY}\.{_INSTANCE_SIZE}$"),
+    "elasticache": re.compile(rf"^cache\.{_INSTANCE_FAMILY}\.{_INSTANCE_SIZE}$"),
+}
 
 
-def weekly_window(min_minutes: int) -> Parser[Window]:
-    """``ddd:hh24:mi-ddd:hh24:mi`` in UTC, at least ``min_minutes`` and at most 24 hours."""
-
-    def parse(raw: str) -> Window:
-        expected = (
-            f"a weekly UTC window ddd:hh24:mi-ddd:hh24:mi of {min_minutes} minutes to 24 hours"
-        )
-        try:
-            start_text, end_text = raw.split("-")
-            start_day, start_clock = start_text.split(":", 1)
-            end_day, end_clock = end_text.split(":", 1)
-            start = _DAYS.index(start_day.lower()) * 1440 + _clock(start_clock)
-            end = _DAYS.index(end_day.lower()) * 1440 + _clock(end_clock)
-        except ValueError:
-            raise InvalidValueError(f"{expected}, such as sun:04:00-sun:05:00") from None
-        length = (end - start) % _WEEK
-        if not min_minutes <= length <= 24 * 60:
-            raise InvalidValueError(expected)
-        return _span(start, end, _WEEK)
-
-    return parse
+def instance_type(kind: str) -> Parser[str]:
+    """An instance type by pattern: ``ec2`` (m7i.large), ``rds`` (db.r7g.large) or
+    ``elasticache`` (cache.r7g.large)."""
+    example = {"ec2": "m7i.large", "rds": "db.r7g.large", "elasticache": "cache.r7g.large"}[kind]
+    return text(INSTANCE_TYPE_PATTERNS[kind], f"an {kind} instance type such as {example}")
 
 
-def windows_overlap(first: Window, second: Window) -> bool:
-    return any(a < d and c < b for a, b in first for c, d in second)
+def instance_types(raw: str) -> tuple[str, ...]:
+    """A non-empty JSON array of EC2 instance types of one CPU architecture."""
+    values = string_list(raw)
+    if not values:
+        raise InvalidValueError("at least one EC2 instance type")
+    parse = instance_type("ec2")
+    for value in values:
+        parse(value)
+    if len({is_graviton(v) for v in values}) > 1:
+        raise InvalidValueError("instance types of one CPU architecture (all x86_64 or all arm64)")
+    return values
 
 
-# --- Engines -----------------------------------------------------------------------------
+def is_graviton(instance: str) -> bool:
+    """True for AWS Graviton (arm64) families such as m7g, c7gn, t4g, r8g."""
+    family = instance.split(".", 1)[0]
+    return re.fullmatch(r"[a-z]+\d+g[a-z]*", family) is not None and not family.startswith("g")
+
+
+# --- Database and cache engines ------------------------------------------------------------
 
 MIN_POSTGRES_MAJOR = 14
 """Oldest PostgreSQL major still in RDS standard support."""
@@ -327,6 +127,14 @@ def postgres_version(raw: str) -> str:
             "versions are upgraded automatically)"
         )
     return raw
+
+
+def identifier(raw: str) -> str:
+    """A PostgreSQL identifier usable as a database or user name."""
+    return text(
+        re.compile(r"^[a-z][a-z0-9_]{0,62}$"),
+        "a lower-case identifier: a letter, then letters, digits or _ (at most 63)",
+    )(raw)
 
 
 CACHE_VERSIONS = {"redis": re.compile(r"7\.[0-9]"), "valkey": re.compile(r"(7\.2|8\.[0-9])")}
@@ -356,28 +164,100 @@ def cache_auth_token(raw: str) -> str:
     return raw
 
 
-PERFORMANCE_INSIGHTS_DAYS = (7, *(31 * months for months in range(1, 24)), 731)
-"""Retention values Performance Insights accepts: 7 days, whole months of 31 days, or 731."""
+# --- Existing AWS resources the stack refers to --------------------------------------------
+
+_UUID = r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}"
+_ACM_ARN = re.compile(rf"^arn:aws(-[a-z]+)*:acm:[a-z0-9-]+:\d{{12}}:certificate/{_UUID}$")
+_HOSTED_ZONE = re.compile(r"^Z[A-Z0-9]{1,31}$")
+_WAFV2_ACL = re.compile(
+    rf"^arn:aws(-[a-z]+)*:wafv2:[a-z0-9-]+:\d{{12}}:regional/webacl/[A-Za-z0-9_-]{{1,128}}/{_UUID}$"
+)
+_S3_BUCKET = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_KMS_KEY_ARN = re.compile(
+    rf"^arn:aws(-[a-z]+)*:kms:[a-z0-9-]+:\d{{12}}:key/(mrk-[0-9a-f]{{32}}|{_UUID})$"
+)
 
 
-def identifier(raw: str) -> str:
-    """A PostgreSQL identifier usable as a database or user name."""
+def _in_stack(raw: str, region: str | None, account: str | None) -> None:
+    """An ARN's region and account must be the stack's: an ALB only takes certificates and
+    web ACLs of its own region and account."""
+    _, _, _, arn_region, arn_account, *_ = raw.split(":")
+    if region is not None and arn_region != region:
+        raise InvalidValueError(f"an ARN in the stack's region {region}, not {arn_region}")
+    if account is not None and arn_account != account:
+        raise InvalidValueError(f"an ARN in the stack's account {account}, not {arn_account}")
+
+
+def acm_certificate_arn(region: str | None, account: str | None) -> Parser[str]:
+    """An ACM certificate ARN of the stack's region and account."""
+
+    def parse(raw: str) -> str:
+        if not _ACM_ARN.fullmatch(raw):
+            raise InvalidValueError(
+                "an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<uuid>)"
+            )
+        _in_stack(raw, region, account)
+        return raw
+
+    return parse
+
+
+def wafv2_acl_arn(region: str | None, account: str | None) -> Parser[str]:
+    """A regional WAFv2 web ACL ARN of the stack's region and account."""
+
+    def parse(raw: str) -> str:
+        if not _WAFV2_ACL.fullmatch(raw):
+            raise InvalidValueError(
+                "a regional WAFv2 web ACL ARN "
+                "(arn:aws:wafv2:<region>:<account>:regional/webacl/<name>/<id>)"
+            )
+        _in_stack(raw, region, account)
+        return raw
+
+    return parse
+
+
+hosted_zone_id = text(_HOSTED_ZONE, "a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ")
+
+
+def s3_bucket_name(raw: str) -> str:
+    return text(_S3_BUCKET, "an S3 bucket name (3-63 lower-case letters, digits, dots, dashes)")(
+        raw
+    )
+
+
+def kms_key_arn(raw: str) -> str:
+    """A KMS key ARN (not an alias: IAM grants on keys need the key's own ARN)."""
+    return text(_KMS_KEY_ARN, "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key-id>)")(raw)
+
+
+# --- The deploy path: GitHub Actions through OIDC ------------------------------------------
+
+_GITHUB_REPOSITORY = re.compile(
+    r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}(?:@\d+)?/[A-Za-z0-9._-]{1,100}(?:@\d+)?$"
+)
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+
+
+def github_repository(raw: str) -> str:
+    """``owner/name`` as GitHub writes it into the OIDC ``sub`` claim, or the immutable form
+    ``owner@<id>/name@<id>`` that repositories created since 2026-07-15 emit."""
     return text(
-        re.compile(r"^[a-z][a-z0-9_]{0,62}$"),
-        "a lower-case identifier: a letter, then letters, digits or _ (at most 63)",
+        _GITHUB_REPOSITORY,
+        "a GitHub repository as owner/name (or owner@<owner-id>/name@<repo-id> when the "
+        "repository emits immutable subject claims)",
     )(raw)
 
 
-def optional(parse: Parser[T]) -> Parser[T | None]:
-    """The empty string means "not set"; anything else must parse."""
+def github_oidc_provider_arn(account: str | None) -> Parser[str]:
+    """The ARN of the account's existing GitHub Actions OIDC provider (one per account)."""
+    expected = f"arn:aws:iam::{account or '<account>'}:oidc-provider/{GITHUB_OIDC_HOST}"
+    acct = re.escape(account) if account else r"\d{12}"
+    pattern = re.compile(rf"^arn:aws:iam::{acct}:oidc-provider/{re.escape(GITHUB_OIDC_HOST)}$")
+    return text(pattern, f"the ARN of the account's GitHub OIDC provider, {expected}")
 
-    def wrapped(raw: str) -> T | None:
-        return None if raw == "" else parse(raw)
 
-    return wrapped
-
-
-# --- EKS and images ----------------------------------------------------------------------
+# --- EKS and images ------------------------------------------------------------------------
 
 MIN_KUBERNETES_MINOR = 30
 """EKS 1.30 and newer: standard support, and no default annotation on the legacy gp2 class."""
@@ -426,25 +306,6 @@ def addon_versions(known: Iterable[str]) -> Parser[dict[str, str]]:
     return parse
 
 
-def instance_types(raw: str) -> tuple[str, ...]:
-    """A non-empty JSON array of EC2 instance types of one CPU architecture."""
-    values = string_list(raw)
-    if not values:
-        raise InvalidValueError("at least one EC2 instance type")
-    parse = instance_type("ec2")
-    for value in values:
-        parse(value)
-    if len({is_graviton(v) for v in values}) > 1:
-        raise InvalidValueError("instance types of one CPU architecture (all x86_64 or all arm64)")
-    return values
-
-
-def is_graviton(instance: str) -> bool:
-    """True for AWS Graviton (arm64) families such as m7g, c7gn, t4g, r8g."""
-    family = instance.split(".", 1)[0]
-    return re.fullmatch(r"[a-z]+\d+g[a-z]*", family) is not None and not family.startswith("g")
-
-
 def image_reference(registry: str | None) -> Parser[str]:
     """An image in ``registry`` (the stack's ECR) pinned by tag or digest."""
     host = re.escape(registry) if registry else r"[a-z0-9.-]+(:\d+)?"
@@ -465,7 +326,7 @@ def image_reference(registry: str | None) -> Parser[str]:
     return parse
 
 
-# --- Workloads -----------------------------------------------------------------------------
+# --- Kubernetes resource quantities --------------------------------------------------------
 
 _CPU = re.compile(r"^(\d+)(m?)$")
 _MEMORY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
@@ -505,61 +366,7 @@ def memory_quantity(raw: str) -> Quantity:
     return Quantity(raw, value)
 
 
-def host_name(raw: str) -> str:
-    """A fully qualified DNS host name, lower case (the TLS certificate's name)."""
-    if raw != raw.lower() or not _HOSTNAME.fullmatch(raw):
-        raise InvalidValueError("a lower-case fully qualified host name such as app.example.org")
-    return raw
-
-
-_UUID = r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}"
-_ACM_ARN = re.compile(rf"^arn:aws(-[a-z]+)*:acm:[a-z0-9-]+:\d{{12}}:certificate/{_UUID}$")
-_HOSTED_ZONE = re.compile(r"^Z[A-Z0-9]{1,31}$")
-_WAFV2_ACL = re.compile(
-    rf"^arn:aws(-[a-z]+)*:wafv2:[a-z0-9-]+:\d{{12}}:regional/webacl/[A-Za-z0-9_-]{{1,128}}/{_UUID}$"
-)
-
-
-def _in_stack(raw: str, region: str | None, account: str | None) -> None:
-    """An ARN's region and account must be the stack's: an ALB only takes certificates and
-    web ACLs of its own region and account."""
-    _, _, _, arn_region, arn_account, *_ = raw.split(":")
-    if region is not None and arn_region != region:
-        raise InvalidValueError(f"an ARN in the stack's region {region}, not {arn_region}")
-    if account is not None and arn_account != account:
-        raise InvalidValueError(f"an ARN in the stack's account {account}, not {arn_account}")
-
-
-def acm_certificate_arn(region: str | None, account: str | None) -> Parser[str]:
-    """An ACM certificate ARN of the stack's region and account."""
-
-    def parse(raw: str) -> str:
-        if not _ACM_ARN.fullmatch(raw):
-            raise InvalidValueError(
-                "an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<uuid>)"
-            )
-        _in_stack(raw, region, account)
-        return raw
-
-    return parse
-
-
-def wafv2_acl_arn(region: str | None, account: str | None) -> Parser[str]:
-    """A regional WAFv2 web ACL ARN of the stack's region and account."""
-
-    def parse(raw: str) -> str:
-        if not _WAFV2_ACL.fullmatch(raw):
-            raise InvalidValueError(
-                "a regional WAFv2 web ACL ARN "
-                "(arn:aws:wafv2:<region>:<account>:regional/webacl/<name>/<id>)"
-            )
-        _in_stack(raw, region, account)
-        return raw
-
-    return parse
-
-
-hosted_zone_id = text(_HOSTED_ZONE, "a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ")
+# --- Django --------------------------------------------------------------------------------
 
 
 def django_secret_key(raw: str) -> str:
@@ -572,42 +379,3 @@ def django_secret_key(raw: str) -> str:
             "print(secrets.token_urlsafe(50))')"
         )
     return raw
-
-
-_GITHUB_REPOSITORY = re.compile(
-    r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}(?:@\d+)?/[A-Za-z0-9._-]{1,100}(?:@\d+)?$"
-)
-_S3_BUCKET = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_KMS_KEY_ARN = re.compile(
-    rf"^arn:aws(-[a-z]+)*:kms:[a-z0-9-]+:\d{{12}}:key/(mrk-[0-9a-f]{{32}}|{_UUID})$"
-)
-GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
-
-
-def github_repository(raw: str) -> str:
-    """``owner/name`` as GitHub writes it into the OIDC ``sub`` claim, or the immutable form
-    ``owner@<id>/name@<id>`` that repositories created since 2026-07-15 emit."""
-    return text(
-        _GITHUB_REPOSITORY,
-        "a GitHub repository as owner/name (or owner@<owner-id>/name@<repo-id> when the "
-        "repository emits immutable subject claims)",
-    )(raw)
-
-
-def s3_bucket_name(raw: str) -> str:
-    return text(_S3_BUCKET, "an S3 bucket name (3-63 lower-case letters, digits, dots, dashes)")(
-        raw
-    )
-
-
-def kms_key_arn(raw: str) -> str:
-    """A KMS key ARN (not an alias: IAM grants on keys need the key's own ARN)."""
-    return text(_KMS_KEY_ARN, "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key-id>)")(raw)
-
-
-def github_oidc_provider_arn(account: str | None) -> Parser[str]:
-    """The ARN of the account's existing GitHub Actions OIDC provider (one per account)."""
-    expected = f"arn:aws:iam::{account or '<account>'}:oidc-provider/{GITHUB_OIDC_HOST}"
-    acct = re.escape(account) if account else r"\d{12}"
-    pattern = re.compile(rf"^arn:aws:iam::{acct}:oidc-provider/{re.escape(GITHUB_OIDC_HOST)}$")
-    return text(pattern, f"the ARN of the account's GitHub OIDC provider, {expected}")

@@ -1,0 +1,317 @@
+"""The settings model: the enums and frozen dataclasses of a parsed stack, and the fixed values
+they build on (the EKS add-ons, the images, the project root, the rollout surge).
+
+``StackSettings`` is the tree the program receives (one nested dataclass per concern); every
+component takes its own branch. Nothing here parses or reads configuration: ``parse_settings``
+builds the tree once every value has been validated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import pulumi
+
+from components.settings.rules import Quantity, is_graviton
+from components.settings.subnets import Tier
+
+# --------------------------------------------------------------------------------------------
+# Value types
+# --------------------------------------------------------------------------------------------
+
+
+class StackRole(StrEnum):
+    """What a stack is for. The role, never the stack's name, decides the production safety
+    floors, ``protect`` on stateful resources, the policy pack's default configuration and the
+    deploy path (production stacks deploy only through an approved GitHub environment)."""
+
+    PRODUCTION = "production"
+    STAGING = "staging"
+
+
+class NatGatewayMode(StrEnum):
+    ONE_PER_ZONE = "one-per-zone"
+    SINGLE = "single"
+
+
+class FlowLogTrafficType(StrEnum):
+    ALL = "ALL"
+    ACCEPT = "ACCEPT"
+    REJECT = "REJECT"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class CacheEngine(StrEnum):
+    REDIS = "redis"
+    VALKEY = "valkey"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret setting. Its value never appears in ``repr`` or logs; components turn it into
+    a secret Output with ``output()`` so it stays encrypted in state."""
+
+    _value: str = field(repr=False)
+
+    def output(self) -> pulumi.Output[str]:
+        return pulumi.Output.secret(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret(****)"
+
+
+# --------------------------------------------------------------------------------------------
+# Settings tree
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    region: str
+    """AWS region of every regional resource in the stack."""
+    account_id: str
+    """The only AWS account the provider may act on."""
+    owner: str
+    """Owner tag: the owning team's mailbox."""
+    cost_center: str
+    """CostCenter tag."""
+    admin_role_arns: tuple[str, ...]
+    """IAM roles that administer the stack's KMS keys and the cluster (operators run Pulumi as
+    one of them: the kubeconfig authenticates as the caller)."""
+    kms_key_rotation_days: int
+    """Automatic rotation period of every customer-managed KMS key."""
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    vpc_cidr: str
+    availability_zones: tuple[str, ...]
+    subnet_prefixes: Mapping[Tier, int]
+    nat_gateways: NatGatewayMode
+    interface_endpoints: bool
+    flow_log_retention_days: int
+    flow_log_traffic_type: FlowLogTrafficType
+
+    @property
+    def nat_gateway_count(self) -> int:
+        if self.nat_gateways is NatGatewayMode.SINGLE:
+            return 1
+        return len(self.availability_zones)
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    engine_version: str
+    instance_class: str
+    database_name: str
+    allocated_storage_gb: int
+    max_allocated_storage_gb: int
+    multi_az: bool
+    backup_retention_days: int
+    backup_window: str
+    maintenance_window: str
+    performance_insights_retention_days: int
+    monitoring_interval_seconds: int
+    slow_query_ms: int
+    log_retention_days: int
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    engine: CacheEngine
+    engine_version: str
+    node_type: str
+    node_count: int
+    snapshot_retention_days: int
+    snapshot_window: str
+    maintenance_window: str
+    log_retention_days: int
+    auth_token: Secret
+
+    @property
+    def highly_available(self) -> bool:
+        """Automatic failover and Multi-AZ need a replica to fail over to."""
+        return self.node_count >= 2
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    postgres_retention_days: int
+    """Lifecycle expiry of ``postgresql/`` in the backups bucket."""
+    redis_retention_days: int
+    """Lifecycle expiry of ``redis/``."""
+    application_retention_days: int
+    """Lifecycle expiry of ``application/`` (media archives)."""
+    noncurrent_version_days: int
+    """Noncurrent versions in the backups bucket are deleted after this many days."""
+    abort_incomplete_upload_days: int
+    object_lock_days: int
+    """Default governance-mode Object Lock retention on the backups bucket; 0 means none."""
+    replica_region: str | None
+    """Region of the off-site replica of the backups bucket; None means no replica."""
+    media_noncurrent_version_days: int
+    access_log_retention_days: int
+
+
+CLUSTER_ADDONS = (
+    "vpc-cni",
+    "kube-proxy",
+    "eks-pod-identity-agent",
+    "coredns",
+    "aws-ebs-csi-driver",
+    "metrics-server",
+)
+"""The EKS managed add-ons the cluster runs; each is pinned in ``clusterAddons``."""
+IMAGES = ("server", "web", "backup")
+"""The container images of the platform, each built from source or given prebuilt."""
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+"""The repository root (this file is components/settings/model.py), where Pulumi.yaml is: image
+source folders are relative to it."""
+
+
+@dataclass(frozen=True)
+class NodeGroupSettings:
+    instance_types: tuple[str, ...]
+    min_size: int
+    max_size: int
+    desired_size: int
+    """Initial size only: afterwards the cluster autoscaler owns it."""
+
+    @property
+    def arm64(self) -> bool:
+        return is_graviton(self.instance_types[0])
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    version: str
+    public_access_cidrs: tuple[str, ...]
+    """Empty: the public API endpoint is off."""
+    read_only_role_arns: tuple[str, ...]
+    log_retention_days: int
+    addons: Mapping[str, str]
+    """Add-on name to pinned version."""
+    system_nodes: NodeGroupSettings
+    app_nodes: NodeGroupSettings
+    node_disk_size_gb: int
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """One image: built from ``source`` (a folder) or taken as the prebuilt ``reference``."""
+
+    name: str
+    source: Path | None
+    reference: str | None
+
+
+@dataclass(frozen=True)
+class ImagesSettings:
+    retention_count: int
+    images: tuple[ImageSettings, ...]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Requests and limits of one container (limits at least the requests)."""
+
+    cpu_request: Quantity
+    cpu_limit: Quantity
+    memory_request: Quantity
+    memory_limit: Quantity
+
+    def requests(self) -> dict[str, str]:
+        return {"cpu": self.cpu_request.text, "memory": self.memory_request.text}
+
+    def limits(self) -> dict[str, str]:
+        return {"cpu": self.cpu_limit.text, "memory": self.memory_limit.text}
+
+
+ROLLOUT_SURGE_PERCENT = 25
+"""maxSurge of the Deployments: a rolling update adds this share of pods before removing."""
+JOBS_AT_ONCE = 1
+"""Pods the namespace runs beside the Deployments at worst: the release's migration Job."""
+
+
+@dataclass(frozen=True)
+class QuotaSettings:
+    cpu: Quantity
+    memory: Quantity
+    pods: int
+
+
+@dataclass(frozen=True)
+class WorkloadSettings:
+    host: str
+    certificate_arn: str | None
+    """ACM certificate for ``host``; None when one is created in ``hosted_zone_id``."""
+    hosted_zone_id: str | None
+    waf_acl_arn: str | None
+    log_level: LogLevel
+    min_replicas: int
+    max_replicas: int
+    cpu_target_percent: int
+    memory_target_percent: int
+    scale_down_stabilization_seconds: int
+    server: Resources
+    quota: QuotaSettings
+    django_secret_key: Secret
+
+    def peak_pods(self) -> int:
+        """Server pods at the worst moment: every replica, a rolling update's surge and the
+        migration Job (each of those pods has the server's resources)."""
+        surge = -(-self.max_replicas * ROLLOUT_SURGE_PERCENT // 100)
+        return self.max_replicas + surge + JOBS_AT_ONCE
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """Who may preview and deploy the stack from GitHub Actions, and what their roles reach."""
+
+    repository: str
+    """``owner/name`` (or the immutable ``owner@id/name@id``) in the OIDC ``sub`` claims."""
+    oidc_provider_arn: str | None
+    """The account's existing GitHub OIDC provider; ``None`` to create it in this stack."""
+    state_bucket: str | None
+    """The S3 bucket of the Pulumi state backend; ``None`` for another backend."""
+    secrets_key_arn: str | None
+    """The KMS key of the stack's ``awskms://`` secrets provider; ``None`` for another one."""
+
+
+@dataclass(frozen=True)
+class AlertingSettings:
+    email: str
+    webhook_url: Secret
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Everything the program needs to know about one stack."""
+
+    project: str
+    stack: str
+    role: StackRole
+    account: AccountSettings
+    network: NetworkSettings
+    database: DatabaseSettings
+    cache: CacheSettings
+    storage: StorageSettings
+    cluster: ClusterSettings
+    images: ImagesSettings
+    workloads: WorkloadSettings
+    deploy: DeploySettings
+    alerting: AlertingSettings
+
+    @property
+    def is_production(self) -> bool:
+        """Production gets ``protect`` on stateful resources and the safety floors above."""
+        return self.role is StackRole.PRODUCTION
