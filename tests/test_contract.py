@@ -299,7 +299,11 @@ class _Leaky(Component):
 def test_instance_check_names_each_seeded_violation(monkeypatch: pytest.MonkeyPatch) -> None:
     instances, registrations = _recording(monkeypatch)
     config = load_stack_config(REPO_ROOT, STACKS[0])
-    capture(config, lambda: _Leaky("leaky", _LeakyArgs("data"), opts=_with_aws()))
+
+    def program() -> None:
+        _Leaky("leaky", _LeakyArgs("data"), opts=_with_aws())
+
+    capture(config, program)
     (leaky,) = instances
     problems = "\n".join(instance_problems(leaky, registrations[id(leaky)]))
     assert "registered ['bucketName']; declared outputs are ['bucket', 'bucket_name']" in problems

@@ -21,7 +21,7 @@ from tools.plan import Plan
 from tools.preview import REPO_ROOT, capture
 from tools.project import StackConfig
 
-IMAGES_DIR = REPO_ROOT / "components" / "images"
+IMAGES_DIR = REPO_ROOT / "components" / "aws" / "images"
 CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
 
 
