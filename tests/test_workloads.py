@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from components.app.workloads import CREDENTIALS_DIR, HEALTH, PRE_STOP_SECONDS, SECRETS_DIR
+from components.app.pod_spec import CREDENTIALS_DIR, HEALTH, PRE_STOP_SECONDS, SECRETS_DIR
 from components.settings import StackSettings
 from tests.conftest import component_plan, key_arn, only
 from tools.mocks import MASK, CapturedResource

@@ -3,8 +3,9 @@ written once: the Pod Security Standards ``restricted`` security contexts, place
 system node pool, spreading across zones, and the config checksum that rolls pods when their
 configuration changes.
 
-Always typed ``pulumi_kubernetes`` ``*Args`` classes (never plain dicts): they are checked by
-mypy cheaply and serialize to exactly the camelCase the API server takes.
+Written once, as typed ``pulumi_kubernetes`` ``*Args`` (checked by mypy, serialized to exactly
+the camelCase the API server takes); the Helm values of the charts (``chart_security``,
+``chart_placement``) are derived from them by ``as_values``, so the hardening changes in one place.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi_kubernetes as k8s
+from pulumi._types import input_type_to_dict, is_input_type
 
 NON_ROOT_UID = 10001
 """The user (and group) our images run as; matches the ``USER`` of our Dockerfiles."""
@@ -47,11 +49,15 @@ _EFFECTS = {
 """EKS node-group taint effects as Kubernetes spells them in tolerations."""
 
 
-def container_security_context(*, read_only_root: bool = True) -> core.SecurityContextArgs:
+def container_security_context(
+    *, read_only_root: bool = True, uid: int | None = None
+) -> core.SecurityContextArgs:
     """The ``restricted`` profile for one container: non-root, no privilege escalation, every
-    capability dropped, RuntimeDefault seccomp and (by default) a read-only root filesystem."""
+    capability dropped, RuntimeDefault seccomp and (by default) a read-only root filesystem;
+    with ``uid``, also the user it runs as (charts set it per container)."""
     return core.SecurityContextArgs(
         run_as_non_root=True,
+        run_as_user=uid,
         allow_privilege_escalation=False,
         read_only_root_filesystem=read_only_root,
         capabilities=core.CapabilitiesArgs(drop=["ALL"]),
@@ -59,13 +65,16 @@ def container_security_context(*, read_only_root: bool = True) -> core.SecurityC
     )
 
 
-def pod_security_context(uid: int = NON_ROOT_UID) -> core.PodSecurityContextArgs:
-    """Pod-level half of ``restricted``: a fixed non-root user and group, RuntimeDefault
-    seccomp, and volumes group-owned so the non-root user can write its emptyDirs."""
+def pod_security_context(
+    uid: int = NON_ROOT_UID, *, run_as_group: bool = True
+) -> core.PodSecurityContextArgs:
+    """Pod-level half of ``restricted``: a fixed non-root user and (unless ``run_as_group`` is
+    false) group, RuntimeDefault seccomp, and volumes group-owned so the non-root user can write
+    its emptyDirs."""
     return core.PodSecurityContextArgs(
         run_as_non_root=True,
         run_as_user=uid,
-        run_as_group=uid,
+        run_as_group=uid if run_as_group else None,
         fs_group=uid,
         seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
     )
@@ -133,38 +142,30 @@ def writable(
     )
 
 
+def as_values(value: Any) -> Any:
+    """Typed ``*Args`` (nested, in lists and dicts too) as plain Helm-values data: camelCase keys,
+    unset fields left out. It is the SDK's own translation (the one Pulumi applies when it sends
+    the typed form), so a chart gets exactly what a typed object would."""
+    if is_input_type(type(value)):
+        return {key: as_values(item) for key, item in input_type_to_dict(value).items()}
+    if isinstance(value, Mapping):
+        return {key: as_values(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_values(item) for item in value]
+    return value
+
+
 def chart_placement() -> dict[str, Any]:
-    """``nodeSelector`` and ``tolerations`` of the system pool as Helm values (plain data)."""
-    return {
-        "nodeSelector": {POOL_LABEL: "system"},
-        "tolerations": [
-            {
-                "key": taint.key,
-                "operator": "Equal",
-                "value": taint.value,
-                "effect": _EFFECTS[taint.effect],
-            }
-            for taint in SYSTEM_TAINTS
-        ],
-    }
+    """``system_pool()`` as Helm values: ``nodeSelector`` and ``tolerations``."""
+    node_selector, tolerations = system_pool()
+    return {"nodeSelector": node_selector, "tolerations": as_values(tolerations)}
 
 
 def chart_security(uid: int = NON_ROOT_UID) -> dict[str, Any]:
     """The ``restricted`` container and pod security contexts as Helm values, under the keys
-    most charts use (``securityContext``, ``podSecurityContext``)."""
+    most charts use (``securityContext``, ``podSecurityContext``). The charts' containers name
+    their user (``runAsUser``); their pods leave the group to the image (no ``runAsGroup``)."""
     return {
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "runAsUser": uid,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "podSecurityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": uid,
-            "fsGroup": uid,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": as_values(container_security_context(uid=uid)),
+        "podSecurityContext": as_values(pod_security_context(uid, run_as_group=False)),
     }
