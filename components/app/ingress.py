@@ -1,35 +1,10 @@
 """``Ingress``: the platform's public entry point, an internet-facing Application Load
 Balancer made by the AWS Load Balancer Controller from one Ingress.
 
-Creates:
-
-* a ``networking.k8s.io/v1`` Ingress of class ``alb`` in the app namespace: one rule for the
-  host sending ``/`` (Prefix) to the backend Service, and a ``tls`` section for the host. Its
-  annotations ask the controller for an internet-facing ALB with IP targets (pods registered
-  directly, no NodePort hop), listeners on 80 and 443 with 80 redirecting to 443, TLS 1.2 and
-  1.3 only (``ELBSecurityPolicy-TLS13-1-2-2021-06``), the certificate below, the health check
-  path, the WAFv2 web ACL when one is given, invalid header fields dropped and deletion
-  protection (in every stack, like the cluster's and the database's);
-* the TLS certificate, one of two ways (exactly one of ``certificate_arn`` / ``hosted_zone_id``,
-  else ``ValueError``): the ACM certificate whose ARN is given, or — given a Route 53 hosted
-  zone — a DNS-validated ACM certificate for the host, its validation CNAME record in the zone
-  and a ``CertificateValidation`` that waits until ACM issued it, so the Ingress only ever
-  names an issued certificate.
-
-The host's own DNS record is not created: the ALB's address is known only once the controller
-has made it, after this program ran. Point the host at the ALB (a Route 53 alias A record, or
-a CNAME elsewhere) from the Ingress' ``status.loadBalancer`` after the first deployment;
-the address stays as long as the ALB does (changing the scheme or the Ingress' name or
-namespace makes a new one).
-
-Pulumi awaits the Ingress (no ``pulumi.com/skipAwait``): on create until the controller has
-published the ALB's address, and on delete until the controller's finalizer has removed the
-ALB. Skipping the await would also skip the delete wait, and ``pulumi destroy`` could remove
-the controller first and orphan the ALB. Deletion protection must be turned off before
-the ALB can go (docs/teardown.md).
-
-The Ingress lists the load balancer controller in ``depends_on``: the controller's webhook
-must run before an Ingress can be created.
+Creates the Ingress of class ``alb`` for the host (HTTP redirected to HTTPS, TLS 1.2 and 1.3
+only, IP targets, the WAFv2 web ACL when given, deletion protection) and, given a Route 53
+hosted zone instead of a certificate ARN, a DNS-validated ACM certificate for the host. The
+host's own DNS record is not made here (see ``Ingress``).
 """
 
 from __future__ import annotations
@@ -99,7 +74,10 @@ def ingress_annotations(
     deletion_protection: bool,
     waf_acl_arn: str | None,
 ) -> dict[str, pulumi.Input[str]]:
-    """What the controller makes of the Ingress (annotation values are always strings)."""
+    """What the controller makes of the Ingress (annotation values are always strings): an
+    internet-facing ALB with IP targets (pods registered directly, no NodePort hop), listeners
+    on 80 and 443 with 80 redirecting to 443, TLS 1.2 and 1.3 only, the certificate, the health
+    check path, invalid header fields dropped, and the WAFv2 web ACL when one is given."""
     annotations: dict[str, pulumi.Input[str]] = {
         f"{ALB}/scheme": "internet-facing",
         f"{ALB}/target-type": "ip",
@@ -117,7 +95,14 @@ def ingress_annotations(
 
 class Ingress(Component):
     """The public Ingress and, when asked, its DNS-validated certificate (``depends_on``: the
-    load balancer controller, whose webhook must run before an Ingress can be created)."""
+    load balancer controller, whose webhook must run before an Ingress can be created).
+
+    The host's DNS record is not created: the ALB's address exists only once the controller has
+    made the ALB, after this program ran. Point the host at it (a Route 53 alias A record, or a
+    CNAME elsewhere) from the Ingress' ``status.loadBalancer`` after the first deployment; the
+    address lasts as long as the ALB (changing the scheme or the Ingress' name or namespace
+    makes a new one).
+    """
 
     TYPE = "exposcholar:app:Ingress"
 
@@ -136,6 +121,10 @@ class Ingress(Component):
             raise ValueError("one of certificate_arn and hosted_zone_id must be set")
 
         object_name = args.naming.project
+        # Awaited (no pulumi.com/skipAwait): on create until the controller has published the
+        # ALB's address, on delete until its finalizer has removed the ALB. Skipping the await
+        # would skip the delete wait too, and ``pulumi destroy`` could remove the controller
+        # first and orphan the ALB.
         networking.Ingress(
             f"{name}-ingress",
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -145,6 +134,8 @@ class Ingress(Component):
                 annotations=ingress_annotations(
                     certificate_arn=self.certificate_arn,
                     health_check_path=args.backend.health_check_path,
+                    # in every stack, like the cluster and the database; a teardown turns it
+                    # off before the ALB can go (docs/teardown.md)
                     deletion_protection=True,
                     waf_acl_arn=args.waf_acl_arn,
                 ),
@@ -181,7 +172,8 @@ class Ingress(Component):
     def _validated_certificate(
         self, name: str, args: IngressArgs, zone_id: str
     ) -> pulumi.Output[str]:
-        """An ACM certificate for the host, DNS-validated in ``zone_id``; its ARN once issued."""
+        """An ACM certificate for the host, DNS-validated in ``zone_id``, with its validation
+        record; its ARN once issued, so the Ingress only ever names an issued certificate."""
         certificate = acm.Certificate(
             f"{name}-certificate",
             domain_name=args.host,

@@ -1,21 +1,9 @@
 """``Cache``: the platform's Redis (Redis OSS 7 or Valkey) on ElastiCache.
 
-Creates:
-
-* a cache subnet group on the isolated subnets;
-* a security group admitting 6379 only from the security groups passed in (no CIDR ingress,
-  no egress);
-* log groups with bounded retention, and slow-log and engine-log delivery to them (JSON);
-* a replication group: TLS required in transit, encrypted at rest with the data KMS key, AUTH
-  token from a secret setting (kept a secret Output, rotated with the ``ROTATE`` strategy so
-  clients keep working during a change), automatic failover and Multi-AZ whenever there is a
-  replica (prod requires one), native snapshots with retention and a window that does not
-  overlap maintenance (the Redis backup base layer: ElastiCache forbids SYNC and BGSAVE, so
-  ``redis-cli --rdb`` cannot work), and a final snapshot on delete.
-
-Replacement: changing ``replication_group_id`` (derived from the stack name, so stable),
-``at_rest_encryption_enabled``, ``kms_key_id`` or the subnet group replaces the replication
-group and loses its data (snapshots remain). The replication group is ``protect``ed in prod.
+A replication group on the isolated subnets, reachable on 6379 only from the placement's client
+security groups, with TLS and an AUTH token required, encryption at rest with the data key,
+Multi-AZ failover whenever it has a replica, and native snapshots, the Redis backup base layer.
+Slow and engine logs go to log groups with bounded retention.
 """
 
 from __future__ import annotations
@@ -60,7 +48,12 @@ class CacheArgs:
 
 
 class Cache(Component):
-    """ElastiCache replication group with its network, logs and snapshots."""
+    """ElastiCache replication group with its network, logs and snapshots.
+
+    Changing ``replication_group_id`` (derived from the stack name, so stable),
+    ``at_rest_encryption_enabled``, ``kms_key_id`` or the subnet group replaces the replication
+    group and loses its data (snapshots remain); it is ``protect``ed in prod.
+    """
 
     TYPE = "exposcholar:data:Cache"
 
@@ -121,6 +114,7 @@ class Cache(Component):
             engine_version=settings.engine_version,
             node_type=settings.node_type,
             num_cache_clusters=settings.node_count,
+            # failover and Multi-AZ whenever there is a replica (prod requires one)
             automatic_failover_enabled=settings.highly_available,
             multi_az_enabled=settings.highly_available,
             port=PORT,
@@ -130,8 +124,11 @@ class Cache(Component):
             kms_key_id=args.kms_key_arn,
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
-            auth_token=auth_token,
+            auth_token=auth_token,  # kept a secret Output
+            # ROTATE keeps the old and the new token valid during a change: clients keep working
             auth_token_update_strategy="ROTATE",  # noqa: S106 - a strategy name, not a secret
+            # Native snapshots are the backup base layer: ElastiCache forbids SYNC and BGSAVE, so
+            # ``redis-cli --rdb`` cannot work. The window does not overlap maintenance (settings).
             snapshot_retention_limit=settings.snapshot_retention_days,
             snapshot_window=settings.snapshot_window,
             maintenance_window=settings.maintenance_window,

@@ -1,30 +1,10 @@
 """``Database``: the platform's PostgreSQL on RDS, production grade in every stack.
 
-Creates:
-
-* a DB subnet group on the isolated subnets (no route out of the VPC);
-* a security group admitting 5432 only from the security groups passed in (no CIDR ingress,
-  no egress);
-* a parameter group for the major version with ``rds.force_ssl=1`` (TLS only),
-  ``pg_stat_statements`` preloaded, slow statements logged (``log_min_duration_statement``),
-  lock waits logged and I/O timing tracked;
-* log groups with bounded retention for the exported ``postgresql`` and ``upgrade`` logs,
-  created first so RDS never creates never-expiring ones;
-* the enhanced-monitoring role (assumable only by ``monitoring.rds.amazonaws.com`` for this
-  account);
-* the instance: encrypted gp3 storage (data KMS key) with storage autoscaling, not publicly
-  accessible, Multi-AZ per settings (required in prod), deletion protection and a final snapshot
-  always, automated backups with retention and a backup window that does not overlap the
-  maintenance window (validated in settings), Performance Insights encrypted with the data key,
-  enhanced monitoring, IAM database authentication, automatic minor upgrades,
-  ``copy_tags_to_snapshot``, and the master password generated and kept by RDS in Secrets
-  Manager (``manage_master_user_password``), encrypted with the data key: no password exists in
-  configuration or in Pulumi state.
-
-Replacement: changing ``identifier`` (derived from the stack name, so stable), ``username``,
-``db_name``, ``kms_key_id`` or ``storage_encrypted`` replaces the instance; changing the subnet
-group to one in another VPC does too. A new major version creates a new parameter group (its
-name carries the family) before the instance moves to it. The instance is ``protect``ed in prod.
+An encrypted instance on the isolated subnets, reachable on 5432 only from the placement's
+client security groups and only over TLS, with deletion protection, a final snapshot, automated
+backups, Performance Insights, enhanced monitoring and IAM authentication; its parameter group,
+log groups and monitoring role come with it. RDS generates the master password and keeps it in
+Secrets Manager: it exists neither in configuration nor in Pulumi state.
 """
 
 from __future__ import annotations
@@ -77,7 +57,12 @@ class DatabaseArgs:
 
 
 class Database(Component):
-    """RDS PostgreSQL with its network, parameters, logs and monitoring."""
+    """RDS PostgreSQL with its network, parameters, logs and monitoring.
+
+    Changing ``identifier`` (derived from the stack name, so stable), ``username``, ``db_name``,
+    ``kms_key_id`` or ``storage_encrypted`` replaces the instance, and so does moving it to a
+    subnet group in another VPC. The instance is ``protect``ed in prod.
+    """
 
     TYPE = "exposcholar:data:Database"
 
@@ -122,6 +107,8 @@ class Database(Component):
             allowed_security_group_ids=args.placement.allowed_security_group_ids,
             tags=naming.tags(COMPONENT, "postgres-sg"),
         )
+        # Named after the family: a new major version gets a new group before the instance
+        # moves to it.
         parameters = rds.ParameterGroup(
             f"{name}-parameters",
             name=naming.physical(COMPONENT, family),
@@ -172,6 +159,7 @@ class Database(Component):
             instance_class=settings.instance_class,
             db_name=settings.database_name,
             username=MASTER_USERNAME,
+            # generated and rotated by RDS in Secrets Manager, encrypted with the data key
             manage_master_user_password=True,
             master_user_secret_kms_key_id=args.kms_key_arn,
             port=PORT,
@@ -192,7 +180,7 @@ class Database(Component):
             delete_automated_backups=False,
             copy_tags_to_snapshot=True,
             backup_retention_period=settings.backup_retention_days,
-            backup_window=settings.backup_window,
+            backup_window=settings.backup_window,  # settings refuse one overlapping maintenance
             maintenance_window=settings.maintenance_window,
             performance_insights_enabled=True,
             performance_insights_kms_key_id=args.kms_key_arn,
@@ -205,6 +193,7 @@ class Database(Component):
             allow_major_version_upgrade=False,
             apply_immediately=False,
             tags=naming.tags(COMPONENT, "postgres"),
+            # the log groups first, so RDS never creates never-expiring ones
             opts=self.child_opts(protect=args.protect, depends_on=log_groups),
         )
 

@@ -1,33 +1,11 @@
-"""GitHubDeployAccess: the AWS side of the deploy path, so that who may change the stack is code.
+"""``GitHubDeployAccess``: the AWS side of the deploy path, so who may change the stack is code.
 
-GitHub Actions gets short-lived AWS credentials through OpenID Connect, never stored keys. This
-component creates, for one stack:
-
-* the account's **GitHub OIDC identity provider** (``token.actions.githubusercontent.com``,
-  audience ``sts.amazonaws.com``; no thumbprint, AWS validates GitHub through its trusted CAs).
-  An account holds one provider per URL, so a second stack in the same account passes the
-  existing provider's ARN instead (``githubOidcProviderArn``);
-* the **preview role**, assumable only by pull-request jobs of the repository (``sub`` =
-  ``repo:<owner>/<name>:pull_request``, compared with ``StringEquals``): AWS read-only access,
-  read on the state bucket, decrypt with the secrets key; explicit denials of object reads in
-  the stack's data buckets and of secret values in Secrets Manager and SSM. On the cluster
-  (``Cluster``'s access entries) it may view, and read Secrets only where a chart must look one
-  up to render; previews' dry runs that RBAC forbids fall back to client-side diffs. PR code
-  never holds credentials that write anything;
-* the **deploy role**, assumable only by jobs on ``main`` (a staging stack: ``sub`` =
-  ``repo:<owner>/<name>:ref:refs/heads/main``) or only by jobs of the ``production`` GitHub
-  environment, whose required reviewers and main-only branch policy gate every production
-  deploy (``sub`` = ``repo:<owner>/<name>:environment:production``; a job that names an
-  environment never gets the branch form). Permissions: ``PowerUserAccess`` plus IAM limited to
-  the stack's own roles (``<project>-<stack>-*``) and OIDC providers, read and write on the
-  state bucket, and the secrets key; on the cluster, an administrator's access entry. It may
-  attach only the AWS-managed policies the program uses, may assume no other role, manages
-  only this region's EKS OIDC providers and GitHub's, and may not change the two workflow
-  roles themselves: widening CI's own permissions takes an operator. (Inline policies of the
-  stack's own roles remain its to write: a permissions boundary on every role the program
-  creates would close that, and is not built yet.)
-
-Both trust policies also require ``aud`` = ``sts.amazonaws.com``; neither uses a wildcard.
+GitHub Actions gets short-lived AWS credentials through OpenID Connect, never stored keys. For
+one stack this creates GitHub's OIDC provider in the account (unless an existing one is given)
+and two roles, each trusting one exact ``sub`` with ``aud`` = ``sts.amazonaws.com`` and no
+wildcard: the **preview** role for pull requests, read-only and denied the platform's data and
+secret values, and the **deploy** role for ``main`` (staging) or the ``production`` GitHub
+environment (prod), which may not widen its own permissions.
 """
 
 from __future__ import annotations
@@ -111,7 +89,9 @@ SELF_CHANGES = (
 
 def github_subject(repository: str, *, production: bool | None) -> str:
     """The ``sub`` claim a role trusts: pull requests (``production=None``), ``main`` for a
-    staging stack, the production environment for a production stack."""
+    staging stack, the production environment for a production stack. That environment's
+    required reviewers and main-only branch policy gate every production deploy; a job that
+    names an environment never gets the branch form of ``sub``."""
     if production is None:
         return f"repo:{repository}:pull_request"
     if production:
@@ -214,6 +194,9 @@ class GitHubDeployAccess(Component):
         super().__init__(name, opts)
         settings, naming = args.settings, args.naming
 
+        # An account holds one provider per URL: a second stack in the same account passes the
+        # existing provider's ARN (``githubOidcProviderArn``). No thumbprint: AWS validates
+        # GitHub through its trusted CAs.
         if settings.oidc_provider_arn:
             self.provider_arn = pulumi.Output.from_input(settings.oidc_provider_arn)
         else:
@@ -230,6 +213,10 @@ class GitHubDeployAccess(Component):
         role_arn = f"arn:aws:iam::{args.account_id}:role"
         preview_name = naming.physical(COMPONENT, "github-preview", max_length=64)
         deploy_name = naming.physical(COMPONENT, "github-deploy", max_length=64)
+        # Preview: AWS read-only, read on the state bucket, decrypt with the secrets key, and no
+        # object reads in the data buckets nor secret values. On the cluster (``Cluster``'s
+        # access entries) it may view, and read Secrets only where a chart looks one up to
+        # render. Pull-request code never holds credentials that write anything.
         preview_policy = pulumi.Output.all(*args.data_buckets).apply(
             lambda buckets: json.dumps(
                 {
@@ -269,6 +256,12 @@ class GitHubDeployAccess(Component):
         own_roles = f"{role_arn}/{naming.project}-{naming.stack}-*"
         provider_arn = f"arn:aws:iam::{args.account_id}:oidc-provider"
         workflow_roles = [f"{role_arn}/{preview_name}", f"{role_arn}/{deploy_name}"]
+        # Deploy: PowerUserAccess, plus IAM on the stack's own roles and on this region's EKS
+        # and GitHub's OIDC providers, the state bucket and the secrets key; on the cluster, an
+        # administrator's access entry. It may attach only ATTACHABLE_POLICIES, assume no other
+        # role, and not change the two workflow roles: widening CI's own permissions takes an
+        # operator. (It can still write inline policies of the stack's own roles: no
+        # permissions boundary limits them.)
         deploy_policy = json.dumps(
             {
                 "Version": "2012-10-17",

@@ -1,29 +1,9 @@
 """``Keys``: the stack's customer-managed KMS keys, one per data domain.
 
-Creates, each with automatic rotation (period from settings), a 30-day deletion window, an
-alias ``alias/exposcholar-<stack>-<domain>`` and a key policy that names who may use it:
-
-* ``data`` — RDS storage, Performance Insights, the RDS-managed master secret and ElastiCache;
-* ``backups`` — the backups bucket;
-* ``storage`` — the static and media buckets;
-* ``cluster`` — envelope encryption of Kubernetes Secrets in EKS;
-* ``images`` — the ECR repositories;
-* ``backups-replica`` — in the replica region, for the off-site copy (only when a replica
-  region is set; a KMS key cannot be used across regions).
-
-Why one key per domain rather than one per stack: the domains have different readers. Backup
-jobs must decrypt backups but never touch the live database's key material, the application
-reads media but not backups, and a key disabled or scheduled for deletion by mistake takes out
-one domain, not the whole platform. Six keys cost a few dollars a month.
-
-Every key policy has the same three statements: the account root (so IAM policies can grant
-use and the key can never become unmanageable), the administrator roles from settings (manage,
-not use), and use through the named AWS services only (``kms:ViaService``) by principals of this
-account (``kms:CallerAccount``).
-
-Replacement: changing the key spec, usage or multi-region flag replaces a key (and every
-resource encrypted with it); rotation, policy, description and alias changes do not. Keys are
-``protect``ed in prod.
+For each domain of ``DOMAIN_SERVICES`` (data, backups, storage, cluster, images, and
+backups-replica in the replica region when there is one) a key with automatic rotation, a 30-day
+deletion window, the alias ``alias/exposcholar-<stack>-<domain>`` and a policy that admits use
+only through that domain's AWS services. Separate keys keep the domains' readers apart.
 """
 
 from __future__ import annotations
@@ -84,7 +64,10 @@ class KeysArgs:
 def key_policy(
     account_id: str, region: str, admin_role_arns: Sequence[str], services: Sequence[str]
 ) -> dict[str, Any]:
-    """The key policy of one domain key (pure: tested directly)."""
+    """The key policy of one domain key (pure: tested directly): the account root (so IAM
+    policies can grant use and the key never becomes unmanageable), the administrator roles
+    (manage, not use), and use only through the named AWS services (``kms:ViaService``) by
+    principals of this account (``kms:CallerAccount``)."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -120,7 +103,17 @@ def key_policy(
 
 
 class Keys(Component):
-    """Customer-managed KMS keys per data domain."""
+    """Customer-managed KMS keys per data domain.
+
+    One per domain rather than one per stack because the domains have different readers: who
+    reads backups needs none of the live database's key material, the application reads media
+    but not backups, and a key disabled or scheduled for deletion by mistake takes out one
+    domain, not the whole platform. Six keys cost a few dollars a month.
+
+    Changing the key spec, usage or multi-region flag replaces a key (and every resource
+    encrypted with it); rotation, policy, description and alias changes do not. Keys are
+    ``protect``ed in prod.
+    """
 
     TYPE = "exposcholar:security:Keys"
 
@@ -147,7 +140,7 @@ class Keys(Component):
         self.cluster_key_arn = self._key("cluster", args.region).arn
         self.images_key_arn = self._key("images", args.region).arn
         self.backups_replica_key_arn = None
-        if args.replica_region is not None:
+        if args.replica_region is not None:  # a KMS key cannot be used across regions
             replica = self._key("backups-replica", args.replica_region, args.replica_provider)
             self.backups_replica_key_arn = replica.arn
         self.register()

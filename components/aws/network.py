@@ -1,25 +1,10 @@
 """``Network``: the stack's VPC and everything that routes inside and out of it.
 
-Creates, for the zones given in settings (never looked up in the cloud):
-
-* a VPC with DNS support and DNS host names (EKS, RDS and endpoints need both);
-* three subnet tiers per zone, laid out by ``components.settings.subnets.plan_subnets``: *public*
-  (load balancers, NAT gateways; tagged ``kubernetes.io/role/elb`` for the AWS Load Balancer
-  Controller), *private* (nodes and pods; ``kubernetes.io/role/internal-elb``) and *isolated*
-  (databases and caches; no route out of the VPC). No subnet assigns public IPs on launch;
-* an internet gateway, NAT gateways with their Elastic IPs (one per zone, or a single one, per
-  settings), a public route table, one private route table per zone (each through its zone's NAT
-  gateway, or the single one), and one isolated route table with no default route;
-* VPC flow logs to a CloudWatch log group with bounded retention, written by an IAM role that
-  only the flow-logs service of this account may assume and that may only write to that group;
-* an S3 gateway endpoint on the private and isolated route tables (backups and static files
-  never cross the NAT gateways), and, behind a setting, interface endpoints for ECR (api, dkr),
-  STS and CloudWatch Logs, reachable on 443 from the VPC only;
-* the VPC's default security group taken under management with no rules at all, so nothing
-  that falls back to it can talk to anything.
-
-Replacement notes: changing ``vpcCidr`` or a subnet prefix replaces the VPC or subnets (and
-everything in them); adding a third zone only adds subnets, because zones keep their slots.
+Three subnet tiers in each zone of settings (never looked up in the cloud), laid out by
+``plan_subnets``: *public* (load balancers, NAT gateways), *private* (the cluster's nodes and
+pods) and *isolated* (data stores; no route out of the VPC). Around them: the internet and NAT
+gateways and route tables, VPC flow logs to CloudWatch, an S3 gateway endpoint and, behind a
+setting, interface endpoints, and a default security group with no rules.
 """
 
 from __future__ import annotations
@@ -60,7 +45,11 @@ class NetworkArgs:
 class Network(Component):
     """The VPC, its subnet tiers, gateways, routes, flow logs and endpoints. Whatever must exist
     before nodes join a cluster and outlive everything on it (NAT, routes, endpoints) is a
-    child: the cluster lists this component in ``depends_on``."""
+    child: the cluster lists this component in ``depends_on``.
+
+    Changing ``vpcCidr`` or a subnet prefix replaces the VPC or subnets (and everything in
+    them); adding a third zone only adds subnets, because zones keep their slots.
+    """
 
     TYPE = "exposcholar:network:Network"
 
@@ -92,6 +81,7 @@ class Network(Component):
         vpc = ec2.Vpc(
             f"{name}-vpc",
             cidr_block=settings.vpc_cidr,
+            # EKS, RDS and the interface endpoints need both
             enable_dns_support=True,
             enable_dns_hostnames=True,
             tags=self._tags("vpc"),
@@ -99,6 +89,7 @@ class Network(Component):
         )
         self.vpc_id = vpc.id
 
+        # Taken under management with no rules: nothing that falls back to it can talk.
         ec2.DefaultSecurityGroup(
             f"{name}-default-sg",
             vpc_id=vpc.id,
@@ -137,6 +128,7 @@ class Network(Component):
     def _subnets(self, vpc: ec2.Vpc) -> dict[Tier, list[ec2.Subnet]]:
         settings = self._args.settings
         cluster_tag = {f"kubernetes.io/cluster/{self._args.cluster_name}": "shared"}
+        # The AWS Load Balancer Controller finds its subnets by these tags.
         role_tags = {
             Tier.PUBLIC: {"kubernetes.io/role/elb": "1", **cluster_tag},
             Tier.PRIVATE: {"kubernetes.io/role/internal-elb": "1", **cluster_tag},
@@ -212,6 +204,7 @@ class Network(Component):
                 f"{name}-private-{zone}-default",
                 route_table_id=table.id,
                 destination_cidr_block="0.0.0.0/0",
+                # the zone's own NAT gateway, or the single one (settings)
                 nat_gateway_id=nat_gateways[min(index, len(nat_gateways) - 1)].id,
                 opts=self._opts(),
             )
@@ -320,6 +313,9 @@ class Network(Component):
         )
 
     def _endpoints(self, vpc: ec2.Vpc, route_table_ids: list[pulumi.Output[str]]) -> None:
+        """The S3 gateway endpoint on the private and isolated route tables (backups and static
+        files never cross the NAT gateways), and the interface endpoints when enabled, reachable
+        on 443 from the VPC only."""
         region = self._args.region
         ec2.VpcEndpoint(
             f"{self._name}-s3-endpoint",

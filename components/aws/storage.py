@@ -1,32 +1,10 @@
 """``Storage``: the platform's S3 buckets — backups, static files, media and access logs.
 
-Every bucket gets all four Block Public Access flags, ``BucketOwnerEnforced`` object ownership
-(ACLs off), default encryption, a policy that denies any request not made over TLS, and server
-access logging to the logs bucket. Data buckets use SSE-KMS with a bucket key (backups: the
-backups key; static and media: the storage key). The logs bucket itself is the one exception
-and uses SSE-S3: S3 server access log delivery does not support SSE-KMS targets. It admits log
-delivery through its bucket policy (``logging.s3.amazonaws.com`` for this account's buckets),
-since ACL-based delivery is impossible with ACLs off, and does not log to itself.
-
-* **backups**: versioned; lifecycle per prefix (``postgresql/``, ``redis/``, ``application/``)
-  with expiry and noncurrent-version expiry from settings, plus abort of incomplete multipart
-  uploads and removal of expired delete markers. When ``backupObjectLockDays`` > 0 (required in
-  prod): Object Lock in governance mode with that default retention, shorter than every expiry
-  (validated), so a compromised job cannot delete recent backups; the bucket policy denies
-  bypassing governance retention to everyone but the administrator roles. When a replica
-  region is set (required in prod): replication of every object to a versioned replica
-  bucket in that region, encrypted with the replica region's key, with its own logs bucket
-  and the same lifecycle.
-  Deletions are not replicated, so the off-site copy survives a deletion at the source.
-* **static**: collected Django static files and the Flutter build; not versioned (rebuilt on
-  every release).
-* **media**: user uploads; versioned, noncurrent versions expire after the days in settings.
-* **logs**: server access logs of the others, expiring after the days in settings.
-
-Physical names are ``exposcholar-<stack>-storage-<bucket>-<account id>``: stable, unique across
-accounts. Replacement: changing a bucket's name or enabling Object Lock on an existing bucket
-replaces it (with its objects); every other setting changes in place. Buckets are ``protect``ed
-in prod, and never ``force_destroy``ed.
+Every bucket is private (Block Public Access, ACLs off), encrypted, TLS-only and logs its
+requests to the logs bucket; names are ``exposcholar-<stack>-storage-<bucket>-<account id>``.
+Backups are versioned and expire per prefix; they may be kept under Object Lock
+(``backupObjectLockDays``) and copied to a bucket in a replica region, and prod requires both.
+Media keeps noncurrent versions for a while; static files are rebuilt on every release.
 """
 
 from __future__ import annotations
@@ -89,12 +67,17 @@ class AppBuckets:
 
 
 class Storage(Component):
-    """The S3 buckets of the stack and the off-site copy of its backups."""
+    """The S3 buckets of the stack and the off-site copy of its backups.
+
+    Changing a bucket's name or enabling Object Lock on an existing bucket replaces it (with its
+    objects); every other setting changes in place. Buckets are ``protect``ed in prod, and never
+    ``force_destroy``ed.
+    """
 
     TYPE = "exposcholar:data:Storage"
 
     backups_bucket: pulumi.Output[str]
-    """Versioned, Object Lock, lifecycle retention: the backup CronJobs write here."""
+    """Where backups are kept: versioned, expiring per prefix, under Object Lock when set."""
     backups_bucket_arn: pulumi.Output[str]
     """ARN of the backups bucket."""
     static_bucket: pulumi.Output[str]
@@ -119,6 +102,8 @@ class Storage(Component):
         settings = args.settings
 
         logs = self._logs_bucket("logs")
+        # Object Lock (governance mode) retains every backup for fewer days than any expiry
+        # (validated), so a compromised job cannot delete recent backups.
         backups = self._bucket(
             "backups",
             key_arn=args.backups_key_arn,
@@ -128,6 +113,7 @@ class Storage(Component):
             extra_policy=self._lock_guard("backups") if settings.object_lock_days > 0 else None,
         )
         self._backup_lifecycle("backups", backups.resource)
+        # not versioned: rebuilt on every release
         static = self._bucket("static", key_arn=args.storage_key_arn, versioned=False, logs=logs)
         self._lifecycle("static", static.resource, [])
         media = self._bucket("media", key_arn=args.storage_key_arn, versioned=True, logs=logs)
@@ -188,7 +174,9 @@ class Storage(Component):
         provider: aws.Provider | None = None,
         extra_policy: list[dict[str, Any]] | None = None,
     ) -> _Bucket:
-        """A private, encrypted, TLS-only bucket; ``key_arn=None`` means SSE-S3 (logs)."""
+        """A private, encrypted, TLS-only bucket: all four Block Public Access flags, ACLs off
+        (``BucketOwnerEnforced``), SSE-KMS with a bucket key, or SSE-S3 with ``key_arn=None``
+        (logs), and server access logging to ``logs``."""
         args = self._args
         naming = args.naming
         resource_name = f"{self._name}-{label}"
@@ -300,7 +288,10 @@ class Storage(Component):
         ]
 
     def _logs_bucket(self, label: str, provider: aws.Provider | None = None) -> _Bucket:
-        """The access-log target: SSE-S3, log delivery admitted for this account only."""
+        """The access-log target. SSE-S3, because S3 server access log delivery does not
+        support SSE-KMS targets; delivery is admitted by the bucket policy, for this account's
+        buckets only, since ACL-based delivery is impossible with ACLs off; it logs nothing
+        itself."""
         args = self._args
         target = self._bucket_name(label)
         delivery = {
@@ -364,6 +355,8 @@ class Storage(Component):
     def _backup_lifecycle(
         self, label: str, bucket: s3.Bucket, provider: aws.Provider | None = None
     ) -> None:
+        """Expiry and noncurrent-version expiry per prefix of ``BACKUP_PREFIXES`` (days from
+        settings), and removal of expired delete markers."""
         settings = self._args.settings
         expiry = dict(
             zip(
@@ -403,8 +396,9 @@ class Storage(Component):
         self._lifecycle(label, bucket, rules, provider)
 
     def _replicate(self, source: _Bucket) -> tuple[_Bucket, _Bucket]:
-        """The off-site copy: replica bucket, its logs bucket, role and replication rule;
-        returns the replica and its logs bucket."""
+        """The off-site copy: a versioned replica bucket in the replica region, encrypted with
+        that region's key, with its own logs bucket and the backups' lifecycle, and the role and
+        rule that replicate every object to it; returns the replica and its logs bucket."""
         args = self._args
         provider = args.replica_provider
         if provider is None or args.replica_key_arn is None:
@@ -479,6 +473,7 @@ class Storage(Component):
                     status="Enabled",
                     priority=1,
                     filter=s3.BucketReplicationConfigRuleFilterArgs(prefix=""),
+                    # deletions are not replicated: the copy survives a deletion at the source
                     delete_marker_replication=(
                         s3.BucketReplicationConfigRuleDeleteMarkerReplicationArgs(status="Disabled")
                     ),

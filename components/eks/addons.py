@@ -1,21 +1,11 @@
-"""``ClusterAddons``: the EKS managed add-ons that need running nodes, and the default
+"""``ClusterAddons``: the EKS managed add-ons whose pods need nodes, and the default
 StorageClass.
 
-Add-ons come in two phases, because of what each needs to become healthy:
-
-* **before compute** (created by ``Cluster``): ``vpc-cni``, ``kube-proxy`` and
-  ``eks-pod-identity-agent``. Nodes only turn Ready once the CNI runs, so node groups wait for
-  these (the cluster is created without the self-managed defaults);
-* **after compute** (this component): ``coredns``, ``aws-ebs-csi-driver`` and
-  ``metrics-server`` (which the HPAs need), whose pods must be scheduled on nodes.
-
-Every add-on's version is pinned in settings, conflicts resolve to the configuration in code,
-and add-ons that call AWS run under their own IRSA role (``vpc-cni``: ``kube-system/aws-node``
-with the CNI policy; ``aws-ebs-csi-driver``: ``kube-system/ebs-csi-controller-sa`` with the EBS
-CSI driver policy) instead of borrowing the node role.
-
-This component also creates the ``gp3`` StorageClass (encrypted, ``WaitForFirstConsumer`` so
-volumes are made in the pod's zone, expandable) and marks it the cluster default.
+Add-ons come in two phases: ``BEFORE_COMPUTE`` ones are created by ``Cluster``, since nodes only
+turn Ready once the CNI runs; ``AFTER_COMPUTE`` ones (CoreDNS, the EBS CSI driver and
+metrics-server, which the HPAs need) here, after the node groups their pods schedule on. Every
+version is pinned in settings; add-ons that call AWS get their own IRSA role. The encrypted
+``gp3`` StorageClass is made the cluster default.
 """
 
 from __future__ import annotations
@@ -42,7 +32,8 @@ IRSA = {
         "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
     ),
 }
-"""Add-ons that call AWS: their kube-system service account and managed policy."""
+"""Add-ons that call AWS: their kube-system service account and managed policy. Each runs under
+its own IRSA role instead of borrowing the node role."""
 CONFIGURATION = {
     # The VPC CNI's network policy agent enforces NetworkPolicies (off by default on EKS).
     "vpc-cni": {"enableNetworkPolicy": "true"},
@@ -86,6 +77,7 @@ def managed_addons(
                 configuration_values=(
                     json.dumps(CONFIGURATION[addon]) if addon in CONFIGURATION else None
                 ),
+                # conflicts resolve to the configuration in code
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="OVERWRITE",
                 tags=naming.tags(COMPONENT, addon),
@@ -137,7 +129,7 @@ class ClusterAddons(Component):
             ),
             provisioner="ebs.csi.aws.com",
             parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
-            volume_binding_mode="WaitForFirstConsumer",
+            volume_binding_mode="WaitForFirstConsumer",  # volumes are made in the pod's zone
             reclaim_policy="Delete",
             allow_volume_expansion=True,
             opts=self.child_opts(provider=args.kubernetes),

@@ -1,43 +1,10 @@
 """``Cluster``: the EKS control plane, who may use it, and the identity plumbing for pods.
 
-Creates:
-
-* the cluster IAM role (assumable by ``eks.amazonaws.com`` only, EKS cluster policy);
-* a log group ``/aws/eks/<name>/cluster`` with bounded retention, before the cluster, and all
-  five control-plane log types enabled (api, audit, authenticator, controllerManager, scheduler);
-* the cluster, version from settings, in the private subnets: private endpoint always on; the
-  public endpoint off, or on only for the CIDRs in settings (0.0.0.0/0 is refused in settings);
-  envelope encryption of Secrets with the cluster KMS key; authentication mode ``API`` (access
-  entries, no aws-auth ConfigMap), without implicit admin rights for whoever created it; no
-  self-managed default add-ons (managed, pinned ones replace them); deletion protection on
-  (both stacks, like the database's: a teardown turns it off deliberately, docs/teardown.md);
-* access entries: the administrator roles and the CI deploy role get
-  ``AmazonEKSClusterAdminPolicy`` and the read-only roles ``AmazonEKSViewPolicy``, cluster-wide;
-  the CI preview role gets ``AmazonEKSViewPolicy`` cluster-wide plus
-  ``AmazonEKSAdminViewPolicy`` (which reads Secrets) only in the namespaces whose charts look up
-  a Secret while they render, as ``pulumi preview`` renders them against the cluster. A
-  preview's server-side dry runs that RBAC forbids fall back to client-side diffs, so previews
-  need no write access. Each is also mapped to a Kubernetes group (``exposcholar:admins``,
-  ``exposcholar:viewers``, ``exposcholar:previewers``) that in-cluster RBAC can refer to;
-* the IAM OIDC provider of the cluster, for IAM roles for service accounts (``lib.irsa``);
-* the node IAM role shared by the managed node groups (worker and ECR pull policies only; the
-  CNI's permissions live on its own IRSA role);
-* the add-ons nodes need to become Ready (``components.eks.addons.BEFORE_COMPUTE``).
-
-It exposes ``kubeconfig`` only as a secret Output: built with ``Output.json_dumps`` from the
-cluster's endpoint and CA, authenticating with ``aws eks get-token`` as the caller, so whoever
-runs Pulumi (an administrator role, or a workflow role) reaches the cluster with the access its
-own entry grants, and no identity needs another's role.
-
-Teardown order: the cluster component lists the network in ``depends_on`` (NAT gateways,
-routes, route table associations, endpoints: every child waits for them); node groups depend
-on the cluster, add-ons on the node groups, Kubernetes objects on the cluster's provider. Pulumi
-destroys in reverse, so every Kubernetes object — including the Ingresses whose load balancers
-and ENIs the controllers create — goes first, while the controllers still run and can still
-reach AWS, then the nodes and the cluster, and only then the VPC. See docs/teardown.md.
-
-Replacement: changing the cluster name (derived from the stack), the subnets' VPC, or the
-Secrets encryption key replaces the cluster; version upgrades happen in place.
+Creates the cluster (private endpoint, Secrets encrypted with the cluster key, every
+control-plane log type kept with bounded retention, deletion protection) with its IAM role; the
+access entries of the administrators, viewers and CI roles; the OIDC provider for IRSA
+(``lib.irsa``); the node role the node groups share; and the add-ons nodes need to become Ready
+(``BEFORE_COMPUTE``). ``kubeconfig`` is a secret that authenticates as the caller.
 """
 
 from __future__ import annotations
@@ -69,6 +36,7 @@ NODE_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
     "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
 )
+"""The node role's only policies: the CNI's permissions live on its own IRSA role."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +65,17 @@ class ClusterArgs:
 
 class Cluster(Component):
     """EKS control plane with access entries, OIDC provider, node role and network add-ons
-    (``depends_on``: the network, so it is created before and destroyed after the cluster)."""
+    (``depends_on``: the network, so it is created before and destroyed after the cluster).
+
+    Teardown order: node groups list the cluster in ``depends_on``, add-ons the node groups, and
+    Kubernetes objects use the provider built from ``kubeconfig``. Pulumi destroys in reverse,
+    so every Kubernetes object, including the Ingress whose load balancer the controller made,
+    goes first, while the controllers still run and reach AWS; then the nodes and the cluster;
+    only then the VPC (docs/teardown.md).
+
+    Changing the cluster name (derived from the stack), the subnets' VPC or the Secrets
+    encryption key replaces the cluster; version upgrades happen in place.
+    """
 
     TYPE = "exposcholar:cluster:Cluster"
 
@@ -150,6 +128,7 @@ class Cluster(Component):
             vpc_config=eks.ClusterVpcConfigArgs(
                 subnet_ids=list(args.subnet_ids),
                 endpoint_private_access=True,
+                # off, or on only for the CIDRs in settings (which refuse 0.0.0.0/0)
                 endpoint_public_access=public,
                 public_access_cidrs=list(settings.public_access_cidrs) if public else None,
             ),
@@ -158,14 +137,17 @@ class Cluster(Component):
                 resources=["secrets"],
             ),
             enabled_cluster_log_types=list(LOG_TYPES),
+            # access entries only (no aws-auth ConfigMap), no implicit admin for the creator
             access_config=eks.ClusterAccessConfigArgs(
                 authentication_mode="API",
                 bootstrap_cluster_creator_admin_permissions=False,
             ),
-            bootstrap_self_managed_addons=False,
+            bootstrap_self_managed_addons=False,  # the pinned managed add-ons replace them
             upgrade_policy=eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
+            # in every stack, like the database: a teardown turns it off deliberately
             deletion_protection=True,
             tags=naming.tags(COMPONENT, "eks"),
+            # the log group first, so EKS never creates a never-expiring one
             opts=self.child_opts(depends_on=[logs]),
         )
         access = self._access(name, cluster_name, cluster, args)
@@ -219,7 +201,13 @@ class Cluster(Component):
         self, name: str, cluster_name: str, cluster: eks.Cluster, args: ClusterArgs
     ) -> list[eks.AccessPolicyAssociation]:
         """Access entries and their policy associations, all returned: administrators (people
-        and the CI deploy role), viewers, and the CI preview role."""
+        and the CI deploy role), viewers, and the CI preview role.
+
+        The preview role views cluster-wide and reads Secrets (``AmazonEKSAdminViewPolicy``)
+        only in ``preview_secret_namespaces``, whose charts look a Secret up while ``pulumi
+        preview`` renders them against the cluster; dry runs that RBAC forbids fall back to
+        client-side diffs, so previews need no write access. Each entry also maps to a
+        Kubernetes group that in-cluster RBAC can refer to."""
         scope = eks.AccessPolicyAssociationAccessScopeArgs
         admin: list[_Policy] = [("policy", ADMIN_POLICY, scope(type="cluster"))]
         view: list[_Policy] = [("policy", VIEW_POLICY, scope(type="cluster"))]
@@ -263,7 +251,8 @@ class Cluster(Component):
 
 def kubeconfig(cluster_name: str, cluster: eks.Cluster, region: str) -> pulumi.Output[str]:
     """A kubeconfig for the cluster that authenticates with ``aws eks get-token`` as the
-    caller's own AWS identity."""
+    caller's own AWS identity: whoever runs Pulumi (an administrator, or a workflow role) gets
+    the access its own entry grants, and no identity needs another's role."""
     return pulumi.Output.json_dumps(
         {
             "apiVersion": "v1",

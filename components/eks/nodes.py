@@ -1,21 +1,9 @@
 """``NodeGroup``: one EKS managed node group and its launch template.
 
-The program creates one per entry of ``node_pools``: a small ``system`` group (tainted
-``CriticalAddonsOnly`` so only cluster add-ons and the autoscaler land there) and an ``app``
-group for the workloads. Each lists the cluster in ``depends_on`` (its network add-ons must run
-before nodes can become Ready).
-
-The launch template requires IMDSv2 with a hop limit of 1 (pods cannot reach the node's
-instance credentials), gives nodes no public IP, and an encrypted gp3 root volume (EBS default
-key; a customer key would need grants for the Auto Scaling service-linked role). The node group
-runs in the private subnets with the cluster's security group, carries the cluster-autoscaler
-discovery tags, and ignores changes to its desired size: after creation the cluster autoscaler
-owns it, so a deploy never shrinks a group that scaled up (a known pain point: an apply during
-scale-up drained live nodes). Updates replace at most a third of the nodes at a time.
-
-Replacement: changing instance types, AMI type or the subnets replaces the node group (a new
-one comes up first only if its name changes, so expect a rolling replacement); launch template
-changes roll the nodes in place.
+The program makes one per ``node_pools`` entry: a small ``system`` group, tainted so only
+cluster add-ons and controllers land there, and an ``app`` group for the workloads. Nodes run in
+the private subnets on a hardened launch template (IMDSv2 only, no public IP, encrypted root
+volume); once a group exists, the cluster autoscaler owns its size.
 """
 
 from __future__ import annotations
@@ -78,7 +66,12 @@ class NodeGroupArgs:
 
 
 class NodeGroup(Component):
-    """A managed node group on a hardened launch template."""
+    """A managed node group on a hardened launch template (``depends_on``: the cluster, whose
+    network add-ons must run before nodes can become Ready).
+
+    Changing instance types, AMI type or the subnets replaces the node group (a new one comes
+    up first only if its name changes); launch template changes roll the nodes in place.
+    """
 
     TYPE = "exposcholar:cluster:NodeGroup"
 
@@ -96,6 +89,7 @@ class NodeGroup(Component):
             f"{name}-template",
             name=physical,
             description=f"{physical}: IMDSv2 only, no public IP, encrypted gp3 root volume",
+            # IMDSv2 with a hop limit of 1: pods cannot reach the node's instance credentials
             metadata_options=ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled",
                 http_tokens="required",
@@ -108,6 +102,8 @@ class NodeGroup(Component):
                     ebs=ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
                         volume_size=args.disk_size_gb,
                         volume_type="gp3",
+                        # the EBS default key: a customer key would need grants for the Auto
+                        # Scaling service-linked role
                         encrypted="true",
                         delete_on_termination="true",
                     ),
@@ -130,6 +126,7 @@ class NodeGroup(Component):
             tags=naming.tags(COMPONENT, f"{args.role}-template"),
             opts=self.child_opts(),
         )
+        # The cluster autoscaler's discovery tags (components.platform.autoscaler).
         autoscaler_tags = {
             "k8s.io/cluster-autoscaler/enabled": "true",
             f"k8s.io/cluster-autoscaler/{args.cluster_name}": "owned",
@@ -148,6 +145,7 @@ class NodeGroup(Component):
                 max_size=settings.max_size,
                 desired_size=settings.desired_size,
             ),
+            # updates replace at most a third of the nodes at a time
             update_config=eks.NodeGroupUpdateConfigArgs(max_unavailable_percentage=33),
             launch_template=eks.NodeGroupLaunchTemplateArgs(
                 id=template.id, version=template.latest_version.apply(str)
@@ -158,6 +156,8 @@ class NodeGroup(Component):
                 for t in args.taints
             ],
             tags={**naming.tags(COMPONENT, args.role), **autoscaler_tags},
+            # After creation the cluster autoscaler owns the size: a deploy never shrinks a group
+            # that scaled up, which would drain live nodes.
             opts=self.child_opts(ignore_changes=["scalingConfig.desiredSize"]),
         )
         self.name = group.node_group_name

@@ -1,12 +1,7 @@
-"""Building blocks several components share, so each security rule is written once.
-
-* ``service_role``: an IAM role only one AWS service (optionally only from this account) may
-  assume, with managed and inline policies attached.
-* ``ingress_only_from``: a security group that admits one TCP port from the security groups
-  passed in and nothing else: no CIDR ingress, and no egress rules at all.
-* ``Placement``: the VPC, subnets and client security groups of a data store.
-* ``retained_log_group``: a CloudWatch log group with bounded retention, created before the
-  service that writes to it so the service never creates an unbounded one itself.
+"""AWS building blocks several components share, so each security rule is written once:
+``service_role`` and ``attach_policies`` (IAM roles for one AWS service), ``ingress_only_from``
+(a security group admitting one port from given security groups only), ``Placement`` (where a
+data store runs) and ``retained_log_group`` (a log group with bounded retention).
 
 Each function names its resources from ``name`` and creates them with the caller's ``opts``
 (``Component.child_opts()``: parented to the component, waiting for what it waits for).
@@ -32,7 +27,7 @@ class Placement:
     subnet_ids: Sequence[pulumi.Input[str]]
     """Isolated subnets, one per zone."""
     allowed_security_group_ids: Sequence[pulumi.Input[str]]
-    """The only sources admitted on the store's port (the cluster's nodes once it exists)."""
+    """The only sources admitted on the store's port (the cluster's nodes)."""
 
 
 def service_role(
@@ -109,7 +104,8 @@ def ingress_only_from(
     allowed_security_group_ids: Sequence[pulumi.Input[str]],
     tags: Mapping[str, str],
 ) -> ec2.SecurityGroup:
-    """A security group admitting TCP ``port`` only from ``allowed_security_group_ids``."""
+    """A security group admitting TCP ``port`` only from ``allowed_security_group_ids``: no
+    CIDR ingress, and no egress rules at all."""
     group = ec2.SecurityGroup(
         name,
         name=group_name,
@@ -142,7 +138,8 @@ def retained_log_group(
     tags: Mapping[str, str],
     protect: bool = False,
 ) -> cloudwatch.LogGroup:
-    """A log group whose retention is bounded (services create never-expiring ones)."""
+    """A log group whose retention is bounded. Create it before the service that writes to it:
+    services left to create their own make never-expiring ones."""
     return cloudwatch.LogGroup(
         name,
         name=log_group_name,

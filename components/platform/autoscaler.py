@@ -1,42 +1,10 @@
 """``ClusterAutoscaler``: the Kubernetes cluster autoscaler, as explicit Kubernetes objects (no
 Helm chart), and the IAM role it calls AWS with.
 
-What it creates, and why each piece is as narrow as it is:
-
-* an **IRSA role** (``components.lib.irsa.irsa_role``) that only ``kube-system/cluster-autoscaler``
-  of this cluster can assume, with one inline policy (``iam_policy``): the read-only
-  ``Describe*``/``Get*`` calls the autoscaler makes to discover node groups and simulate new
-  nodes, on ``*`` (those calls take no resource ARNs), and the only two mutating calls it
-  makes — ``autoscaling:SetDesiredCapacity`` and ``autoscaling:TerminateInstanceInAutoScalingGroup``
-  — allowed only on Auto Scaling groups tagged ``k8s.io/cluster-autoscaler/<cluster>=owned``.
-  EKS puts that tag (and ``k8s.io/cluster-autoscaler/enabled=true``) on the Auto Scaling group
-  of every managed node group of the cluster, and ``NodeGroup`` sets the same pair on the
-  node groups themselves, so the role can resize this cluster's groups and no one else's;
-* a **ServiceAccount** ``kube-system/cluster-autoscaler`` annotated with the role's ARN. Its
-  token is mounted (``automountServiceAccountToken``) because the autoscaler watches the API
-  server with it; the IRSA web identity token is projected separately by EKS;
-* a **ClusterRole** with exactly what the upstream autoscaler uses cluster-wide: read access to
-  what the scheduler simulation and the drain checks look at (nodes, pods, namespaces,
-  services, controllers, PDBs, volumes, storage and DRA objects), and the few writes it makes
-  (events; ``nodes`` update for its scale-down taints; pod evictions and ``pods/status`` when
-  it drains a node). No wildcard anywhere, no Secrets, nothing in the ``extensions`` group (no
-  longer served), no ``endpoints`` (the leader lock is a Lease), and no ``patch`` on Jobs
-  (granted by upstream's example but never used by the autoscaler);
-* a **Role** in ``kube-system`` for what only lives there: its leader-election Lease and its
-  status ConfigMap, each by name (``create`` cannot be limited by name, so it is granted on
-  its own). The ``list``/``watch`` on ConfigMaps upstream grants serve only the priority
-  expander, which is not used here (``--expander=least-waste``);
-* a **Deployment** of one replica (leader election makes more pointless) on the system node
-  group, ``system-cluster-critical``, with the ``restricted`` security contexts
-  (``lib.kube.pods``; the upstream image runs as 65534), requests equal to limits, liveness
-  and readiness probes on ``/health-check`` and the metrics port 8085 named ``metrics``, and
-  ``cluster-autoscaler.kubernetes.io/safe-to-evict: "false"`` so it never evicts itself.
-
-Version matching: the autoscaler embeds the Kubernetes scheduler of its minor version, and its
-simulation is only right against a control plane of the same minor. The image tag therefore
-comes from ``RELEASES``, keyed by the cluster's minor version; a cluster version with no entry
-stops the program (``ValueError``) instead of running a mismatched autoscaler. Upgrading the
-cluster means adding its minor here in the same change.
+An IRSA role that may resize only this cluster's Auto Scaling groups (``iam_policy``), a
+ServiceAccount, RBAC limited to what the autoscaler uses (``cluster_rules``,
+``namespace_rules``), a one-replica Deployment on the system node group, its NetworkPolicy and,
+optionally, a VPA. The image's minor version must match the cluster's (``RELEASES``).
 """
 
 from __future__ import annotations
@@ -67,7 +35,11 @@ RELEASES: Mapping[str, str] = {
     "1.32": "v1.32.3",
     "1.33": "v1.33.1",
 }
-"""Cluster minor version -> the upstream cluster-autoscaler release of that same minor."""
+"""Cluster minor version -> the upstream cluster-autoscaler release of that same minor. The
+autoscaler embeds the scheduler of its minor, and its simulation is only right against a control
+plane of the same minor: a cluster version with no entry stops the program (``image_tag``)
+instead of running a mismatched autoscaler. Upgrading the cluster adds its minor here in the
+same change."""
 UID = 65534
 """``nobody``: the user the upstream image runs as."""
 PORT = 8085
@@ -142,7 +114,11 @@ def command(cluster_name: str) -> list[str]:
 
 
 def iam_policy(cluster_name: str) -> str:
-    """The autoscaler role's inline policy (pure: tested directly)."""
+    """The autoscaler role's inline policy (pure: tested directly): the read-only calls on
+    ``*``, and the two mutating ones only on Auto Scaling groups tagged ``owner_tag`` =
+    ``owned``. EKS puts that tag (and ``DISCOVERY_TAG``) on the Auto Scaling group of every
+    managed node group of the cluster, and ``NodeGroup`` sets the same pair on the node groups,
+    so the role can resize this cluster's groups and no one else's."""
     statements: list[dict[str, Any]] = [
         {
             "Sid": "DiscoverAndSimulate",
@@ -179,7 +155,12 @@ READ = ("get", "list", "watch")
 
 
 def cluster_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
-    """What the autoscaler needs across the cluster (see the module docstring)."""
+    """What the upstream autoscaler uses across the cluster: reads of what the scheduler
+    simulation and the drain checks look at, and its few writes (events; ``nodes`` update for
+    its scale-down taints; evictions and ``pods/status`` when it drains a node). No wildcard, no
+    Secrets, nothing in ``extensions`` (no longer served), no ``endpoints`` (the leader lock is
+    a Lease), and no ``patch`` on Jobs (upstream's example grants it; the autoscaler never uses
+    it)."""
     return [
         _rule([""], ["events"], ["create", "patch"]),
         _rule([""], ["pods/eviction"], ["create"]),
@@ -216,7 +197,9 @@ def cluster_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
 
 
 def namespace_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
-    """What the autoscaler needs in its own namespace: its Lease and its status ConfigMap."""
+    """What the autoscaler needs in its own namespace: its Lease and its status ConfigMap, each
+    by name (``create`` cannot be limited by name, so it is granted on its own). Upstream's
+    ``list``/``watch`` on ConfigMaps serve only the priority expander, not used here."""
     return [
         _rule(["coordination.k8s.io"], ["leases"], ["create"]),
         _rule(["coordination.k8s.io"], ["leases"], ["get", "update"], [NAME]),
@@ -244,7 +227,8 @@ class ClusterAutoscalerArgs:
 
 class ClusterAutoscaler(Component):
     """The cluster autoscaler: IRSA role, ServiceAccount, RBAC and Deployment (``depends_on``:
-    the node groups, so its pod has a node and is removed before them)."""
+    the node groups, so its pod has a node and is removed before them; and the VPA component
+    when ``vertical_scaling``)."""
 
     TYPE = "exposcholar:cluster:ClusterAutoscaler"
 
@@ -285,6 +269,7 @@ class ClusterAutoscaler(Component):
         service_account = core.ServiceAccount(
             f"{name}-service-account",
             metadata=metadata(annotations={"eks.amazonaws.com/role-arn": irsa.arn}),
+            # it watches the API server with this token; EKS projects the IRSA token separately
             automount_service_account_token=True,
             opts=on_cluster,
         )
@@ -326,9 +311,10 @@ class ClusterAutoscaler(Component):
             f"{name}-deployment",
             metadata=metadata(),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=1,
+                replicas=1,  # leader election makes more pointless
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                 template=core.PodTemplateSpecArgs(
+                    # safe-to-evict "false": the autoscaler never evicts itself
                     metadata=k8s.meta.v1.ObjectMetaArgs(
                         labels=labels, annotations={SAFE_TO_EVICT: "false"}
                     ),

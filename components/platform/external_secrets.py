@@ -1,16 +1,10 @@
 """``ExternalSecretsOperator``: the External Secrets Operator, which copies secrets from AWS
 Secrets Manager into Kubernetes Secrets and keeps them in sync.
 
-Why it exists: RDS manages and rotates the database master password in Secrets Manager. A
-password copied into the stack at deploy time would go stale at the first rotation; the
-operator re-reads the secret on every refresh interval and updates the Kubernetes Secret, so
-the application follows a rotation without a deploy (see ``components.app.workloads``).
-
-Installed from its Helm chart (a third-party controller; version pinned) into its own
-``restricted`` namespace, on the system node group, with its CRDs. The operator itself has no
-AWS permissions: each ``SecretStore`` authenticates with the token of a service account in its
-own namespace, whose IRSA role may read only that namespace's secrets (least privilege per
-namespace, instead of one controller role that can read everything).
+RDS rotates the database master password in Secrets Manager: a copy taken at deploy time would
+go stale at the first rotation, while the operator re-reads the secret on every refresh, so the
+application follows a rotation without a deploy. Installed from its pinned Helm chart, with its
+CRDs, into its own ``restricted`` namespace behind default-deny NetworkPolicies.
 """
 
 from __future__ import annotations
@@ -59,7 +53,9 @@ def chart_values() -> dict[str, Any]:
         "webhook": {"replicaCount": 2, **placement,
                     "podDisruptionBudget": BUDGET},
         "certController": {**placement},
-        # Only namespaced SecretStores: no ClusterSecretStore may read across namespaces.
+        # Only namespaced SecretStores: no ClusterSecretStore may read across namespaces. The
+        # operator has no AWS permissions of its own: each SecretStore authenticates as a
+        # service account of its namespace, whose IRSA role reads only that namespace's secrets.
         "processClusterStore": False,
         "processClusterExternalSecret": False,
     }  # fmt: skip
@@ -79,8 +75,9 @@ class ExternalSecretsOperatorArgs:
 
 
 class ExternalSecretsOperator(Component):
-    """The operator's namespace and chart (``depends_on``: the nodes its pods run on).
-    SecretStores list this component in their ``depends_on`` (its CRDs and webhook)."""
+    """The operator's namespace, NetworkPolicies and chart (``depends_on``: the nodes and
+    add-ons its pods need). Components that declare SecretStores or ExternalSecrets list this
+    one in their ``depends_on`` (its CRDs and webhook)."""
 
     TYPE = "exposcholar:cluster:ExternalSecretsOperator"
 

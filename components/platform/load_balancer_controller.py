@@ -1,30 +1,10 @@
 """``LoadBalancerController``: the AWS Load Balancer Controller, which turns the Ingress into an
 Application Load Balancer.
 
-Creates:
-
-* an IRSA role only ``kube-system/aws-load-balancer-controller`` of this cluster can assume,
-  whose inline policy (``controller_policy``) is the controller's documented set of actions,
-  with every mutating action on load balancers, target groups and security groups scoped by the
-  ``elbv2.k8s.aws/cluster`` tag the controller puts on what it creates — narrowed here from "the
-  tag is present" (upstream) to "the tag names this cluster", so the controller can only change
-  or delete what it created for this cluster. The classic WAF and Shield Advanced integrations
-  are switched off in the chart, so their actions are not granted;
-* the ``aws-load-balancer-controller`` Helm chart (``pulumi_kubernetes.helm.v4.Chart``, version
-  pinned in ``CHART``) in ``kube-system``: the service account annotated with the role,
-  two replicas on the system node pool with a PodDisruptionBudget (one may be down during a
-  node drain), the ``restricted`` security contexts, the stack's tags on every AWS object the
-  controller creates (``defaultTags``), and the Service mutator webhook off, so a Service of
-  type LoadBalancer keeps the in-tree behaviour instead of being taken over silently.
-
-The chart installs the ``alb`` IngressClass and the controller's validating and mutating webhooks
-for Ingresses: an Ingress created before the webhook's pods run is refused, so the ``Ingress``
-component lists this one in its ``depends_on``.
-
-The chart takes the role's ARN from ``irsa_role``, which resolves only once the inline policy is
-attached, so the chart depends on the policy: the controller starts with its permissions, and
-a teardown removes it (after the Ingress, which depends on the chart) before them, so it keeps
-the rights to delete the load balancers it made for as long as it runs.
+Creates the controller's IRSA role, whose policy (``controller_policy``) lets it change only the
+load balancers, target groups and security groups tagged for this cluster, and its pinned Helm
+chart in ``kube-system``: two replicas on the system node group, the stack's tags on every AWS
+object the controller makes, the ``alb`` IngressClass and the webhooks that check Ingresses.
 """
 
 from __future__ import annotations
@@ -163,9 +143,11 @@ def _statement(
 
 
 def controller_policy(cluster_name: str) -> str:
-    """The controller's IAM policy (pure: tested directly). Creating a load balancer, target
-    group or security group requires the request to tag it for ``cluster_name``; changing or
-    deleting one requires it to carry that tag already; re-tagging may not touch the tag."""
+    """The controller's documented IAM policy (pure: tested directly), narrowed from upstream's
+    "the cluster tag is present" to "the tag names this cluster". Creating a load balancer,
+    target group or security group requires the request to tag it for ``cluster_name``;
+    changing or deleting one requires it to carry that tag already; re-tagging may not touch
+    the tag. So the controller changes only what it created for this cluster."""
     tagged_here = {"StringEquals": {f"aws:ResourceTag/{CLUSTER_TAG}": cluster_name}}
     tagging_for_here = {f"aws:RequestTag/{CLUSTER_TAG}": cluster_name}
     keeps_cluster_tag = {
@@ -273,13 +255,13 @@ def chart_values(
         },
         "replicaCount": REPLICAS,
         **chart_placement(),
-        "podDisruptionBudget": {"maxUnavailable": 1},
+        "podDisruptionBudget": {"maxUnavailable": 1},  # one may be down during a node drain
         **chart_security(uid=CONTROLLER_UID),
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"memory": "512Mi"},
         },
-        # Services of type LoadBalancer are not rewritten to NLBs behind our back.
+        # Services of type LoadBalancer keep the in-tree behaviour, not rewritten to NLBs.
         "enableServiceMutatorWebhook": False,
         # Only WAFv2 is used; classic WAF and Shield Advanced are off, and not in the policy.
         "enableWafv2": True,
@@ -309,7 +291,8 @@ class LoadBalancerControllerArgs:
 
 class LoadBalancerController(Component):
     """The AWS Load Balancer Controller and its IRSA role (``depends_on``: the nodes and add-ons
-    its pods need)."""
+    its pods need). Its webhooks refuse an Ingress created before their pods run, so the
+    ``Ingress`` component lists this one in its ``depends_on``."""
 
     TYPE = "exposcholar:cluster:LoadBalancerController"
 
@@ -334,7 +317,9 @@ class LoadBalancerController(Component):
             tags=naming.tags(COMPONENT, "controller"),
             inline_policy=controller_policy(args.cluster_name),
         )
-        # Resolves only once the inline policy is attached: the chart depends on it.
+        # Resolves only once the inline policy is attached, so the chart depends on it: the
+        # controller starts with its permissions, and a teardown removes it (after the Ingress)
+        # before them, so it can delete the load balancers it made for as long as it runs.
         self.role_arn = role.arn
         chart(
             f"{name}-chart",

@@ -1,10 +1,8 @@
 """``VerticalPodAutoscaler``: the VPA's recommender, updater and admission controller.
 
-From the Fairwinds ``vpa`` chart (version pinned) in ``kube-system`` on the system node group,
-restricted; the chart installs the CRDs from its ``crds/`` folder. A ``helm.v3.Release``, not a
-``helm.v4.Chart``: the chart makes the admission controller's TLS Secret and patches the
-webhook's ``caBundle`` in hook Jobs, and only a Release runs hooks. Workloads declare their VPA
-objects with ``lib.kube.vpa`` and list this component in ``depends_on`` (the CRD).
+From the Fairwinds ``vpa`` chart (pinned), with its CRDs, in ``kube-system`` on the system node
+group, restricted. Workloads declare their VPA objects with ``lib.kube.vpa`` and list this
+component in ``depends_on`` (the CRD).
 """
 
 from __future__ import annotations
@@ -60,6 +58,9 @@ class VerticalPodAutoscaler(Component):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(name, opts)
+        # A Release, not a Chart: the chart makes the admission controller's TLS Secret and
+        # patches the webhook's caBundle in hook Jobs, and only a Release runs hooks. It
+        # installs the CRDs from its crds/ folder.
         release(
             f"{name}-release",
             CHART,

@@ -1,23 +1,10 @@
 """``Images``: the ECR repositories of the platform and the images in them.
 
-Creates one ECR repository per image (``server``, ``web``, ``backup``): immutable tags, scan on
-push, encryption with the images KMS key, and a lifecycle policy that keeps the newest
-``imageRetentionCount`` tagged images and expires untagged ones after a day.
-
-Each image is either **built from source** — the folder named in ``<name>ImageSource``, which
-holds the build context and its Dockerfile (this folder keeps the canonical Dockerfiles:
-``server/``, ``web/``, ``backup/``; the application checkouts carry the first two) — or taken
-**prebuilt** from ``<name>Image`` (a reference in the stack's ECR pinned by tag or digest).
-
-Built images are tagged with a hash of their build context (every file, with its path and
-mode, that is not excluded by ``.dockerignore``-style rules below) and build arguments, so an
-unchanged source keeps its tag and is neither rebuilt nor pushed again, and a changed one gets
-a new immutable tag. pulumi-docker builds and pushes only on ``pulumi up``, never during a
-preview. Registry credentials come from the Docker credential helper for ECR on the deploying
-machine, so the program makes no cloud call and stores no registry password in state.
-
-``refs`` maps each image name to what workloads should run: the pushed image pinned by digest
-(``repo_digest``) when built, the prebuilt reference otherwise.
+One repository per image (``server``, ``web``, ``backup``): immutable tags, scan on push, the
+images KMS key, and a lifecycle that keeps the newest ``imageRetentionCount`` images. Each image
+is built from source, the folder named in ``<name>ImageSource`` (this package holds the
+canonical Dockerfiles; the application checkouts carry server's and web's), under a content tag,
+or taken prebuilt from ``<name>Image``. ``refs`` is what workloads run.
 """
 
 from __future__ import annotations
@@ -51,7 +38,9 @@ def project_relative(path: Path) -> str:
 
 
 def content_tag(folder: Path, build_args: Mapping[str, str] | None = None) -> str:
-    """A tag that changes exactly when the build context or the build arguments change.
+    """A tag that changes exactly when the build context or the build arguments change: an
+    unchanged source keeps its tag and is neither rebuilt nor pushed again, a changed one gets
+    a new immutable tag.
 
     Hashes each file's relative path, executable bit and bytes, in sorted order, skipping the
     folders in IGNORED_PARTS; pure and deterministic (tested directly).
@@ -131,6 +120,9 @@ class Images(Component):
             if image.source is not None:
                 build_args = dict(args.build_args.get(label, {}))
                 tag = content_tag(image.source, build_args)
+                # Built and pushed only on ``pulumi up``, never in a preview. Registry credentials
+                # come from the deploying machine's ECR credential helper: no cloud call here,
+                # no registry password in state.
                 built = docker.Image(
                     f"{name}-{label}-image",
                     image_name=pulumi.Output.concat(repository.repository_url, ":", tag),
@@ -157,6 +149,7 @@ class Images(Component):
 
 
 def _lifecycle_policy(keep: int) -> dict[str, object]:
+    """Untagged images expire after a day, and every image beyond the newest ``keep``."""
     return {
         "rules": [
             {

@@ -3,8 +3,8 @@
 Every namespace enforces, audits and warns at one PSS level, pinned to the cluster's minor
 version (``v1.33``) so a control-plane upgrade cannot silently change what is admitted.
 ``restricted`` is the default; a namespace may run at ``privileged`` only if it is listed in
-``PRIVILEGED_NAMESPACES`` with the reason (node agents that need host access, added by later
-components), so the exemptions are reviewed in one place.
+``PRIVILEGED_NAMESPACES`` with the reason (such as a node agent that needs host access), so the
+exemptions are reviewed in one place.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """NetworkPolicies: default deny in every namespace the program creates, and the one way a
 component declares the traffic its pods need.
 
-* ``namespace_baseline`` — for each namespace we create: a policy selecting every pod that
-  denies all ingress and egress, and one that lets every pod resolve names through CoreDNS
-  (kube-system, UDP and TCP 53). Nothing else flows until an allowance says so.
-* ``allow`` — an ``Allowance`` declared in the component's own module (server, edge,
-  monitoring, backups, ...): which pods it selects, and from/to which ``Peer`` on which ports.
-  Each allowance names both policy types, so the pods it selects are isolated in both
-  directions even in a namespace we do not create (the cluster autoscaler in kube-system).
-
-Peers are pods (by labels, in a namespace named by ``kubernetes.io/metadata.name``, which the
-API server sets on every namespace) or address blocks (load balancer subnets, data subnets,
-``ANYWHERE`` for AWS APIs over HTTPS). The policies are enforced by the VPC CNI's network
-policy agent (``enableNetworkPolicy`` in ``components.eks.addons``).
+``namespace_baseline`` denies all traffic to and from every pod of a namespace but DNS to
+CoreDNS; ``allow`` turns an ``Allowance``, declared in the component's own module, into a policy
+that lets the pods it selects reach, or be reached by, each ``Peer`` (pods or address blocks) on
+named ports. The VPC CNI's network policy agent enforces them (``components.eks.addons``).
 """
 
 from __future__ import annotations
@@ -30,7 +22,8 @@ ANYWHERE = "0.0.0.0/0"
 DNS = {"k8s-app": "kube-dns"}
 MONITORING_NAMESPACE = "monitoring"
 PROMETHEUS = {"app.kubernetes.io/name": "prometheus"}
-"""Where scrapes come from (the monitoring component runs Prometheus with these labels)."""
+"""Where scrapes come from: Prometheus pods with these labels in ``MONITORING_NAMESPACE`` (not
+deployed by this program)."""
 
 networking = k8s.networking.v1
 
@@ -43,8 +36,10 @@ class Port:
 
 @dataclass(frozen=True)
 class Peer:
-    """One side of a connection: pods (``pods`` labels in ``namespace``; ``namespace`` None
-    means the policy's own) or address blocks (``cidrs``), on ``ports``."""
+    """One side of a connection: pods (``pods`` labels in ``namespace``, matched by its
+    ``kubernetes.io/metadata.name`` label, which the API server sets; ``namespace`` None means
+    the policy's own) or address blocks (``cidrs``: load balancer or data subnets, ``ANYWHERE``
+    for AWS APIs over HTTPS), on ``ports``."""
 
     ports: tuple[Port, ...]
     pods: Mapping[str, str] | None = None
@@ -166,8 +161,9 @@ def allow(
     opts: pulumi.ResourceOptions,
     dns: bool = False,
 ) -> networking.NetworkPolicy:
-    """The NetworkPolicy ``allow-<name>`` for ``allowance``; ``dns`` adds DNS egress for pods
-    in a namespace without our baseline (kube-system)."""
+    """The NetworkPolicy ``allow-<name>`` for ``allowance``. It names both policy types, so
+    the pods it selects are isolated in both directions even in a namespace without our
+    baseline (kube-system), where ``dns`` adds their DNS egress."""
     egress = allowance.egress
     if dns:
         egress = (Peer.dns(), *egress)
