@@ -29,7 +29,9 @@ class Component(pulumi.ComponentResource):
 
     def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(self.TYPE, name, None, opts)
-        self._inherited_depends_on: list[pulumi.Resource] = _resources(opts.depends_on if opts else None)
+        self._inherited_depends_on: list[pulumi.Resource] = _resources(
+            opts.depends_on if opts else None
+        )
 
     def child_opts(
         self,
