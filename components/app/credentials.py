@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.app.accounts import aws_service_account
-from components.app.policies import credentials_reader_policy
+from components.app.iam import credentials_reader_policy
 from components.app.scope import AppScope, after
 from components.aws.database import DatabaseConnection
 from components.lib.irsa import OidcIssuer

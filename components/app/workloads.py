@@ -16,6 +16,7 @@ import pulumi_kubernetes as k8s
 
 from components.app.accounts import aws_service_account
 from components.app.credentials import database_credentials
+from components.app.iam import server_bucket_policy
 from components.app.migrations import MIGRATE, migration_job
 from components.app.pod_spec import (
     CREDENTIALS_DIR,
@@ -27,7 +28,6 @@ from components.app.pod_spec import (
     ServerPod,
     pod_spec,
 )
-from components.app.policies import server_bucket_policy
 from components.app.scaling import server_autoscaling
 from components.app.scope import COMPONENT, NAMESPACE, SERVER, AppScope, after
 from components.aws.cache import CacheConnection
