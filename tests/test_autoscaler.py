@@ -131,6 +131,7 @@ def _container(autoscaler: Plan) -> dict[str, Any]:
 
 def _rules(autoscaler: Plan, typ: str) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = only(autoscaler, typ).inputs["rules"]
+    assert rules, f"{typ} grants nothing"
     return rules
 
 
@@ -157,6 +158,7 @@ def test_every_pinned_release_is_of_its_own_minor() -> None:
 def test_unknown_cluster_version_is_refused_naming_it_and_the_known_ones() -> None:
     with pytest.raises(ValueError, match=r"'1\.29'") as raised:
         image_tag("1.29")
+    assert RELEASES
     for known in RELEASES:
         assert known in str(raised.value)
 
@@ -379,6 +381,8 @@ def test_children_use_the_explicit_providers(plan: Plan, autoscaler: Plan) -> No
     k8s = only(plan, "pulumi:providers:kubernetes")
     aws = only(plan, "pulumi:providers:aws")
     component = plan.component(COMPONENT_TYPE)
+    # both providers' resources are among the children, so both branches are checked
+    assert {DEPLOYMENT, IAM_ROLE} <= {r.type for r in autoscaler.resources}
     for resource in autoscaler.resources:
         assert resource.parent == component.urn, resource.name
         assert resource.name.startswith("autoscaler-"), resource.name

@@ -239,6 +239,7 @@ def test_addons_are_pinned_and_ordered_around_the_nodes(
         assert addon.inputs["addonVersion"] == versions[name]
         assert addon.inputs["resolveConflictsOnUpdate"] == "OVERWRITE"
     node_groups = {g.urn for g in plan.of_type(NODE_GROUP)}
+    assert len(node_groups) == 2, "the system and app pools: an empty set is a subset of anything"
     for name in BEFORE_COMPUTE:  # nodes become Ready only with these
         for group in plan.of_type(NODE_GROUP):
             assert addons[name].urn in group.dependencies, (name, group.name)
@@ -342,7 +343,9 @@ def test_teardown_order_cluster_outlives_nothing_in_the_network(plan: Plan) -> N
     needed = {r.urn for r in network.resources if r.type in kinds}
     assert len(needed) > 20
     assert needed <= _closure(plan, eks.urn)
-    for group in plan.of_type(NODE_GROUP):
+    groups = plan.of_type(NODE_GROUP)
+    assert len(groups) == 2, [g.name for g in groups]
+    for group in groups:
         assert eks.urn in _closure(plan, group.urn)
     storage_class = only(plan, "kubernetes:storage.k8s.io/v1:StorageClass")
     k8s = only(plan, "pulumi:providers:kubernetes")

@@ -201,12 +201,13 @@ def test_a_second_stack_in_the_account_reuses_the_provider_and_other_backends_ge
     settings = DeploySettings("acme@1/infra@2", existing, None, None)
     plan = _alone(stack_configs["prod"], settings, production=True)
     assert plan.of_type(OIDC) == []
-    for suffix in ("preview", "deploy"):
+    for suffix, kept in (("preview", "NoPlatformData"), ("deploy", "NoSelfChange")):
         role = _role(plan, suffix)
         trust = json.loads(str(role.inputs["assumeRolePolicy"]))
         assert trust["Statement"][0]["Principal"] == {"Federated": existing}
         _, document = _attached(plan, role)
         sids = {s["Sid"] for s in document["Statement"]}
+        assert kept in sids, sids  # the policy is read: the role's own guard is in it
         assert not sids & {"StateList", "StateObjects", "StackSecrets"}
     deploy_trust = json.loads(str(_role(plan, "deploy").inputs["assumeRolePolicy"]))
     condition = deploy_trust["Statement"][0]["Condition"]["StringEquals"]

@@ -44,7 +44,10 @@ STACK = StackConfig("staging", {}, (), ())
 
 def findings_of(program: Callable[[], None]) -> list[Finding]:
     plan = capture(STACK, program)
-    return engine.check(plan.resources, plan.stack_urn, sites=plan.sites).findings
+    report = engine.check(plan.resources, plan.stack_urn, sites=plan.sites)
+    # every resource the program registered was checked: no finding from nothing checked
+    assert report.resources_checked == len(plan.resources) > 0, plan.resources
+    return report.findings
 
 
 def errors_of(program: Callable[[], None]) -> list[str]:

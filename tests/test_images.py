@@ -160,6 +160,7 @@ def test_dockerfiles_pass_checkov() -> None:
 def test_dockerfiles_run_unprivileged_with_pinned_bases(name: str) -> None:
     text = (IMAGES_DIR / name / "Dockerfile").read_text()
     froms = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+    assert froms, f"{name}/Dockerfile: no FROM line read"
     for base in froms:
         assert ":" in base and not base.endswith(":latest"), base
     users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]

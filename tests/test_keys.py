@@ -52,6 +52,8 @@ def test_one_key_per_domain(
 
 def test_key_policy_never_grants_use_outside_the_account_or_the_named_services() -> None:
     policy = key_policy("123456789012", "eu-west-1", ["arn:aws:iam::123456789012:role/a"], ["rds"])
+    # the use statement (any principal, conditioned) is among them, so its branch is checked
+    assert any(s["Principal"]["AWS"] == "*" for s in policy["Statement"]), policy
     for statement in policy["Statement"]:
         principal = statement["Principal"]["AWS"]
         if principal == "*":

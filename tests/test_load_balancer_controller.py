@@ -286,6 +286,8 @@ def test_policy_shape() -> None:
         "StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}
     }
     # Nothing is scoped only by the tag's presence: always by this cluster's name.
+    nulls = [s for s in POLICY["Statement"] if "Null" in s.get("Condition", {})]
+    assert len(nulls) >= 2, "the re-tagging statements (security groups, load balancers)"
     for statement in POLICY["Statement"]:
         for operator, keys in statement.get("Condition", {}).items():
             if operator == "Null":

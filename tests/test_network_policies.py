@@ -166,9 +166,12 @@ def test_every_namespace_we_create_denies_by_default(documents: list[dict[str, A
 
 def test_every_workload_is_selected_by_a_policy(documents: list[dict[str, Any]]) -> None:
     policies = [d for d in documents if d["kind"] == "NetworkPolicy"]
-    for document in documents:
-        if document["kind"] not in WORKLOAD_KINDS:
-            continue
+    workloads = [d for d in documents if d["kind"] in WORKLOAD_KINDS]
+    names = {
+        d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] for d in workloads
+    }
+    assert {"server", "migrate", "cluster-autoscaler"} <= names, sorted(names)
+    for document in workloads:
         labels = document["spec"]["template"]["metadata"]["labels"]
         named = [
             p for p in policies

@@ -215,9 +215,10 @@ def test_outputs_of_a_plan_align_names_and_indent_long_values() -> None:
 
 def test_default_tree_groups_resources_per_type_under_each_component(grouped: Run) -> None:
     plan = grouped.plan
-    for resource in plan["resources"]:
-        if not resource["custom"]:
-            assert f"─ {resource['type']}  {resource['name']}  " in grouped.stdout, resource
+    components = [r for r in plan["resources"] if not r["custom"]]
+    assert {"network", "cluster", "database", "app"} <= {r["name"] for r in components}
+    for resource in components:
+        assert f"─ {resource['type']}  {resource['name']}  " in grouped.stdout, resource
     assert "├─ aws:ec2/subnet:Subnet ×6\n" in grouped.stdout
     assert "network-vpc" not in grouped.stdout, "names only with --details"
     assert not ROW.search(grouped.stdout)

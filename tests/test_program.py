@@ -73,6 +73,7 @@ def test_stack_outputs(plan: Plan) -> None:
     outputs = plan.outputs
     assert outputs["vpcId"].startswith("vpc-")
     zones = outputs["availabilityZones"]
+    assert len(zones) >= 2, zones
     for tier in ("public", "private", "isolated"):
         ids = outputs[f"{tier}SubnetIds"]
         assert len(ids) == len(zones)
@@ -171,6 +172,9 @@ def test_stacks_differ_only_in_sizes_counts_and_retention(plans: dict[str, Plan]
     }  # fmt: skip
     staging = {r.urn.split("::", 2)[2]: r for r in plans["staging"].resources}
     prod = {r.urn.split("::", 2)[2]: r for r in plans["prod"].resources}
+    # the pairing by logical name holds: what staging has and prod lacks is its own types only
+    unpaired = {staging[key].type for key in staging.keys() - prod.keys()}
+    assert unpaired <= STAGING_ONLY_TYPES, unpaired
     for key in staging.keys() & prod.keys():
         differing = _differences(_shape(staging[key].inputs), _shape(prod[key].inputs))
         unexpected = [path for path in differing if not allowed.intersection(path)]
@@ -193,7 +197,9 @@ def test_stateful_resources_are_protected_in_prod_only(plan: Plan) -> None:
 
 def test_data_stores_are_not_reachable_from_anywhere_by_cidr(plan: Plan) -> None:
     """Only the interface endpoints admit a CIDR (the VPC's own, on 443)."""
-    for rule in plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
+    rules = plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert len(rules) >= 3, "the database's, the cache's and the endpoints' rules"
+    for rule in rules:
         if "cidrIpv4" in rule.inputs:
             assert rule.name == "network-endpoints-https"
             assert rule.inputs["cidrIpv4"] == plan.outputs["vpcCidr"]
@@ -205,6 +211,7 @@ def test_every_resource_uses_an_explicit_provider(plan: Plan) -> None:
     providers = {r.urn for r in plan.resources if r.type.startswith("pulumi:providers:")}
     kinds = {plan.by_urn(urn).type.removeprefix("pulumi:providers:") for urn in providers}
     assert kinds == {"aws", "docker", "kubernetes"}
+    assert len(custom) > 100, len(custom)
     for resource in custom:
         assert resource.provider, f"{resource.urn} would use a default provider"
         assert resource.provider.rsplit("::", 1)[0] in providers, resource.urn

@@ -54,6 +54,7 @@ def test_schema_check_would_catch_a_malformed_project_file() -> None:
 
 def test_declarations_and_settings_keys_agree() -> None:
     declarations = load_declarations(REPO_ROOT)
+    assert {"stackRole", "region", "accountId", "cacheAuthToken"} <= set(declarations)
     assert {d.key: (d.type, d.secret) for d in declarations.values()} == {
         k.name: (k.type, k.secret) for k in KEYS
     }
@@ -65,10 +66,12 @@ def test_declarations_and_settings_keys_agree() -> None:
 def test_stack_values_have_their_declared_types(stack: str) -> None:
     declarations = load_declarations(REPO_ROOT)
     python_type = {"string": str, "integer": int, "boolean": bool, "array": list}
+    checked: set[str] = set()
     for full_key, value in _stack_file(stack).items():
         namespace, key = full_key.split(":", 1)
         if namespace != "exposcholar":
             continue
+        checked.add(key)
         declared = declarations[key]
         assert isinstance(value, python_type[declared.type]), full_key
         if declared.type == "integer":
@@ -76,11 +79,14 @@ def test_stack_values_have_their_declared_types(stack: str) -> None:
         if declared.items_type:
             assert isinstance(value, list)
             assert all(isinstance(item, python_type[declared.items_type]) for item in value)
+    # a string, an integer, a boolean and an array of strings at least were checked
+    assert {"region", "cacheNodeCount", "databaseMultiAz", "availabilityZones"} <= checked, checked
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_files_hold_every_required_non_secret_key_and_no_secret(stack: str) -> None:
     declarations = load_declarations(REPO_ROOT)
+    assert {"region", "cacheAuthToken"} <= set(declarations), "a plain key and a secret one"
     config = _stack_file(stack)
     for declaration in declarations.values():
         full_key = f"exposcholar:{declaration.key}"
@@ -95,6 +101,7 @@ def test_stacks_differ_only_in_sizes_counts_retention_and_identity() -> None:
     staging, prod = _stack_file("staging"), _stack_file("prod")
     varies = {f"exposcholar:{k.name}" for k in KEYS if k.varies}
     differing = {k for k in staging.keys() | prod.keys() if staging.get(k) != prod.get(k)}
+    assert {"exposcholar:accountId", "exposcholar:vpcCidr"} <= differing, "two files are read"
     assert differing <= varies, f"safety features must match across stacks: {differing - varies}"
 
 
@@ -259,8 +266,10 @@ def test_no_tracked_file_reaches_outside_the_repository() -> None:
         .stdout.decode()
         .split("\0")
     )
+    names = [name for name in tracked if name]
+    assert {"Pulumi.yaml", "README.md", "__main__.py", "tests/conftest.py"} <= set(names)
     offenders = []
-    for name in filter(None, tracked):
+    for name in names:
         path = REPO_ROOT / name
         if not path.is_file() or path.suffix in {".png", ".jpg", ".gz"}:
             continue

@@ -23,6 +23,7 @@ def test_bindings_grant_to_service_accounts_only(plan: Plan) -> None:
     bindings = [
         r for r in plan.resources if r.type in (f"{RBAC}RoleBinding", f"{RBAC}ClusterRoleBinding")
     ]
+    assert len(bindings) >= 2, "the autoscaler's RoleBinding and ClusterRoleBinding at least"
     for binding in bindings:
         for subject in binding.inputs["subjects"]:
             assert subject["kind"] == "ServiceAccount", (binding.name, subject)

@@ -520,16 +520,20 @@ def path_problems(markdown: str) -> list[str]:
     return missing
 
 
-def module_problems(markdown: str) -> list[str]:
-    """``components.x.y`` and ``tools.x`` names in code that do not import or lack the
-    attribute."""
-    names = {
+def module_names(markdown: str) -> set[str]:
+    """``components.x.y``, ``tools.x`` and ``policies.x`` names in code."""
+    return {
         m[1]
         for s in snippets(markdown)
         for m in re.finditer(r"(?<![\w./-])((?:components|tools|policies)(?:\.\w+)+)", s.text)
     }
+
+
+def module_problems(markdown: str) -> list[str]:
+    """``components.x.y`` and ``tools.x`` names in code that do not import or lack the
+    attribute."""
     broken: list[str] = []
-    for name in sorted(names):
+    for name in sorted(module_names(markdown)):
         parts = name.split(".")
         for n in range(len(parts), 0, -1):
             try:
@@ -642,6 +646,12 @@ def test_every_layout_entry_exists(readme: str) -> None:
 
 
 def test_every_module_reference_resolves(readme: str) -> None:
+    # the extraction sees what it should: a module, a function, a component's package
+    assert {
+        "tools.preview",
+        "components.lib.kube.namespaces.namespace",
+        "components.settings",
+    } <= module_names(readme), sorted(module_names(readme))
     assert module_problems(readme) == []
 
 
@@ -668,9 +678,14 @@ def test_every_pulumi_command_uses_documented_subcommands_and_flags(
 def test_runbooks_pulumi_commands_are_documented_too(spec: dict[str, Any]) -> None:
     """The runbooks the deploy section sends the operator to (docs/*.md)."""
     problems: list[str] = []
+    checked: dict[str, int] = {}
     for doc in sorted((REPO / "docs").glob("*.md")):
-        for c in pulumi_commands(all_commands(doc.read_text(), never_expand)):
+        found = pulumi_commands(all_commands(doc.read_text(), never_expand))
+        checked[doc.name] = len(found)
+        for c in found:
             problems += [f"{doc.name}:{c.line}: {p}" for p in check_pulumi(c.words, spec, c.whole)]
+    # the runbooks the README names are read, and their commands seen
+    assert checked.get("teardown.md") and checked.get("rotate-secrets.md"), checked
     assert not problems, "\n".join(problems)
 
 
@@ -757,6 +772,7 @@ def test_secret_generators_of_step_6_make_values_the_settings_accept(readme: str
 def test_fixture_names_its_sources(spec: dict[str, Any]) -> None:
     assert "3.272.0" in spec["_source"]["wanted_version"]
     assert re.fullmatch(r"[0-9a-f]{40}", spec["_source"]["source_commit"])
+    assert {"up", "preview", "destroy", "stack init", "config set"} <= set(spec["commands"])
     for name, entry in [("global", spec["global"]), *spec["commands"].items()]:
         source = entry["_source"]
         assert source["code"].startswith("https://github.com/pulumi/pulumi/blob/"), name

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from components.settings import StackRole
+from tests import STACKS
 from tools.preview import EXIT_CONFIG, EXIT_OK, REPO_ROOT
 from tools.stacks import ROLE_POLICY_CONFIG, StackFileError, load_stack, load_stacks, main
 
@@ -218,7 +219,15 @@ def test_a_stack_file_written_by_the_cli_previews_cleanly(tmp_path: Path) -> Non
 def test_each_stacks_policy_config_allows_its_own_accounts_registry() -> None:
     """The image policy's registry allowlist names an account: replacing a stack's example
     accountId without its policy configuration would refuse every image of the stack."""
-    for stack in load_stacks():
+    found = load_stacks()
+    assert {"staging", "prod"} <= {stack.name for stack in found}, found
+    for stack in found:
         config = json.loads((REPO_ROOT / stack.policy_config).read_text())
         registries = config["k8s-image-pinned"]["registries"]
         assert f"{stack.account}.dkr.ecr.*.amazonaws.com" in registries, stack.name
+
+
+def test_the_suite_runs_on_every_stack_file() -> None:
+    """``tests.STACKS`` parametrizes the per-stack tests (conftest's ``plan`` and others): were
+    it empty (the stack files moved, the glob wrong), pytest would skip them all, not fail."""
+    assert {"staging", "prod"} <= set(STACKS), STACKS

@@ -24,7 +24,10 @@ def storage(plan: Plan) -> Plan:
 
 
 def _buckets(storage: Plan) -> dict[str, CapturedResource]:
-    return {b.name.removeprefix("storage-"): b for b in storage.of_type(BUCKET)}
+    found = {b.name.removeprefix("storage-"): b for b in storage.of_type(BUCKET)}
+    # every stack has at least staging's buckets: a renamed type or prefix finds none
+    assert set(found) >= STAGING_BUCKETS, sorted(found)
+    return found
 
 
 def _for(storage: Plan, typ: str, bucket: CapturedResource) -> list[CapturedResource]:

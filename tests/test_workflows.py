@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +79,16 @@ def deploy() -> dict[str, Any]:
     return load_workflow(DEPLOY)
 
 
-def all_jobs() -> Iterator[tuple[str, str, Job]]:
-    for name in (PREVIEW, DEPLOY):
-        for job_id, job in load_workflow(name)["jobs"].items():
-            yield name, job_id, job
+def all_jobs() -> list[tuple[str, str, Job]]:
+    found = [
+        (name, job_id, job)
+        for name in (PREVIEW, DEPLOY)
+        for job_id, job in load_workflow(name)["jobs"].items()
+    ]
+    # the jobs every test over all of them relies on: none of those tests passes on no jobs
+    ids = {(name, job_id) for name, job_id, _ in found}
+    assert {(PREVIEW, "preview"), (PREVIEW, "comment"), (DEPLOY, "production")} <= ids, ids
+    return found
 
 
 def uses(step: Step, action: str) -> bool:
@@ -357,8 +362,10 @@ def test_permissions_are_granted_per_job() -> None:
 
 
 def test_id_token_only_where_a_role_is_assumed() -> None:
+    assumed = 0
     for name, job_id, job in all_jobs():
         assumes = [s for s in job["steps"] if uses(s, "aws-actions/configure-aws-credentials")]
+        assumed += len(assumes)
         token = job.get("permissions", {}).get("id-token") == "write"
         assert token == bool(assumes), f"{name}:{job_id}"
         kind = "PREVIEW" if name == PREVIEW else "DEPLOY"
@@ -373,6 +380,7 @@ def test_id_token_only_where_a_role_is_assumed() -> None:
             if name == DEPLOY:
                 assert given["role-duration-seconds"] == 14400  # a first up takes hours
             assert given["role-duration-seconds"] <= 14400  # the roles' maximum session
+    assert assumed >= 3  # the PR preview and both deploy jobs
 
 
 def test_no_long_lived_aws_keys() -> None:
@@ -385,12 +393,14 @@ def test_no_long_lived_aws_keys() -> None:
 def test_no_pull_request_job_declares_an_environment(preview: dict[str, Any]) -> None:
     """The preview roles trust the subject `repo:O/R:pull_request`, which a job with an
     environment never gets."""
+    assert {"preview", "comment"} <= set(preview["jobs"]), list(preview["jobs"])
     assert all("environment" not in job for job in preview["jobs"].values())
 
 
 def test_fork_pull_requests_skip_only_what_needs_aws(preview: dict[str, Any]) -> None:
     same_repo = "github.event.pull_request.head.repo.full_name == github.repository"
     [(_, job)] = jobs_running(preview, "pulumi", "preview").items()
+    guarded = 0
     for index, step in enumerate(job["steps"]):
         needs_aws = (
             uses(step, "aws-actions/configure-aws-credentials")
@@ -399,6 +409,8 @@ def test_fork_pull_requests_skip_only_what_needs_aws(preview: dict[str, Any]) ->
         )
         if needs_aws:
             assert step.get("if") == f"${{{{ {same_repo} }}}}", f"step {index}"
+            guarded += 1
+    assert guarded >= 3  # the credentials, the CLI install and the real preview
     offline = [s for s in job["steps"] if "make preview" in str(s.get("run", ""))]
     assert offline and all("if" not in s for s in offline)  # forks run the offline preview
     # the result says why the real preview is missing, so that the verdict does not fail
@@ -489,13 +501,16 @@ def test_production_deploys_after_staging_with_approval(deploy: dict[str, Any]) 
 
 
 def test_empty_stack_lists_start_no_matrix() -> None:
+    matrices = 0
     for name, job_id, job in all_jobs():
         if "strategy" not in job:
             continue
+        matrices += 1
         source_job, output = matrix_source(job)
         assert f"needs.{source_job}.outputs.{output} != '[]'" in str(job.get("if")), (
             f"{name}:{job_id}"
         )
+    assert matrices >= 3  # the PR preview and both deploy jobs
 
 
 def test_production_waits_for_every_staging_deploy(deploy: dict[str, Any]) -> None:
@@ -580,10 +595,13 @@ def test_one_required_check_fails_unless_every_job_succeeded(preview: dict[str, 
 
 def test_the_comment_job_runs_the_base_branchs_tools(preview: dict[str, Any]) -> None:
     """The job with a token that writes to the pull request runs no code of the PR's."""
+    writers = []
     for job_id, job in preview["jobs"].items():
         if job.get("permissions", {}).get("pull-requests") == "write":
+            writers.append(job_id)
             (checkout,) = [s for s in job["steps"] if uses(s, "actions/checkout")]
             assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}", job_id
+    assert writers == ["comment"]
 
 
 def test_jobs_that_reach_the_cluster_run_where_its_api_is_reachable() -> None:
@@ -612,6 +630,7 @@ def test_run_scripts_use_strict_bash() -> None:
         workflow = load_workflow(name)
         shell = workflow["defaults"]["run"]["shell"]
         assert shell.split()[0] == "bash" and "-euo" in shell and "pipefail" in shell
+        assert workflow["jobs"], name
         for job_id, job in workflow["jobs"].items():
             assert all("shell" not in s for s in job["steps"]), f"{name}:{job_id}"
 
@@ -654,6 +673,7 @@ def test_pulumi_cli_is_the_sdk_version_and_runs_in_plain_steps() -> None:
 
 def test_pip_downloads_are_cached_and_python_is_one_version() -> None:
     versions = set()
+    cached = 0
     for name, job_id, job in all_jobs():
         installs = any(
             c[:1] == ["make"] or c[1:4] == ["-m", "pip", "install"]
@@ -674,6 +694,8 @@ def test_pip_downloads_are_cached_and_python_is_one_version() -> None:
                     "requirements-dev.txt",
                     "policies/requirements.txt",
                 }, f"{name}:{job_id}"
+                cached += 1
+    assert cached >= 6  # every job that installs: tests, listings, previews and deploys
     assert len(versions) == 1 and versions <= {"3.11", "3.12"}, versions
 
 
@@ -771,6 +793,8 @@ def test_environment_script_refuses_an_unprotected_branch(tmp_path: Path) -> Non
     code, calls, stderr = run_environment_script(tmp_path, protected="false")
     assert code != 0
     assert "not protected" in stderr
+    # the calls were logged, up to the branch's protection the script asked about
+    assert any("repos/acme/exposcholar/branches/main" in c["args"] for c in calls), calls
     assert not [c for c in calls if "--method" in c["args"]]  # nothing was changed
 
 
