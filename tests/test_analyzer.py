@@ -1,4 +1,4 @@
-"""The offline policy check over the real Analyzer gRPC protocol (tools/analyzer.py).
+"""The offline policy check over the real Analyzer gRPC protocol (tools/analyzer/).
 
 A tiny fixture pack, written into a temporary folder, runs as its own process exactly as the
 Pulumi CLI starts a Python pack; its policies echo what they received so the tests can see what
@@ -20,25 +20,18 @@ from typing import Any
 
 import pytest
 
-from tools.analyzer import (
+from tools.analyzer.config import PolicyConfig, parse_policy_config, reconcile_policy_config
+from tools.analyzer.errors import PolicyInputError, PolicyPackError
+from tools.analyzer.pack import (
     ENGINE_ADDRESS,
     MAX_MESSAGE_SIZE,
-    SECRET_SIG,
-    SECRET_VALUE,
-    UNKNOWN_SENTINEL,
-    PolicyConfig,
-    PolicyInputError,
-    PolicyPackError,
     PolicyPackProcess,
-    PolicyReport,
-    PolicySession,
-    encode_value,
     load_pack_project,
     pack_environment,
-    parse_policy_config,
-    reconcile_policy_config,
-    run_policy_check,
 )
+from tools.analyzer.report import PolicyReport
+from tools.analyzer.session import PolicySession, run_policy_check
+from tools.analyzer.wire import SECRET_SIG, SECRET_VALUE, UNKNOWN_SENTINEL, encode_value
 from tools.mocks import MASK, UNKNOWN, CapturedResource
 from tools.plan import Plan
 from tools.preview import (

@@ -3,9 +3,9 @@
 For every policy of ``policies/``: take a deep copy of the program's captured plan (staging;
 prod for the rules only production must meet), break exactly the property the policy guards
 on one real resource, send the result through the pack running as its own process
-(``tools.analyzer.PolicySession``: one process per stack, started and configured once with the
-stack's ``policies/config/<stack>.json``, as ``pulumi preview --policy-pack`` starts it), and
-assert that this policy, and no other, reports it, against the broken resource.
+(``tools.analyzer.session.PolicySession``: one process per stack, started and configured once
+with the stack's ``policies/config/<stack>.json``, as ``pulumi preview --policy-pack`` starts
+it), and assert that this policy, and no other, reports it, against the broken resource.
 
 Where the real stacks have no resource of the kind a policy guards (a CronJob, a Helm v3
 Release), the mutation adds one realistic resource derived from a real one, compliant with
@@ -30,7 +30,8 @@ from typing import Any
 import pytest
 
 from policies.rules import ALL_POLICIES, CONFIG_DIR
-from tools.analyzer import PolicyDiagnostic, PolicyReport, PolicySession
+from tools.analyzer.report import PolicyDiagnostic, PolicyReport
+from tools.analyzer.session import PolicySession
 from tools.mocks import CapturedResource
 from tools.plan import Plan
 from tools.preview import POLICY_PACK_DIR, REPO_ROOT

@@ -1,6 +1,6 @@
 """The deploy path as a user relies on it, checked offline: the GitHub workflows
 (.github/workflows), the production environment kept as code (.github/environments) with the
-script that applies it, and the pull-request comment builder (tools/pr_comment.py).
+script that applies it, and the pull-request comment builder (tools/pr_comment/).
 
 The workflows cannot run here, so these tests read them as data: actionlint (with shellcheck on
 every ``run:`` script) for what GitHub would refuse, then one test per promise: pull requests
@@ -29,17 +29,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tools import pr_comment, stacks
-from tools.analyzer import PolicyDiagnostic
-from tools.pr_comment import (
-    GITHUB_COMMENT_LIMIT,
-    MARKER,
-    PolicySummary,
-    StackResult,
-    find_comment,
-    parse_pages,
-    render,
-)
+from tools import stacks
+from tools.analyzer.report import PolicyDiagnostic
+from tools.pr_comment import cli
+from tools.pr_comment.body import GITHUB_COMMENT_LIMIT, MARKER, render
+from tools.pr_comment.comments import find_comment, parse_pages
+from tools.pr_comment.results import PRODUCTION_ROLE, PolicySummary, StackResult
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -918,12 +913,12 @@ def test_a_stack_without_result_is_reported_and_fails(tmp_path: Path) -> None:
     out = tmp_path / "preview-prod"
     _record(out, "--offline-exit", "0", "--real-exit", "0")
     stacks_json = json.dumps([{"stack": "prod"}, {"stack": "staging"}])
-    assert pr_comment.main(["verdict", str(tmp_path), "--stacks", stacks_json]) == 1
-    assert pr_comment.main(["verdict", str(tmp_path), "--stacks", "not json"]) == 2
+    assert cli.main(["verdict", str(tmp_path), "--stacks", stacks_json]) == 1
+    assert cli.main(["verdict", str(tmp_path), "--stacks", "not json"]) == 2
 
 
 def _record(directory: Path, *args: str) -> int:
-    return pr_comment.main(
+    return cli.main(
         [
             "record",
             str(directory),
@@ -954,9 +949,9 @@ def test_record_verdict_and_body_from_the_workflow_files(tmp_path: Path) -> None
     (out / "real.txt").write_text("Previewing update (prod)\n")
     args = ["--offline-exit", "0", "--real-exit", "0", "--policy-report", str(report)]
     assert _record(out, *args) == 0
-    assert pr_comment.main(["verdict", str(out)]) == 0  # an advisory finding alone passes
+    assert cli.main(["verdict", str(out)]) == 0  # an advisory finding alone passes
     assert _record(out, *args, "--changed-files", str(changed)) == 0
-    assert pr_comment.main(["verdict", str(out)]) == 1  # ...unless the stack file changed
+    assert cli.main(["verdict", str(out)]) == 1  # ...unless the stack file changed
 
     loaded = StackResult.load(out)
     assert loaded.policy == PolicySummary(
@@ -964,7 +959,7 @@ def test_record_verdict_and_body_from_the_workflow_files(tmp_path: Path) -> None
     )
     body_file, payload = tmp_path / "body.md", tmp_path / "body.json"
     stacks_json = json.dumps([{"stack": "prod"}])
-    code = pr_comment.main(
+    code = cli.main(
         [
             "body",
             str(tmp_path / "results"),
@@ -984,7 +979,7 @@ def test_record_verdict_and_body_from_the_workflow_files(tmp_path: Path) -> None
 
 
 def test_an_empty_stack_list_passes_with_a_note(tmp_path: Path) -> None:
-    assert pr_comment.main(["verdict", str(tmp_path), "--stacks", "[]"]) == 0
+    assert cli.main(["verdict", str(tmp_path), "--stacks", "[]"]) == 0
     assert "nothing to preview" in render([], [])
 
 
@@ -999,8 +994,8 @@ def test_the_bot_comment_with_the_marker_is_the_one_edited(tmp_path: Path) -> No
     assert find_comment(parse_pages(json.dumps(page1))) is None
     comments = tmp_path / "comments.json"
     comments.write_text(text)
-    assert pr_comment.main(["find-comment", str(comments)]) == 0
+    assert cli.main(["find-comment", str(comments)]) == 0
 
 
 def test_the_production_role_is_tools_stacks_one() -> None:
-    assert pr_comment.PRODUCTION_ROLE in stacks.ROLE_POLICY_CONFIG
+    assert PRODUCTION_ROLE in stacks.ROLE_POLICY_CONFIG

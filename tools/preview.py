@@ -18,7 +18,7 @@ A pipeline of stages over one ``PreviewContext``:
    the provider schemas of the pinned SDKs, Helm chart values and hooks; writes
    ``build/<stack>/engine-report.json``;
 7. ``policy`` — run the CrossGuard pack in ``policies/`` as its own process over the Analyzer
-   gRPC protocol (``tools/analyzer.py``) with the stack's policy config (``python -m
+   gRPC protocol (``tools/analyzer/``) with the stack's policy config (``python -m
    tools.stacks policy-config <stack>``) as its ``--policy-pack-config``; print its
    ``Policies:`` section as ``pulumi preview`` does and write ``build/<stack>/policy-report.json``.
 
@@ -54,7 +54,11 @@ from pulumi.runtime import stack as runtime_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from components.settings import PROJECT, SettingsError, SettingsProblem
-from tools import analyzer, render
+from tools import render
+from tools.analyzer.errors import PolicyInputError, PolicyPackError
+from tools.analyzer.report import PolicyReport
+from tools.analyzer.session import PolicySession
+from tools.analyzer.streaming import StreamingCheck
 from tools.engine import check as engine
 from tools.engine.charts import ChartTableError
 from tools.engine.schema import SchemaCache
@@ -206,7 +210,7 @@ class PolicyStart:
     def __init__(self, ctx: PreviewContext, processes: int = 2) -> None:
         self._ctx = ctx
         self._count = max(1, min(processes, os.cpu_count() or 1))
-        self.checks: list[analyzer.StreamingCheck | None] = [None] * self._count
+        self.checks: list[StreamingCheck | None] = [None] * self._count
         self.errors: list[BaseException] = []
         self._pending: list[CapturedResource] = []
         self._lock = threading.Lock()
@@ -244,7 +248,7 @@ class PolicyStart:
                 if check is not None:
                     check.add(resource, analyze=position % self._count == index)
 
-    def finish(self, plan: Plan) -> analyzer.PolicyReport:
+    def finish(self, plan: Plan) -> PolicyReport:
         for thread in self._threads:
             thread.join()
         if self.errors:
@@ -272,15 +276,15 @@ def policy_config_file(ctx: PreviewContext) -> Path:
     try:
         return ctx.project_dir / policy_config_for(ctx.stack, role, ctx.project_dir)
     except StackFileError as exc:
-        raise analyzer.PolicyInputError([f"error: {exc}"]) from None
+        raise PolicyInputError([f"error: {exc}"]) from None
 
 
-def policy_session(ctx: PreviewContext, project: str = PROJECT) -> analyzer.PolicySession:
+def policy_session(ctx: PreviewContext, project: str = PROJECT) -> PolicySession:
     """The pack in ``policies/`` with the stack's configuration file, as ``pulumi preview
     --policy-pack policies --policy-pack-config ...`` would run it."""
     pack_dir = ctx.project_dir / POLICY_PACK_DIR
     config = ctx.require_config()
-    return analyzer.PolicySession(
+    return PolicySession(
         pack_dir,
         project=project,
         stack=ctx.stack,
@@ -295,7 +299,7 @@ def stage_policy_start(ctx: PreviewContext) -> None:
     ctx.policy = PolicyStart(ctx)
 
 
-def _streamed_report(ctx: PreviewContext, policy: PolicyStart) -> analyzer.PolicyReport:
+def _streamed_report(ctx: PreviewContext, policy: PolicyStart) -> PolicyReport:
     try:
         report = policy.finish(ctx.require_plan())
     finally:
@@ -316,9 +320,9 @@ def stage_policy(ctx: PreviewContext) -> None:
             finally:
                 session.stop()
             report.pack_output = session.output  # complete once the process is stopped
-    except analyzer.PolicyInputError as exc:
+    except PolicyInputError as exc:
         raise StageError(EXIT_CONFIG, exc.lines) from None
-    except analyzer.PolicyPackError as exc:
+    except PolicyPackError as exc:
         raise StageError(EXIT_PROGRAM_FAILED, exc.lines) from None
     path = ctx.out_dir / "policy-report.json"
     report.write_json(path)
