@@ -59,7 +59,8 @@ def test_stack_files_build_backup_and_reference_server_and_web(plan: Plan) -> No
     assert build["dockerfile"] == "components/aws/images/backup/Dockerfile"
     assert build["args"] == {"PG_MAJOR": "17"}, "the client matches the RDS major version"
     assert build["platform"] == "linux/amd64"
-    tag = content_tag(IMAGES_DIR / "backup", {"PG_MAJOR": "17"})
+    inputs = {key: build[key] for key in ("context", "dockerfile", "platform")}
+    tag = content_tag(IMAGES_DIR / "backup", {"PG_MAJOR": "17"}, build_inputs=inputs)
     assert built.inputs["imageName"].endswith(f"/exposcholar-{plan.stack}-images-backup:{tag}")
     assert built.inputs.get("buildOnPreview") is False, "nothing is built or pushed in preview"
     refs = plan.outputs["images"]
@@ -81,6 +82,22 @@ def test_content_tag_changes_exactly_when_the_context_changes(tmp_path: Path) ->
     (context / "__pycache__" / "app.pyc").write_bytes(b"junk")
     assert content_tag(context) == first, "caches are not part of the build"
     assert content_tag(context, {"PG_MAJOR": "17"}) != first, "build args are part of it"
+    # a moved context or another platform is rebuilt by the provider: it must get a new tag,
+    # or the push of the rebuilt image under the old one is refused (IMMUTABLE repositories)
+    here = {
+        "context": "images/app",
+        "dockerfile": "images/app/Dockerfile",
+        "platform": "linux/amd64",
+    }
+    tagged = content_tag(context, build_inputs=here)
+    assert tagged != first
+    assert content_tag(context, build_inputs=here) == tagged
+    for key, other in (
+        ("context", "app"),
+        ("dockerfile", "app/Dockerfile"),
+        ("platform", "linux/arm64"),
+    ):
+        assert content_tag(context, build_inputs={**here, key: other}) != tagged, key
     (context / "app.py").write_text("print('b')\n")
     second = content_tag(context)
     assert second != first
@@ -123,7 +140,8 @@ def test_source_build_and_prebuilt_in_one_component(
     plan = capture(stack_configs["staging"], program)
     (image,) = plan.of_type("docker:index/image:Image")
     assert image.inputs["build"]["platform"] == "linux/arm64"
-    assert image.inputs["imageName"].endswith(f":{content_tag(source)}")
+    built_with = {key: image.inputs["build"][key] for key in ("context", "dockerfile", "platform")}
+    assert image.inputs["imageName"].endswith(f":{content_tag(source, build_inputs=built_with)}")
     assert plan.outputs["refs"]["server"].startswith(
         image.inputs["imageName"].rsplit(":", 1)[0] + "@sha256:"
     )

@@ -37,13 +37,21 @@ def project_relative(path: Path) -> str:
     return Path(os.path.relpath(path.resolve(), PROJECT_ROOT)).as_posix()
 
 
-def content_tag(folder: Path, build_args: Mapping[str, str] | None = None) -> str:
-    """A tag that changes exactly when the build context or the build arguments change: an
-    unchanged source keeps its tag and is neither rebuilt nor pushed again, a changed one gets
-    a new immutable tag.
+def content_tag(
+    folder: Path,
+    build_args: Mapping[str, str] | None = None,
+    *,
+    build_inputs: Mapping[str, str] | None = None,
+) -> str:
+    """A tag that changes exactly when the image would be rebuilt: an unchanged source keeps
+    its tag and is neither rebuilt nor pushed again, a changed one gets a new immutable tag.
 
     Hashes each file's relative path, executable bit and bytes, in sorted order, skipping the
-    folders in IGNORED_PARTS; pure and deterministic (tested directly).
+    folders in IGNORED_PARTS, then the build arguments and ``build_inputs``: the other inputs
+    the docker provider compares (context and Dockerfile paths, platform). A change to any of
+    them makes the provider rebuild, and a rebuilt image pushed under an existing tag is
+    refused by an IMMUTABLE repository, so each must be part of the tag. Pure and
+    deterministic (tested directly).
     """
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
@@ -55,6 +63,8 @@ def content_tag(folder: Path, build_args: Mapping[str, str] | None = None) -> st
         digest.update(path.read_bytes())
         digest.update(b"\0")
     digest.update(json.dumps(dict(build_args or {}), sort_keys=True).encode())
+    if build_inputs:
+        digest.update(json.dumps(dict(build_inputs), sort_keys=True).encode())
     return f"src-{digest.hexdigest()[:20]}"
 
 
@@ -119,7 +129,12 @@ class Images(Component):
             self.repository_urls[label] = repository.repository_url
             if image.source is not None:
                 build_args = dict(args.build_args.get(label, {}))
-                tag = content_tag(image.source, build_args)
+                location = {
+                    "context": project_relative(image.source),
+                    "dockerfile": project_relative(image.source / "Dockerfile"),
+                    "platform": platform,
+                }
+                tag = content_tag(image.source, build_args, build_inputs=location)
                 # Built and pushed only on ``pulumi up``, never in a preview. Registry credentials
                 # come from the deploying machine's ECR credential helper: no cloud call here,
                 # no registry password in state.
@@ -127,9 +142,9 @@ class Images(Component):
                     f"{name}-{label}-image",
                     image_name=pulumi.Output.concat(repository.repository_url, ":", tag),
                     build=docker.DockerBuildArgs(
-                        context=project_relative(image.source),
-                        dockerfile=project_relative(image.source / "Dockerfile"),
-                        platform=platform,
+                        context=location["context"],
+                        dockerfile=location["dockerfile"],
+                        platform=location["platform"],
                         args=build_args,
                     ),
                     build_on_preview=False,
