@@ -50,7 +50,7 @@ network = Network(
         naming=naming,
         region=account.region,
         account_id=account.account_id,
-        cluster_name=naming.physical("cluster", "eks"),
+        cluster_name=naming.cluster_name,
     ),
     opts=with_aws,
 )
@@ -256,7 +256,7 @@ workloads = Workloads(
 Ingress(
     "ingress",
     IngressArgs(
-        backend=workloads.backend,  # the edge proxy takes this place once it exists
+        backend=workloads.backend,  # the Service that serves the public host
         host=app.host,
         certificate_arn=app.certificate_arn,
         hosted_zone_id=app.hosted_zone_id,

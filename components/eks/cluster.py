@@ -100,7 +100,7 @@ class Cluster(Component):
         super().__init__(name, opts)
         settings = args.settings
         naming = args.naming
-        cluster_name = naming.physical(COMPONENT, "eks", max_length=100)
+        cluster_name = naming.cluster_name
         self.name = cluster_name
 
         role = service_role(

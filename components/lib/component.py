@@ -7,9 +7,10 @@
   frozen views of them (``DatabaseConnection``), never child resources: a consumer that must
   wait for a component lists the component itself in ``depends_on``.
 - Ordering has one mechanism: ``depends_on`` in the component's ``ResourceOptions``, at the
-  call site. Pulumi does not hand a component's ``depends_on`` to its children (a component is
-  only a container; pulumi/pulumi#8721), so ``child_opts()`` does: every child waits for what
-  the component waits for. Depending on a component waits for all of its children.
+  call site. A child is registered after its parent, but Pulumi records only the child's own
+  dependencies, and those order deletes, replacements and ``--target-dependents``; so
+  ``child_opts()`` hands the component's ``depends_on`` to every child, and the recorded graph
+  says what the call site said. Depending on a component waits for all of its children.
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ def _resources(value: object) -> list[pulumi.Resource]:
         return []
     if isinstance(value, pulumi.Resource):
         return [value]
-    if isinstance(value, Sequence):
-        return [item for item in value if isinstance(item, pulumi.Resource)]
+    if isinstance(value, Sequence) and all(isinstance(item, pulumi.Resource) for item in value):
+        return list(value)
     raise TypeError(
         "depends_on of a component must be a resource or a list of resources (not an Output), "
         f"got {type(value).__name__}"

@@ -51,6 +51,12 @@ class Naming:
             raise NamingError(f"{result!r} is longer than {max_length} characters")
         return result
 
+    @property
+    def cluster_name(self) -> str:
+        """The EKS cluster's name: the cluster is created with it, and the subnets are tagged
+        with it (``kubernetes.io/cluster/<name>``) before the cluster exists."""
+        return self.physical("cluster", "eks", max_length=100)
+
     def default_tags(self) -> dict[str, str]:
         """Stack-wide tags, applied through the AWS provider's default_tags."""
         return {

@@ -5,7 +5,7 @@ exposure of Services and Ingresses.
 Pod-spec rules apply to every built-in workload kind through ``common.pod_templates``
 (Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob, Pod,
 PodTemplate) and to every container of the pod, init and ephemeral containers included, so a
-component added later (edge Nginx, monitoring, backup CronJobs) is checked without changes here.
+new component's pods are checked without changes here.
 
 Pod Security Standards: each ``baseline`` control is its own ``k8s-pss-*`` policy (critical: a
 violation lets a pod break out to its node); the ``restricted`` controls keep the ids of the

@@ -1,7 +1,7 @@
 """``ServiceBackend``: what an Ingress needs of the Service it sends traffic to.
 
-Produced by whatever serves the public host (the application's Deployment now, the edge proxy
-once it exists), consumed by the Ingress, so neither reaches into the other.
+Produced by whatever serves the public host (today the application's server), consumed by the
+Ingress, so neither reaches into the other.
 """
 
 from __future__ import annotations
