@@ -3,9 +3,11 @@
 ``components`` is layered, lowest first: settings, lib, aws, eks, platform, app, backups,
 monitoring; ``__main__`` composes them all. A module imports only from lower layers and its
 own; ``tools`` imports only ``components.settings`` and ``tools``; ``policies`` imports nothing
-of ``components`` or ``tools`` (the pack runs in its own process and is installed alone); and
-no module imports another module's private (underscored) names. A violation is reported with
-the file, the line and the import.
+of ``components`` or ``tools`` (the pack runs in its own process and is installed alone);
+nothing imports ``tests`` or ``bench``; no module imports another module's private
+(underscored) names; ``components`` imports nothing dynamically (``importlib``), and only
+``components.settings`` reads Pulumi configuration. A violation is reported with the file, the
+line and what it does.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ from collections.abc import Iterator, Mapping
 from tools.preview import REPO_ROOT
 
 LAYERS = ("settings", "lib", "aws", "eks", "platform", "app", "backups", "monitoring")
-"""The layers of ``components``, lowest first (DESIGN's layout)."""
+"""The layers of ``components``, lowest first (backups and monitoring are the next packages)."""
+NOT_IMPORTABLE = ("tests", "bench")
+"""First-party code the program, the tools and the pack never import."""
+CONFIG_READERS = frozenset({"Config", "get_config", "get_config_env", "get_stack", "get_project"})
+"""What reads the stack's configuration or identity from the Pulumi SDK (settings does)."""
 CHECKED = ("components", "tools", "policies")
 """Top-level packages (and ``__main__.py``) whose imports the rule covers."""
 
@@ -64,8 +70,9 @@ def import_problems(files: Mapping[str, str]) -> list[str]:
         importer = _module_name(path)
         top = importer.split(".")[0]
         own_layer = _layer(importer)
+        problems.extend(_source_problems(path, importer, source))
         for line, module, names in _imports(path, source, known):
-            if module.split(".")[0] not in (*CHECKED, "__main__"):
+            if module.split(".")[0] not in (*CHECKED, "__main__", *NOT_IMPORTABLE):
                 continue  # the standard library and third-party packages
             where = f"{path}:{line} imports {module}"
             reason = _rule(importer, top, own_layer, module)
@@ -77,9 +84,37 @@ def import_problems(files: Mapping[str, str]) -> list[str]:
     return problems
 
 
+def _source_problems(path: str, importer: str, source: str) -> list[str]:
+    """Dynamic imports and configuration reads in ``components`` (outside settings)."""
+    if not importer.startswith("components.") or importer.startswith("components.settings"):
+        return []
+    problems: list[str] = []
+    for node in ast.walk(ast.parse(source, filename=path)):
+        if isinstance(node, ast.Call):
+            called = node.func
+            name = called.attr if isinstance(called, ast.Attribute) else getattr(called, "id", "")
+            if name in ("import_module", "__import__"):
+                problems.append(
+                    f"{path}:{node.lineno} imports dynamically: the layer rule cannot see it"
+                )
+            elif name in CONFIG_READERS:
+                problems.append(
+                    f"{path}:{node.lineno} calls {name}: only components.settings reads the "
+                    "stack's configuration"
+                )
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pulumi.runtime"):
+            problems.append(
+                f"{path}:{node.lineno} imports {node.module}: only components.settings reaches "
+                "into the runtime (configuration)"
+            )
+    return problems
+
+
 def _rule(importer: str, top: str, own_layer: int | None, module: str) -> str | None:
     """Why ``importer`` may not import ``module`` (None when it may)."""
     target_top = module.split(".", maxsplit=1)[0]
+    if target_top in NOT_IMPORTABLE:
+        return f"{target_top} is not part of the program, the tools or the policy pack"
     if importer == "__main__":
         return None if target_top == "components" else "the program composes components only"
     if top == "policies":
@@ -161,6 +196,12 @@ SEEDED = {
     ),
     "policies/rules/common.py": "from components.lib.kube import pods\n",
     "__main__.py": "from tools.plan import Plan\nfrom components.app.workloads import Workloads\n",
+    "components/app/ingress.py": (
+        "import importlib\nimport pulumi\nfrom tests import STACKS\n"
+        "W = importlib.import_module('components.app.workloads')\n"
+        "HOST = pulumi.Config('exposcholar').get('host')\n"
+    ),
+    "components/settings/sdk.py": "import pulumi\nX = pulumi.Config('exposcholar')\n",
 }
 
 
@@ -180,6 +221,11 @@ def test_the_rule_names_each_seeded_violation() -> None:
         "nothing of components or tools (it is installed alone)",
         "tools/plan.py:1 imports components.aws.network: tools import only "
         "components.settings (and tools)",
+        "components/app/ingress.py:3 imports tests: tests is not part of the program, the "
+        "tools or the policy pack",
+        "components/app/ingress.py:4 imports dynamically: the layer rule cannot see it",
+        "components/app/ingress.py:5 calls Config: only components.settings reads the stack's "
+        "configuration",
     ]
     for line in expected:
         assert line in problems, (line, problems)
