@@ -1,12 +1,13 @@
 """One component contract, checked over every component of the program (``lib.component``).
 
-Statically, per class: it subclasses ``Component``; ``TYPE`` is ``exposcholar:<module>:<Class>``;
-``__init__(name, args, opts)`` takes a frozen Args dataclass with a docstring on every field and
-no second ordering mechanism (``depends_on`` or ``*_ready`` fields); its declared outputs are
-snake_case and documented. At run time, for each stack: every instance registers exactly its
-declared outputs, once, exposes nothing else and no child resource; and every resource waits
-for whatever its enclosing components wait for (the one ordering mechanism). Each check is also
-shown failing on a seeded violation.
+Statically, per class: it subclasses ``Component`` and lives in a component layer (not settings
+or lib); ``TYPE`` is ``exposcholar:<group>:<Class>``; ``__init__(name, args, opts)`` takes a
+frozen Args dataclass with a docstring on every field and no second ordering mechanism (no
+field holds resources to wait for); its declared outputs are snake_case and documented; its
+module creates children only through ``child_opts()``. At run time, for each stack: every
+instance registers exactly its declared outputs, once, exposes nothing else and no child
+resource (attributes and properties); and every resource waits for whatever its enclosing
+components wait for. Each check is also shown failing on a seeded violation.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import re
 import textwrap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import pulumi
 import pulumi_aws
@@ -28,7 +29,7 @@ import pytest
 from pulumi_aws import s3
 
 import components
-from components.lib.component import Component
+from components.lib.component import TOKEN_GROUPS, Component
 from tests import STACKS
 from tools.plan import Plan
 from tools.preview import REPO_ROOT, capture, run_program
@@ -36,6 +37,8 @@ from tools.project import load_stack_config
 
 PULUMI_ATTRIBUTES = frozenset({"urn", "id"})
 """Set on every resource by the SDK itself."""
+NOT_COMPONENT_LAYERS = ("settings", "lib")
+"""Layers that hold no components of their own."""
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 
 
@@ -57,7 +60,10 @@ def component_classes() -> list[type[pulumi.ComponentResource]]:
 
 def _documented(cls: type) -> tuple[set[str], set[str]]:
     """(annotated names, annotated names followed by a docstring) in ``cls``'s own body."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):  # made at run time (a seeded class): no body of its own
+        return set(), set()
     body = tree.body[0].body  # type: ignore[attr-defined]
     annotated: set[str] = set()
     documented: set[str] = set()
@@ -80,9 +86,13 @@ def class_problems(cls: type[pulumi.ComponentResource]) -> list[str]:
     if not issubclass(cls, Component):
         return [f"{name} is a ComponentResource but not a components.lib.component.Component"]
     problems: list[str] = []
+    layer = cls.__module__.split(".")[1:2]
+    if cls.__module__.startswith("components.") and layer[0] in NOT_COMPONENT_LAYERS:
+        problems.append(f"{name} is a component in components.{layer[0]}, which holds none")
     token = getattr(cls, "TYPE", None)
-    if not isinstance(token, str) or not re.fullmatch(rf"exposcholar:[a-z]+:{name}", token):
-        problems.append(f"{name}.TYPE is {token!r}; expected 'exposcholar:<module>:{name}'")
+    groups = "|".join(TOKEN_GROUPS)
+    if not isinstance(token, str) or not re.fullmatch(rf"exposcholar:({groups}):{name}", token):
+        problems.append(f"{name}.TYPE is {token!r}; expected 'exposcholar:<group>:{name}'")
     parameters = list(inspect.signature(cls.__init__).parameters)
     if parameters != ["self", "name", "args", "opts"]:
         problems.append(f"{name}.__init__ takes {parameters[1:]}; expected (name, args, opts)")
@@ -93,10 +103,15 @@ def class_problems(cls: type[pulumi.ComponentResource]) -> list[str]:
         problems.append(f"{name}: its args type {args_type.__name__} is not a frozen dataclass")
         return problems
     _, documented = _documented(args_type)
+    hints = _field_types(args_type)
     for field in dataclasses.fields(args_type):
         if field.name not in documented:
             problems.append(f"{args_type.__name__}.{field.name} has no docstring")
-        if field.name == "depends_on" or field.name.endswith("_ready"):
+        if (
+            field.name == "depends_on"
+            or field.name.endswith("_ready")
+            or _holds_resources(hints[field.name])
+        ):
             problems.append(
                 f"{args_type.__name__}.{field.name}: ordering is depends_on on the component, "
                 "not an argument"
@@ -108,6 +123,37 @@ def class_problems(cls: type[pulumi.ComponentResource]) -> list[str]:
         if output not in documented_outputs and output in inspect.get_annotations(cls):
             problems.append(f"{name}.{output}: output has no docstring")
     return problems
+
+
+def _field_types(args_type: type) -> dict[str, object]:
+    """Each field's annotation, evaluated where the class is defined (``get_type_hints`` would
+    also resolve the forward references inside ``pulumi.Input``, which it cannot)."""
+    namespace = vars(importlib.import_module(args_type.__module__))
+    return {
+        field.name: eval(field.type, namespace) if isinstance(field.type, str) else field.type  # noqa: S307
+        for field in dataclasses.fields(args_type)
+    }
+
+
+def _holds_resources(annotation: object) -> bool:
+    """Whether a type mentions a resource other than a provider (which is not ordering)."""
+    if inspect.isclass(annotation):
+        return issubclass(annotation, pulumi.Resource) and not issubclass(
+            annotation, pulumi.ProviderResource
+        )
+    return any(_holds_resources(arg) for arg in get_args(annotation))
+
+
+def child_opts_problems(path: str, source: str) -> list[str]:
+    """Children built with their own ``ResourceOptions(parent=...)`` skip ``child_opts()``,
+    and so what the component waits for."""
+    return [
+        f"{path}:{node.lineno} builds ResourceOptions(parent=...): use child_opts()"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "attr", getattr(node.func, "id", "")) == "ResourceOptions"
+        and any(keyword.arg == "parent" for keyword in node.keywords)
+    ]
 
 
 def _resources_in(value: object, path: str) -> Iterator[str]:
@@ -139,6 +185,14 @@ def instance_problems(component: Component, registrations: list[Mapping[str, Any
     public = {key for key in vars(component) if not key.startswith("_")} - PULUMI_ATTRIBUTES
     if undeclared := public - declared:
         problems.append(f"{name} exposes undeclared attributes {sorted(undeclared)}")
+    properties = [
+        key
+        for key, value in inspect.getmembers(type(component))
+        if isinstance(value, property) and not key.startswith("_")
+    ]
+    for key in properties:
+        for path in _resources_in(getattr(component, key), key):
+            problems.append(f"{name} exposes a child resource at {path} (a property)")
     for output in sorted(declared):
         if not hasattr(component, output):
             problems.append(f"{name} declares {output} but never sets it")
@@ -223,6 +277,17 @@ def test_every_component_registers_exactly_its_declared_outputs(run: Run) -> Non
     assert problems == [], "\n".join(problems)
 
 
+def test_every_child_is_created_with_child_opts() -> None:
+    sources = {
+        path.relative_to(REPO_ROOT).as_posix(): path.read_text()
+        for path in sorted((REPO_ROOT / "components").rglob("*.py"))
+    }
+    assert len(sources) >= 30
+    del sources["components/lib/component.py"]  # where child_opts() itself is built
+    problems = [p for path, source in sources.items() for p in child_opts_problems(path, source)]
+    assert problems == [], "\n".join(problems)
+
+
 def test_every_resource_waits_for_what_its_components_wait_for(run: Run) -> None:
     ordered = [r for r in run.plan.resources if not r.custom and r.dependencies]
     assert len(ordered) >= 5, "the program orders its components with depends_on"
@@ -243,6 +308,10 @@ class _UndocumentedArgs:
     size: int
     depends_on: tuple[pulumi.Resource, ...] = ()
     """Waits for these."""
+    after: s3.Bucket | None = None
+    """Waits for this too, by another name."""
+    provider: pulumi_aws.Provider | None = None
+    """A provider is not ordering."""
 
 
 class _Seeded(Component):
@@ -267,6 +336,19 @@ def test_class_check_names_each_seeded_violation() -> None:
     assert "_UndocumentedArgs.depends_on: ordering is depends_on on the component" in problems
     assert "_Seeded.bucketName: outputs are snake_case" in problems
     assert "_Seeded.bucketName: output has no docstring" in problems
+    assert "_UndocumentedArgs.after: ordering is depends_on on the component" in problems
+    assert "_UndocumentedArgs.provider" not in problems
+    in_lib = type(
+        "_InLib",
+        (_Seeded,),
+        {"__module__": "components.lib.extra", "TYPE": "exposcholar:app:_InLib"},
+    )
+    assert "_InLib is a component in components.lib, which holds none" in class_problems(in_lib)
+    assert not [p for p in class_problems(in_lib) if "TYPE" in p]
+    ungrouped = type("_Ungrouped", (_Seeded,), {"TYPE": "exposcholar:whatever:_Ungrouped"})
+    assert "_Ungrouped.TYPE is 'exposcholar:whatever:_Ungrouped'" in "\n".join(
+        class_problems(ungrouped)
+    )
     assert class_problems(_Bare) == [
         "_Bare is a ComponentResource but not a components.lib.component.Component"
     ]
@@ -295,6 +377,10 @@ class _Leaky(Component):
         self.extra = self.bucket.arn
         self.register_outputs({"bucketName": self.bucket_name})
 
+    @property
+    def first_bucket(self) -> s3.Bucket:
+        return self.bucket
+
 
 def test_instance_check_names_each_seeded_violation(monkeypatch: pytest.MonkeyPatch) -> None:
     instances, registrations = _recording(monkeypatch)
@@ -309,6 +395,19 @@ def test_instance_check_names_each_seeded_violation(monkeypatch: pytest.MonkeyPa
     assert "registered ['bucketName']; declared outputs are ['bucket', 'bucket_name']" in problems
     assert "exposes undeclared attributes ['extra']" in problems
     assert "exposes a child resource at bucket" in problems
+    assert "exposes a child resource at first_bucket (a property)" in problems
+
+
+def test_child_opts_check_names_a_child_built_with_its_own_options() -> None:
+    source = (
+        "import pulumi\n"
+        "def build(self):\n"
+        "    a = Bucket('a', opts=self.child_opts())\n"
+        "    b = Bucket('b', opts=pulumi.ResourceOptions(parent=self, protect=True))\n"
+    )
+    assert child_opts_problems("components/aws/x.py", source) == [
+        "components/aws/x.py:4 builds ResourceOptions(parent=...): use child_opts()"
+    ]
 
 
 def test_ordering_check_names_a_child_that_does_not_wait(monkeypatch: pytest.MonkeyPatch) -> None:

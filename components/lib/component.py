@@ -1,7 +1,8 @@
 """``Component``: the one contract every component of the program follows.
 
-- ``TYPE`` is the Pulumi type token, ``exposcholar:<module>:<ClassName>``; it is part of every
-  child's URN, so renaming a class or token needs a ``pulumi.Alias``.
+- ``TYPE`` is the Pulumi type token, ``exposcholar:<group>:<ClassName>`` with a group of
+  ``TOKEN_GROUPS``; it is part of every child's URN, so renaming a class, a group or a token
+  needs a ``pulumi.Alias``.
 - Outputs are the annotated public attributes of the class: typed, set in ``__init__``, and
   registered exactly by ``register()`` (snake_case names). They are Outputs, plain values or
   frozen views of them (``DatabaseConnection``), never child resources: a consumer that must
@@ -21,6 +22,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import pulumi
+
+TOKEN_GROUPS = (
+    "network", "security", "data", "deploy", "images", "cluster", "app",
+    "edge", "backups", "monitoring",
+)  # fmt: skip
+"""The middle part of type tokens: what the component is about. Tokens predate the layered
+layout, so a group is not a package name (platform controllers are ``cluster``)."""
 
 
 class Component(pulumi.ComponentResource):
