@@ -13,6 +13,7 @@ components wait for. Each check is also shown failing on a seeded violation.
 from __future__ import annotations
 
 import ast
+import collections.abc
 import dataclasses
 import importlib
 import inspect
@@ -21,7 +22,8 @@ import re
 import textwrap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, get_args, get_type_hints
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import pulumi
 import pulumi_aws
@@ -197,9 +199,52 @@ def instance_problems(component: Component, registrations: list[Mapping[str, Any
         if not hasattr(component, output):
             problems.append(f"{name} declares {output} but never sets it")
             continue
-        for path in _resources_in(getattr(component, output), output):
+        value = getattr(component, output)
+        for path in _resources_in(value, output):
             problems.append(f"{name} exposes a child resource at {path}")
+        declared_type = _output_types(type(component))[output]
+        if not _conforms(value, declared_type):
+            problems.append(
+                f"{name}.{output} is a {type(value).__name__}, not the declared {declared_type}"
+            )
     return problems
+
+
+def _output_types(cls: type) -> dict[str, object]:
+    """Each declared output's annotation, evaluated where its class is defined."""
+    types: dict[str, object] = {}
+    for klass in reversed(cls.__mro__):
+        if not issubclass(klass, Component) or klass is Component:
+            continue
+        namespace = vars(importlib.import_module(klass.__module__))
+        for key, annotation in inspect.get_annotations(klass).items():
+            if isinstance(annotation, str) and "ClassVar" not in annotation:
+                types[key] = eval(annotation, namespace)  # noqa: S307
+    return types
+
+
+def _conforms(value: object, annotation: object) -> bool:
+    """Whether ``value`` is of the declared type, containers and unions included (an
+    ``Output[T]`` is checked as an Output: its value is not known while the program runs)."""
+    origin = get_origin(annotation)
+    args = get_args(annotation)
+    if annotation is None or annotation is type(None):
+        return value is None
+    if origin in (Union, UnionType):
+        return any(_conforms(value, arg) for arg in args)
+    if origin is pulumi.Output or annotation is pulumi.Output:
+        return isinstance(value, pulumi.Output)
+    if origin in (list, tuple, collections.abc.Sequence):
+        item = args[0] if args else object
+        return isinstance(value, (list, tuple)) and all(_conforms(v, item) for v in value)
+    if origin in (dict, collections.abc.Mapping):
+        key_type, item = args if args else (object, object)
+        return isinstance(value, Mapping) and all(
+            _conforms(k, key_type) and _conforms(v, item) for k, v in value.items()
+        )
+    if inspect.isclass(annotation):
+        return isinstance(value, annotation)
+    return True
 
 
 def ordering_problems(plan: Plan) -> list[str]:
@@ -396,6 +441,11 @@ def test_instance_check_names_each_seeded_violation(monkeypatch: pytest.MonkeyPa
     assert "exposes undeclared attributes ['extra']" in problems
     assert "exposes a child resource at bucket" in problems
     assert "exposes a child resource at first_bucket (a property)" in problems
+    setattr(leaky, "bucket_name", "a plain string")  # noqa: B010 - an undeclared type, on purpose
+    wrongly_typed = "\n".join(instance_problems(leaky, registrations[id(leaky)]))
+    assert "_Leaky 'leaky'.bucket_name is a str, not the declared pulumi.output.Output[str]" in (
+        wrongly_typed
+    )
 
 
 def test_child_opts_check_names_a_child_built_with_its_own_options() -> None:
