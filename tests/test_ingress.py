@@ -21,7 +21,7 @@ from tests.conftest import assert_valid_manifests, only
 from tests.test_load_balancer_controller import build as build_controller
 from tools import render
 from tools.plan import Plan
-from tools.preview import capture
+from tools.preview import StageError, capture
 from tools.project import StackConfig
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
@@ -255,3 +255,20 @@ def test_rendered_ingress_validates_against_the_cluster_schemas(
     assert [d["kind"] for d in documents.values()] == ["Ingress"], "the chart is not rendered"
     files = render.write(plan, tmp_path / plan.stack)
     assert_valid_manifests(files, stack_settings[plan.stack].cluster.version)
+
+
+def test_an_ingress_without_the_controller_in_depends_on_is_refused(
+    stack_configs: dict[str, StackConfig], stack_settings: dict[str, StackSettings]
+) -> None:
+    settings = stack_settings["staging"]
+
+    def without_controller() -> None:
+        built = build_controller(settings)
+        Ingress(
+            "ingress",
+            ingress_args(settings, "zone", built.kubernetes),
+            opts=pulumi.ResourceOptions(providers=[built.aws]),
+        )
+
+    with pytest.raises(StageError, match="needs the LoadBalancerController in its depends_on"):
+        capture(stack_configs["staging"], without_controller)

@@ -19,6 +19,7 @@ from pulumi_aws import acm, route53
 from components.lib.component import Component
 from components.lib.kube.service import ServiceBackend
 from components.lib.naming import Naming
+from components.platform.load_balancer_controller import LoadBalancerController
 
 COMPONENT = "ingress"
 INGRESS_CLASS = "alb"
@@ -113,6 +114,7 @@ class Ingress(Component):
         self, name: str, args: IngressArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(name, opts)
+        self.require(LoadBalancerController, "its webhook admits Ingresses; it makes the ALB")
         if args.certificate_arn:
             self.certificate_arn = pulumi.Output.from_input(args.certificate_arn)
         elif args.hosted_zone_id:

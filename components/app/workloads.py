@@ -40,6 +40,8 @@ from components.lib.kube.network_policies import Allowance, Peer, Port, allow, n
 from components.lib.kube.pods import CHECKSUM_ANNOTATION, checksum
 from components.lib.kube.service import ServiceBackend
 from components.lib.naming import Naming
+from components.platform.external_secrets import ExternalSecretsOperator
+from components.platform.vpa import VerticalPodAutoscaler
 from components.settings import ROLLOUT_SURGE_PERCENT, WorkloadSettings
 
 SERVICE_PORT = 80
@@ -93,6 +95,8 @@ class Workloads(Component):
         self, name: str, args: WorkloadsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(name, opts)
+        self.require(ExternalSecretsOperator, "the SecretStore and ExternalSecret are its kinds")
+        self.require(VerticalPodAutoscaler, "the server's VerticalPodAutoscaler is its kind")
         aws_opts = self.child_opts()
         k8s_opts = self.child_opts(provider=args.kubernetes)
         ns = namespace(

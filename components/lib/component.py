@@ -54,6 +54,16 @@ class Component(pulumi.ComponentResource):
             parent=self, depends_on=[*self._inherited_depends_on, *depends_on], **options
         )
 
+    def require(self, kind: type[Component], why: str) -> None:
+        """Refuse to build unless a ``kind`` component is in ``depends_on``: what this one
+        creates needs it first (a CRD, a webhook), and a forgotten dependency would otherwise
+        surface only as a failed ``pulumi up``."""
+        if not any(isinstance(resource, kind) for resource in self._inherited_depends_on):
+            raise ValueError(
+                f"{type(self).__name__} {self._name!r} needs the {kind.__name__} in its "
+                f"depends_on: {why}"
+            )
+
     @classmethod
     def declared_outputs(cls) -> tuple[str, ...]:
         """Names of the outputs the class declares: its annotated public attributes."""

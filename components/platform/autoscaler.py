@@ -23,6 +23,7 @@ from components.lib.kube import pods
 from components.lib.kube.network_policies import Allowance, Peer, allow
 from components.lib.kube.vpa import mode_for, vertical_autoscaler
 from components.lib.naming import Naming
+from components.platform.vpa import VerticalPodAutoscaler
 
 COMPONENT = "autoscaler"
 NAME = "cluster-autoscaler"
@@ -240,6 +241,8 @@ class ClusterAutoscaler(Component):
     ) -> None:
         tag = image_tag(args.cluster_version)  # an unknown version fails before anything exists
         super().__init__(name, opts)
+        if args.vertical_scaling:
+            self.require(VerticalPodAutoscaler, "its VerticalPodAutoscaler object is its kind")
         naming = args.naming
         labels = naming.k8s_labels(NAME, COMPONENT, version=tag)
         selector = naming.k8s_selector(NAME)
