@@ -66,19 +66,11 @@ from policies.rules import (
     load_config,
     policy_properties,
 )
-from policies.rules.common import (
-    Config,
-    PolicyConfigError,
-    Setting,
-    aws_taggable,
-    containers,
-    enforcement_for,
-    is_bucket,
-    pod_specs,
-    s3_kind,
-    selector_matches,
-)
-from policies.rules.kubernetes import parse_image
+from policies.rules.k8s_containers import parse_image
+from policies.rules.kube import containers, pod_specs, selector_matches
+from policies.rules.policy_config import Config, PolicyConfigError, Setting
+from policies.rules.registry import enforcement_for
+from policies.rules.tokens import aws_taggable, is_bucket, s3_kind
 from tools.mocks import UNKNOWN, CapturedResource
 from tools.plan import Plan
 from tools.preview import REPO_ROOT

@@ -17,13 +17,36 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, Policy
 
-from . import aws_compute, aws_data, aws_network, kubernetes, stack
-from .common import REGISTRY, SPECS, enforcement_for
+from . import (
+    aws_compute,
+    aws_data,
+    aws_network,
+    k8s_containers,
+    k8s_exposure,
+    k8s_objects,
+    k8s_pod_security,
+    stack_k8s,
+    stack_network,
+    stack_s3,
+)
+from .registry import REGISTRY, SPECS, enforcement_for
 
 PACK_NAME = "exposcholar-security"
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
-DOMAIN_MODULES = (aws_data, aws_network, aws_compute, kubernetes, stack)
-"""Importing them registers their policies."""
+DOMAIN_MODULES = (
+    aws_data,
+    aws_network,
+    aws_compute,
+    k8s_pod_security,
+    k8s_containers,
+    k8s_exposure,
+    k8s_objects,
+    stack_s3,
+    stack_network,
+    stack_k8s,
+)
+"""Importing them registers their policies (``ALL_POLICIES`` orders them by id, so the order
+modules are imported in does not matter)."""
 
 ALL_POLICIES: list[Policy] = [REGISTRY[name] for name in sorted(REGISTRY)]
 

@@ -8,16 +8,9 @@ from typing import Any
 
 from pulumi_policy import ResourceValidationArgs
 
-from .common import (
-    CRITICAL,
-    CUSTOMER_KEY,
-    HIGH,
-    LOW,
-    MEDIUM,
-    STRINGS,
-    Config,
-    Setting,
-    aws_taggable,
+from .policy_config import CUSTOMER_KEY, STRINGS, Config, Setting
+from .registry import CRITICAL, HIGH, LOW, MEDIUM, resource_policy
+from .resources import (
     flag,
     get,
     has_key,
@@ -28,11 +21,10 @@ from .common import (
     maps,
     number,
     present,
-    resource_policy,
     strings,
     text,
-    type_parts,
 )
+from .tokens import aws_taggable, type_parts
 
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"

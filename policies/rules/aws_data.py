@@ -2,7 +2,7 @@
 
 Resource policies over the inputs of each resource. The S3 rules that need to see a bucket
 together with its separate configuration resources (Block Public Access, encryption,
-versioning, logging, bucket policy) are stack policies, in ``stack.py``.
+versioning, logging, bucket policy) are stack policies, in ``stack_s3.py``.
 """
 
 from __future__ import annotations
@@ -11,26 +11,10 @@ from collections.abc import Iterator
 
 from pulumi_policy import ResourceValidationArgs
 
-from .common import (
-    CRITICAL,
-    CUSTOMER_KEY,
-    HIGH,
-    LOW,
-    MEDIUM,
-    PRODUCTION,
-    Config,
-    Setting,
-    flag,
-    get,
-    is_map,
-    is_s3,
-    maps,
-    number,
-    present,
-    resource_policy,
-    strings,
-    text,
-)
+from .policy_config import CUSTOMER_KEY, PRODUCTION, Config, Setting
+from .registry import CRITICAL, HIGH, LOW, MEDIUM, resource_policy
+from .resources import flag, get, is_map, maps, number, present, strings, text
+from .tokens import is_s3
 
 RDS_INSTANCE = "aws:rds/instance:Instance"
 RDS_CLUSTER = "aws:rds/cluster:Cluster"

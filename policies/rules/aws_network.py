@@ -5,7 +5,7 @@ Security group rules come in three shapes, all covered: inline ``ingress``/``egr
 of ``aws:ec2/securityGroup:SecurityGroup`` (and ``DefaultSecurityGroup``), the classic
 ``aws:ec2/securityGroupRule:SecurityGroupRule`` and the one-rule-per-resource
 ``aws:vpc/securityGroupIngressRule`` / ``securityGroupEgressRule``. Mixing inline rules with
-separate rule resources on one group is a stack policy (``stack.py``).
+separate rule resources on one group is a stack policy (``stack_network.py``).
 """
 
 from __future__ import annotations
@@ -16,21 +16,9 @@ from typing import Any
 
 from pulumi_policy import ResourceValidationArgs
 
-from .common import (
-    CRITICAL,
-    LOW,
-    Config,
-    Setting,
-    is_world_cidr,
-    maps,
-    matches_any,
-    number,
-    present,
-    reasoned_list,
-    resource_policy,
-    strings,
-    text,
-)
+from .policy_config import Config, Setting, reasoned_list
+from .registry import CRITICAL, LOW, resource_policy
+from .resources import is_world_cidr, maps, matches_any, number, present, strings, text
 
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
