@@ -28,8 +28,6 @@ POD_SPEC_PATHS: Final[Mapping[str, tuple[str, ...]]] = {
 }
 """Where each workload kind keeps its pod (``metadata`` and ``spec``)."""
 
-LONG_RUNNING: Final = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"})
-
 
 def k8s_kind(resource_type: str) -> str | None:
     """The Kubernetes kind of a built-in object type (``kubernetes:apps/v1:Deployment`` ->

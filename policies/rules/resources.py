@@ -185,12 +185,6 @@ def json_document(value: Any) -> Any:
     return value
 
 
-def of_kind(
-    resources: Iterable[PolicyResource], predicate: Callable[[str], bool]
-) -> Iterator[PolicyResource]:
-    return (r for r in resources if predicate(r.resource_type))
-
-
 def referenced(resource: PolicyResource, prop: str) -> list[PolicyResource]:
     """The resources ``prop`` of ``resource`` was computed from (its property dependencies)."""
     return list(resource.property_dependencies.get(prop, []))
