@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -85,6 +85,19 @@ def _register(spec: PolicySpec, policy: Policy) -> None:
     SPECS[spec.id] = spec
 
 
+def _policy_fields(spec: PolicySpec, tags: list[str]) -> dict[str, Any]:
+    """What a resource and a stack policy declare alike, from their spec."""
+    return {
+        "name": spec.id,
+        "description": spec.description,
+        "enforcement_level": spec.enforcement,
+        "config_schema": spec.config_schema(),
+        "severity": spec.severity,
+        "tags": tags,
+        "remediation_steps": spec.remediation,
+    }
+
+
 def resource_policy(
     policy_id: str,
     *,
@@ -105,16 +118,7 @@ def resource_policy(
             for message in check(args, config):
                 report(message, None)
 
-        policy = ResourceValidationPolicy(
-            name=policy_id,
-            description=description,
-            validate=validate,
-            enforcement_level=spec.enforcement,
-            config_schema=spec.config_schema(),
-            severity=severity,
-            tags=[domain],
-            remediation_steps=remediation,
-        )
+        policy = ResourceValidationPolicy(validate=validate, **_policy_fields(spec, tags=[domain]))
         _register(spec, policy)
         return policy
 
@@ -142,14 +146,7 @@ def stack_policy(
                 report(message, urn)
 
         policy = StackValidationPolicy(
-            name=policy_id,
-            description=description,
-            validate=validate,
-            enforcement_level=spec.enforcement,
-            config_schema=spec.config_schema(),
-            severity=severity,
-            tags=[domain, "stack"],
-            remediation_steps=remediation,
+            validate=validate, **_policy_fields(spec, tags=[domain, "stack"])
         )
         _register(spec, policy)
         return policy
