@@ -8,7 +8,14 @@ import json
 import pulumi
 import pytest
 
-from components.settings import KEYS, NatGatewayMode, SettingsError, StackSettings, parse_settings
+from components.settings import (
+    KEYS,
+    NatGatewayMode,
+    RateLimit,
+    SettingsError,
+    StackSettings,
+    parse_settings,
+)
 from components.settings.parsers import InvalidValueError as Invalid
 from components.settings.parsers import cidr_allowlist, port
 from components.settings.rules import Quantity, cpu_quantity, instance_type, memory_quantity
@@ -232,7 +239,25 @@ BAD_VALUES: list[tuple[str, str | None, str]] = [
     ("serverMemoryLimit", "1Ki", "at least 4Mi"),
     ("namespaceQuotaCpu", "4", "room for the workloads' limits at peak"),
     ("namespaceQuotaMemory", "4Gi", "room for the workloads' limits at peak"),
-    ("namespaceQuotaPods", "5", "at least 6"),
+    ("namespaceQuotaPods", "10", "at least 11: 6 server pods"),
+    ("edgeMinReplicas", "0", "from 1 to 100"),
+    ("edgeMaxReplicas", "1", "at least edgeMinReplicas (2)"),
+    ("edgeCpuLimit", "50m", "at least edgeCpuRequest (100m)"),
+    ("edgeCpuRequest", "0m", "CPU quantity above zero"),
+    ("edgeMemoryRequest", "64MB", "memory quantity"),
+    ("edgeMemoryLimit", "32Mi", "at least edgeMemoryRequest (64Mi)"),
+    ("edgeApiRatePerSecond", "0", "from 1 to 100000"),
+    ("edgeApiBurst", "0", "from 1 to 100000"),
+    ("edgeAuthBurst", "-1", "from 1 to 10000"),
+    ("edgeAuthRatePerMinute", "1", "at least edgeMinReplicas (2)"),
+    ("edgeBotRatePerMinute", "1", "at least edgeMinReplicas (2)"),
+    ("edgeConnectionsPerClient", "1", "at least edgeMinReplicas (2)"),
+    ("edgeMaxBodyMb", "0", "from 1 to 1024"),
+    ("edgeAllowedCidrs", '["10.0.0.1/8"]', "'10.0.0.1/8' is not one"),
+    ("edgeBlockedCidrs", '["203.0.113.0/24", "203.0.113.0/24"]', "distinct CIDRs"),
+    ("maintenanceEnabled", "yes", "a boolean"),
+    ("maintenanceAllowlist", '["0.0.0.0/0"]', "opens it to the whole internet"),
+    ("maintenanceAllowlist", '["not-a-cidr"]', "'not-a-cidr' is not one"),
     ("djangoSecretKey", "django-insecure-" + "x" * 50, "not a 'django-insecure-'"),
     ("djangoSecretKey", "short", "at least 50 characters"),
     ("djangoSecretKey", "ab" * 30, "at least 5 distinct"),
@@ -247,6 +272,7 @@ PROD_BAD_VALUES: list[tuple[str, str, str]] = [
     ("systemNodeMinSize", "1", "from 2 to 100"),
     ("appNodeMinSize", "1", "from 2 to 100"),
     ("serverMinReplicas", "1", "at least 2 in prod"),
+    ("edgeMinReplicas", "1", "at least 2 in prod"),
 ]
 
 
@@ -446,3 +472,21 @@ def test_workload_settings_of_both_stacks(stack_settings: dict[str, StackSetting
     assert prod.peak_pods() == 12 + 3 + 1
     assert prod.quota.cpu.base >= prod.peak_pods() * prod.server.cpu_limit.base
     assert repr(prod.django_secret_key) == "Secret(****)"
+
+
+def test_edge_settings_of_both_stacks(stack_settings: dict[str, StackSettings]) -> None:
+    staging, prod = stack_settings["staging"], stack_settings["prod"]
+    assert not staging.edge.maintenance.enabled and staging.edge.maintenance.allowlist == ()
+    assert prod.edge.min_replicas >= 2
+    # the stack-wide API rate, 20/s, is shared by the pods at the replica floor
+    assert staging.edge.api == RateLimit(per_minute=1200, burst=40)
+    assert staging.edge.per_pod(staging.edge.api) == RateLimit(per_minute=600, burst=20)
+    assert prod.edge.per_pod(prod.edge.auth) == RateLimit(per_minute=4, burst=2)  # 10/3, 5/3 up
+    # the namespace quota holds both the server and the edge at their peak
+    for settings in (staging, prod):
+        workloads, edge = settings.workloads, settings.edge
+        assert workloads.quota.pods >= workloads.peak_pods() + edge.peak_pods()
+        assert workloads.quota.cpu.base >= (
+            workloads.peak_pods() * workloads.server.cpu_limit.base
+            + edge.peak_pods() * edge.resources.cpu_limit.base
+        )

@@ -84,6 +84,14 @@ _DECLARED = """
     serverCpuRequest serverCpuLimit serverMemoryRequest serverMemoryLimit: string
     namespaceQuotaCpu namespaceQuotaMemory: string
     djangoSecretKey: string secret
+    # edge (nginx in front of the server)
+    edgeMinReplicas edgeMaxReplicas: integer
+    edgeCpuRequest edgeCpuLimit edgeMemoryRequest edgeMemoryLimit: string
+    edgeApiRatePerSecond edgeApiBurst edgeAuthRatePerMinute edgeAuthBurst: integer
+    edgeBotRatePerMinute edgeConnectionsPerClient edgeMaxBodyMb: integer
+    edgeAllowedCidrs edgeBlockedCidrs: array
+    maintenanceEnabled: boolean
+    maintenanceAllowlist: array
     # deploy path (GitHub Actions through OIDC)
     githubRepository: string fixed
     githubOidcProviderArn pulumiStateBucket pulumiSecretsKeyArn: string

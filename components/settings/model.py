@@ -274,6 +274,63 @@ class WorkloadSettings:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """A leaky bucket per client address, as the whole stack should apply it: ``per_minute``
+    requests a minute with ``burst`` more accepted at once. The edge divides both by its
+    replica floor (zones are per pod)."""
+
+    per_minute: int
+    burst: int
+
+
+@dataclass(frozen=True)
+class MaintenanceSettings:
+    """Maintenance mode of the edge: on, every request but the health check is answered 503
+    with the maintenance page, except from ``allowlist``."""
+
+    enabled: bool
+    allowlist: tuple[str, ...]
+    """CIDRs that still get the normal site (operators checking a release)."""
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    """The nginx front door: its size, its limits and its block and allow lists."""
+
+    min_replicas: int
+    """HPA floor; the per-pod rate limits are the stack's limits divided by it."""
+    max_replicas: int
+    resources: Resources
+    api: RateLimit
+    """Per client address, on the API and admin paths."""
+    auth: RateLimit
+    """Per client address, on the authentication paths (stricter)."""
+    bots: RateLimit
+    """Per client address, for user agents of the ``limit`` level."""
+    connections_per_client: int
+    """Open connections per client address, stack-wide."""
+    max_body_mb: int
+    """Largest request body accepted (uploads), in MiB."""
+    allowed_cidrs: tuple[str, ...]
+    """Operators and monitoring probes: never blocked, never rate-limited."""
+    blocked_cidrs: tuple[str, ...]
+    """Clients refused with 403 (unless also in ``allowed_cidrs``)."""
+    maintenance: MaintenanceSettings
+
+    def per_pod(self, limit: RateLimit) -> RateLimit:
+        """``limit`` as one pod applies it: nginx keeps its zones per instance, so each pod
+        gets the stack's share at the replica floor (rounded up, at least 1)."""
+        return RateLimit(
+            per_minute=max(1, -(-limit.per_minute // self.min_replicas)),
+            burst=max(1, -(-limit.burst // self.min_replicas)),
+        )
+
+    def peak_pods(self) -> int:
+        """Edge pods at the worst moment: every replica and a rolling update's surge."""
+        return self.max_replicas + -(-self.max_replicas * ROLLOUT_SURGE_PERCENT // 100)
+
+
+@dataclass(frozen=True)
 class DeploySettings:
     """Who may preview and deploy the stack from GitHub Actions, and what their roles reach."""
 
@@ -308,6 +365,7 @@ class StackSettings:
     cluster: ClusterSettings
     images: ImagesSettings
     workloads: WorkloadSettings
+    edge: EdgeSettings
     deploy: DeploySettings
     alerting: AlertingSettings
 

@@ -121,11 +121,15 @@ def images(r: Reader, account: AccountSettings) -> ImagesSettings:
     return ImagesSettings(r.get("imageRetentionCount", integer(1, 1000)), tuple(images))
 
 
-def _covers(big: Quantity, small: Quantity, times: int = 1) -> bool:
-    return big.base >= times * small.base
+def covers(
+    big: Quantity, smalls: tuple[Quantity, ...], times: tuple[int, ...] | None = None
+) -> bool:
+    """Whether ``big`` holds each of ``smalls`` as many ``times`` (once each by default)."""
+    counts = times or (1,) * len(smalls)
+    return big.base >= sum(n * small.base for small, n in zip(smalls, counts, strict=True))
 
 
-def _resources(r: Reader, prefix: str) -> Resources:
+def resources(r: Reader, prefix: str) -> Resources:
     """``<prefix>{Cpu,Memory}{Request,Limit}``, limits at least the requests."""
     values = {
         kind: (
@@ -137,7 +141,7 @@ def _resources(r: Reader, prefix: str) -> Resources:
     for kind, (request, limit) in values.items():
         r.check(
             f"{prefix}{kind}Limit",
-            partial(_covers, limit, request),
+            partial(covers, limit, (request,)),
             f"at least {prefix}{kind}Request ({r.raw.get(f'{prefix}{kind}Request')}): a limit "
             "below the request is refused by the API server",
             needs=(f"{prefix}{kind}Request",),
@@ -179,7 +183,7 @@ def workloads(r: Reader, account: AccountSettings) -> WorkloadSettings:
         needs=("serverMinReplicas",),
     )
     percent = integer(1, 100)
-    server = _resources(r, "server")
+    server = resources(r, "server")
     quota = QuotaSettings(
         r.get("namespaceQuotaCpu", cpu_quantity),
         r.get("namespaceQuotaMemory", memory_quantity),
@@ -202,25 +206,4 @@ def workloads(r: Reader, account: AccountSettings) -> WorkloadSettings:
         quota=quota,
         django_secret_key=Secret(r.get("djangoSecretKey", django_secret_key)),
     )
-    sizing = ("serverMaxReplicas", "serverCpuLimit", "serverMemoryLimit")
-    if r.ok(*sizing):
-        pods = settings.peak_pods()
-        demand = (
-            f"serverMaxReplicas ({high}) + rolling-update surge + the migration Job = {pods} "
-            "pods of"
-        )
-        r.check(
-            "namespaceQuotaPods",
-            lambda: quota.pods >= pods,
-            f"at least {pods}: {demand} the server",
-        )
-        for key, used, limit in (
-            ("namespaceQuotaCpu", quota.cpu, server.cpu_limit),
-            ("namespaceQuotaMemory", quota.memory, server.memory_limit),
-        ):
-            r.check(
-                key,
-                partial(_covers, used, limit, pods),
-                f"room for the workloads' limits at peak: {demand} {limit.text} each",
-            )
     return settings

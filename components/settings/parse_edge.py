@@ -1,0 +1,124 @@
+"""Section parser for the edge (the nginx front door) and the namespace quota it shares with
+the server.
+
+Besides each key's own rule it checks what spans keys: replica bounds in order, production's
+floor of two edge replicas, stack-wide rates that leave every pod at least one request a
+minute, block and allow lists that are CIDRs, a maintenance allowlist that does not open the
+site to everyone, and a namespace quota with room for the server and the edge at their peak.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from components.settings.model import (
+    EdgeSettings,
+    MaintenanceSettings,
+    QuotaSettings,
+    RateLimit,
+    Resources,
+    WorkloadSettings,
+)
+from components.settings.parse_cluster import covers, resources
+from components.settings.parsers import boolean, cidr_allowlist, integer
+from components.settings.reader import Reader
+
+
+def edge(r: Reader) -> EdgeSettings:
+    low = r.get("edgeMinReplicas", integer(1, 100))
+    high = r.get("edgeMaxReplicas", integer(1, 500))
+    r.check(
+        "edgeMinReplicas",
+        lambda: not r.production or low >= 2,
+        "at least 2 in prod (a replica per zone survives a node or zone loss)",
+    )
+    r.check(
+        "edgeMaxReplicas",
+        lambda: high >= low,
+        f"at least edgeMinReplicas ({low})",
+        needs=("edgeMinReplicas",),
+    )
+    api = RateLimit(
+        per_minute=_times(r.get("edgeApiRatePerSecond", integer(1, 100_000)), 60),
+        burst=r.get("edgeApiBurst", integer(1, 100_000)),
+    )
+    auth = RateLimit(
+        r.get("edgeAuthRatePerMinute", integer(1, 100_000)),
+        r.get("edgeAuthBurst", integer(1, 10_000)),
+    )
+    bots = RateLimit(r.get("edgeBotRatePerMinute", integer(1, 100_000)), 1)
+    for key, limit in (("edgeAuthRatePerMinute", auth), ("edgeBotRatePerMinute", bots)):
+        r.check(
+            key,
+            partial(_at_least, limit.per_minute, low),
+            f"at least edgeMinReplicas ({low}): the rate is shared among the edge pods, and "
+            "each needs at least one request a minute",
+            needs=("edgeMinReplicas",),
+        )
+    lists = cidr_allowlist(allow_empty=True)
+    settings = EdgeSettings(
+        min_replicas=low,
+        max_replicas=high,
+        resources=resources(r, "edge"),
+        api=api,
+        auth=auth,
+        bots=bots,
+        connections_per_client=r.get("edgeConnectionsPerClient", integer(1, 10_000)),
+        max_body_mb=r.get("edgeMaxBodyMb", integer(1, 1024)),
+        allowed_cidrs=r.get("edgeAllowedCidrs", lists),
+        blocked_cidrs=r.get("edgeBlockedCidrs", lists),
+        maintenance=MaintenanceSettings(
+            enabled=r.get("maintenanceEnabled", boolean),
+            allowlist=r.get("maintenanceAllowlist", lists),
+        ),
+    )
+    r.check(
+        "edgeConnectionsPerClient",
+        lambda: settings.connections_per_client >= low,
+        f"at least edgeMinReplicas ({low}): the limit is shared among the edge pods",
+        needs=("edgeMinReplicas",),
+    )
+    return settings
+
+
+def _at_least(value: int, floor: int) -> bool:
+    return value >= floor
+
+
+def _times(value: int | None, factor: int) -> int:
+    return value * factor if value is not None else 0
+
+
+def namespace_quota(r: Reader, workloads: WorkloadSettings, edge: EdgeSettings) -> None:
+    """The application namespace's quota holds the server (every replica, the surge and the
+    migration Job) and the edge (every replica and the surge) at their peak."""
+    sizing = (
+        "serverMaxReplicas", "serverCpuLimit", "serverMemoryLimit",
+        "edgeMaxReplicas", "edgeCpuLimit", "edgeMemoryLimit",
+    )  # fmt: skip
+    if not r.ok(*sizing):
+        return
+    quota: QuotaSettings = workloads.quota
+    server_pods, edge_pods = workloads.peak_pods(), edge.peak_pods()
+    demand = (
+        f"{server_pods} server pods (serverMaxReplicas {workloads.max_replicas} + "
+        f"rolling-update surge + the migration Job) and {edge_pods} edge pods "
+        f"(edgeMaxReplicas {edge.max_replicas} + surge)"
+    )
+    r.check(
+        "namespaceQuotaPods",
+        lambda: quota.pods >= server_pods + edge_pods,
+        f"at least {server_pods + edge_pods}: {demand}",
+    )
+    for key, used, kind in (
+        ("namespaceQuotaCpu", quota.cpu, "cpu_limit"),
+        ("namespaceQuotaMemory", quota.memory, "memory_limit"),
+    ):
+        server: Resources = workloads.server
+        limits = (getattr(server, kind), getattr(edge.resources, kind))
+        r.check(
+            key,
+            partial(covers, used, limits, (server_pods, edge_pods)),
+            f"room for the workloads' limits at peak: {demand}, at "
+            f"{limits[0].text} and {limits[1].text} each",
+        )
