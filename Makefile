@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed
 CHECKOV_STAMP := .venv-checkov/.installed-3.3.30
 NODE_TOOLS_STAMP := tools/crd-validate/node_modules/.installed
 WORKFLOW_TOOLS_STAMP := $(VENV)/.workflow-tools-installed
+EDGE_TOOLS_STAMP := $(VENV)/.edge-tools-installed
 
 .PHONY: preview test lint typecheck unit bench clean
 
@@ -25,6 +26,11 @@ $(NODE_TOOLS_STAMP): scripts/install-node-tools.sh tools/crd-validate/package.js
 ## with shellcheck; the environment script the tests run needs jq
 $(WORKFLOW_TOOLS_STAMP): scripts/install-workflow-tools.sh
 	bash scripts/install-workflow-tools.sh
+
+## nginx and wrk (Debian's, where missing): the edge tests run the rendered nginx configuration
+## on loopback; bench/edge.py measures it with wrk
+$(EDGE_TOOLS_STAMP): scripts/install-edge-tools.sh
+	bash scripts/install-edge-tools.sh
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,12 +51,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP) $(CHECKOV_STAMP) $(NODE_TOOLS_STAMP) $(WORKFLOW_TOOLS_STAMP)
+unit: $(STAMP) $(CHECKOV_STAMP) $(NODE_TOOLS_STAMP) $(WORKFLOW_TOOLS_STAMP) $(EDGE_TOOLS_STAMP)
 	$(VENV)/bin/pytest
 
 ## Benchmarks (not part of the tests: they print ratios measured in one run)
-bench: $(STAMP)
+bench: $(STAMP) $(EDGE_TOOLS_STAMP)
 	$(PY) bench/preview.py
+	$(PY) bench/edge.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

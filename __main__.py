@@ -6,6 +6,7 @@ said once, with ``depends_on`` on the component (``components.lib.component``).
 
 import pulumi
 
+from components.app.edge.edge import Edge, EdgeArgs
 from components.app.ingress import Ingress, IngressArgs
 from components.app.workloads import Workloads, WorkloadsArgs
 from components.aws.cache import Cache, CacheArgs
@@ -233,7 +234,7 @@ load_balancers = LoadBalancerController(
     opts=on_cluster(),
 )
 
-# ── Workloads and the public entry ─────────────────────────────────────────────────────────
+# ── Workloads, the edge and the public entry ────────────────────────────────────────────────
 app = settings.workloads
 workloads = Workloads(
     "app",
@@ -248,15 +249,27 @@ workloads = Workloads(
         database=database.connection,
         cache=cache.connection,
         buckets=storage.app_buckets,
-        load_balancer_cidrs=network.subnet_cidrs[Tier.PUBLIC],
         data_cidrs=network.subnet_cidrs[Tier.ISOLATED],
     ),
     opts=on_cluster(secrets_operator, vpa),
 )
+edge = Edge(
+    "edge",
+    EdgeArgs(
+        settings=settings.edge,
+        server=workloads.backend,
+        image=images.ref("web"),
+        trusted_proxy_cidrs=(settings.network.vpc_cidr,),
+        load_balancer_cidrs=network.subnet_cidrs[Tier.PUBLIC],
+        naming=naming,
+        kubernetes=kubernetes,
+    ),
+    opts=on_cluster(vpa, workloads),
+)
 Ingress(
     "ingress",
     IngressArgs(
-        backend=workloads.backend,  # the Service that serves the public host
+        backend=edge.backend,  # everything enters through the edge
         host=app.host,
         certificate_arn=app.certificate_arn,
         hosted_zone_id=app.hosted_zone_id,
@@ -264,7 +277,7 @@ Ingress(
         naming=naming,
         kubernetes=kubernetes,
     ),
-    opts=pulumi.ResourceOptions(providers=[aws, kubernetes], depends_on=[load_balancers]),
+    opts=pulumi.ResourceOptions(providers=[aws, kubernetes], depends_on=[load_balancers, edge]),
 )
 
 # ── Exports ─────────────────────────────────────────────────────────────────────────────────

@@ -58,6 +58,8 @@ def backend(health_check_path: str = "/healthz") -> ServiceBackend:
         service=pulumi.Output.from_input("web"),
         port=8080,
         health_check_path=health_check_path,
+        pods={"app.kubernetes.io/name": "web"},
+        pod_port=8080,
     )
 
 

@@ -83,10 +83,11 @@ def endpoints(documents: list[dict[str, Any]], settings: StackSettings) -> dict[
     }
 
 
-OURS = {"server", "migrate", "cluster-autoscaler", "external-secrets"}
+OURS = {"edge", "server", "migrate", "cluster-autoscaler", "external-secrets"}
 """Workloads the program runs (the charts' pods included): the matrix is every pair with one
 of these on at least one side."""
 PORTS: dict[str, tuple[tuple[int, str], ...]] = {
+    "edge": ((8080, "TCP"),),
     "server": ((8000, "TCP"), (8001, "TCP")),
     "migrate": ((8000, "TCP"),),
     "cluster-autoscaler": ((8085, "TCP"),),
@@ -111,8 +112,11 @@ HTTPS_ANYWHERE = {"internet", "api-server", "alb"}
 """What "HTTPS to anywhere" (AWS and Kubernetes APIs, whose addresses are not fixed) reaches:
 also the platform's own load balancer, which is public anyway."""
 INTENDED = {
-    # the app: from the load balancer only, scraped by Prometheus, out to its data and AWS
-    ("alb", "server", 8000, "TCP"),
+    # the edge: from the load balancer only, out to the server only
+    ("alb", "edge", 8080, "TCP"),
+    *{("edge", *dns) for dns in DNS},
+    ("edge", "server", 8000, "TCP"),
+    # the app: from the edge only, scraped by Prometheus, out to its data and AWS
     ("prometheus", "server", 8001, "TCP"),
     *{("server", *dns) for dns in DNS},
     ("server", "database", 5432, "TCP"),
@@ -170,7 +174,7 @@ def test_every_workload_is_selected_by_a_policy(documents: list[dict[str, Any]])
     names = {
         d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] for d in workloads
     }
-    assert {"server", "migrate", "cluster-autoscaler"} <= names, sorted(names)
+    assert {"edge", "server", "migrate", "cluster-autoscaler"} <= names, sorted(names)
     for document in workloads:
         labels = document["spec"]["template"]["metadata"]["labels"]
         named = [

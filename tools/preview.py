@@ -13,6 +13,7 @@ A pipeline of stages over one ``PreviewContext``:
 4. ``summary`` — print the plan as ``pulumi preview`` does: the resource tree (grouped per type,
    or every resource with ``--details``), ``Outputs:`` and ``Resources:``;
 5. ``manifests`` — write every Kubernetes object as YAML under ``build/<stack>/manifests/``;
+   ``edge`` — write the edge's nginx files (its ConfigMap) under ``build/<stack>/edge/``;
 6. ``engine`` — replay what the real engine and providers refuse and the mock runtime accepts
    (``tools/engine``): duplicate URNs, unregistered parents and dependencies, inputs against
    the provider schemas of the pinned SDKs, Helm chart values and hooks; writes
@@ -55,6 +56,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components.settings import PROJECT, SettingsError, SettingsProblem
 from tools import render
+from tools.edge import rendered as edge
 from tools.analyzer.errors import PolicyInputError, PolicyPackError
 from tools.analyzer.report import PolicyReport
 from tools.analyzer.session import PolicySession
@@ -163,6 +165,17 @@ def stage_plan(ctx: PreviewContext) -> None:
 def stage_manifests(ctx: PreviewContext) -> None:
     written = render.write(ctx.require_plan(), ctx.out_dir / "manifests")
     ctx.say(f"{len(written)} Kubernetes manifests written to {ctx.out_dir / 'manifests'}")
+
+
+def stage_edge(ctx: PreviewContext) -> None:
+    """The edge's nginx configuration, the files of its ConfigMap, under ``edge/`` (what
+    ``python -m tools.edge`` runs and the edge tests serve with a real nginx)."""
+    try:
+        files = edge.edge_files(ctx.require_plan())
+    except edge.NoEdgeError as exc:
+        raise StageError(EXIT_PROGRAM_FAILED, [f"error: edge configuration: {exc}"]) from None
+    written = edge.write(files, ctx.out_dir / "edge")
+    ctx.say(f"{len(written)} edge nginx files written to {ctx.out_dir / 'edge'}")
 
 
 def stage_summary(ctx: PreviewContext) -> None:
@@ -347,6 +360,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("plan", stage_plan),
     ("summary", stage_summary),
     ("manifests", stage_manifests),
+    ("edge", stage_edge),
     ("engine", stage_engine),
     ("policy", stage_policy),
 ]

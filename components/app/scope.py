@@ -15,6 +15,8 @@ from components.lib.naming import Naming
 COMPONENT = "app"
 NAMESPACE = "exposcholar"
 SERVER = "server"
+EDGE = "edge"
+"""The nginx in front of the server (``components.app.edge``)."""
 
 
 @dataclass(frozen=True)
@@ -25,9 +27,11 @@ class AppScope:
     namespace: pulumi.Output[str]
     """The namespace object's name: an object that uses it is created after the namespace."""
     naming: Naming
+    component: str = COMPONENT
+    """``app.kubernetes.io/component`` of the objects."""
 
     def labels(self, part: str) -> dict[str, str]:
-        return self.naming.k8s_labels(part, COMPONENT)
+        return self.naming.k8s_labels(part, self.component)
 
     def selector(self, part: str = SERVER) -> dict[str, str]:
         return self.naming.k8s_selector(part)

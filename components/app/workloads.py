@@ -29,7 +29,7 @@ from components.app.pod_spec import (
     pod_spec,
 )
 from components.app.scaling import server_autoscaling
-from components.app.scope import COMPONENT, NAMESPACE, SERVER, AppScope, after
+from components.app.scope import COMPONENT, EDGE, NAMESPACE, SERVER, AppScope, after
 from components.aws.cache import CacheConnection
 from components.aws.database import DatabaseConnection
 from components.aws.storage import AppBuckets
@@ -72,9 +72,6 @@ class WorkloadsArgs:
     """The cache: primary endpoint, port and AUTH token."""
     buckets: AppBuckets
     """The static and media buckets and their key."""
-    load_balancer_cidrs: tuple[str, ...] = ()
-    """Where the ALB's nodes are (the public subnets): the only source of app traffic until the
-    edge proxy exists."""
     data_cidrs: tuple[str, ...] = ()
     """Where the database and cache are (the isolated subnets)."""
 
@@ -89,7 +86,7 @@ class Workloads(Component):
     namespace: pulumi.Output[str]
     """The application's namespace."""
     backend: ServiceBackend
-    """The server's ClusterIP Service: what the Ingress routes to until the edge exists."""
+    """The server's ClusterIP Service: what the edge proxies to."""
 
     def __init__(
         self, name: str, args: WorkloadsArgs, opts: pulumi.ResourceOptions | None = None
@@ -203,6 +200,8 @@ class Workloads(Component):
             service=service.metadata.name,
             port=SERVICE_PORT,
             health_check_path=HEALTH["ready"],
+            pods=scope.selector(),
+            pod_port=HTTP_PORT,
         )
         self.register()
 
@@ -258,7 +257,8 @@ def _network_policies(
             SERVER,
             scope.selector(),
             ingress=(
-                Peer((Port(HTTP_PORT),), cidrs=args.load_balancer_cidrs),
+                # only through the edge, which the load balancer sends everything to
+                Peer((Port(HTTP_PORT),), pods=args.naming.k8s_selector(EDGE)),
                 Peer.monitoring(METRICS_PORT),
             ),
             egress=(database, cache, Peer.https_anywhere()),

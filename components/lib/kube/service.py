@@ -1,11 +1,13 @@
-"""``ServiceBackend``: what an Ingress needs of the Service it sends traffic to.
+"""``ServiceBackend``: what a client inside the cluster needs of the Service it sends traffic
+to, and of the pods behind it.
 
-Produced by whatever serves the public host (today the application's server), consumed by the
-Ingress, so neither reaches into the other.
+Produced by whatever serves (the application's server, the edge), consumed by what sends it
+traffic (the edge's upstream and NetworkPolicy, the Ingress), so neither reaches into the other.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -19,7 +21,15 @@ class ServiceBackend:
     service: pulumi.Output[str]
     port: int
     health_check_path: str
+    pods: Mapping[str, str]
+    """The labels selecting the Service's pods (NetworkPolicy peers)."""
+    pod_port: int
+    """The port the pods listen on behind the Service's ``port`` (NetworkPolicies see it)."""
 
     def __post_init__(self) -> None:
         if not self.health_check_path.startswith("/"):
             raise ValueError(f"health_check_path {self.health_check_path!r} must start with /")
+        if not self.pods:
+            raise ValueError("pods must select the Service's pods (an empty selector is all)")
+        if not 0 < self.pod_port < 65536:
+            raise ValueError(f"pod_port {self.pod_port} is not a port")

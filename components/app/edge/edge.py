@@ -1,0 +1,257 @@
+"""``Edge``: the platform's front door, nginx between the load balancer and the Django server,
+serving the Flutter web build.
+
+Creates, in the application's namespace: the ``edge-config`` ConfigMap (the nginx
+configuration rendered from the stack's settings by ``config``, with the maintenance page); the
+``edge`` Deployment running the ``web`` image (unprivileged nginx with the Flutter build) with
+that configuration mounted, restricted and read-only with an emptyDir for nginx's writable
+paths, probed on nginx's own health location and spread over zones; its Service; its HPA, PDB
+and VPA; and the NetworkPolicy that lets only the load balancer reach the edge and the edge
+reach only the server. The pod template carries a checksum of the configuration, so a change
+of it (maintenance mode included) rolls the edge pods and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.app.edge.config import (
+    HEALTH_PATH,
+    PORT,
+    AgentLists,
+    EdgeConfig,
+    read_referrers,
+    render,
+)
+from components.app.scaling import Scaling, autoscale
+from components.app.scope import EDGE, AppScope
+from components.app.workloads import Workloads
+from components.lib.component import Component
+from components.lib.kube.network_policies import Allowance, Peer, Port, allow
+from components.lib.kube.pods import (
+    CHECKSUM_ANNOTATION,
+    app_pool,
+    checksum,
+    container_security_context,
+    pod_security_context,
+    spread,
+    writable,
+)
+from components.lib.kube.service import ServiceBackend
+from components.lib.naming import Naming
+from components.settings import ROLLOUT_SURGE_PERCENT, EdgeSettings
+
+COMPONENT = "edge"
+SERVICE_PORT = 80
+PREFIX = "/usr/share/nginx/"
+"""nginx's prefix in the image: ``html/`` is the Flutter build (the image's), ``edge/`` the
+ConfigMap, ``run/`` the only writable folder (an emptyDir)."""
+CONFIG_DIR = f"{PREFIX}edge"
+RUN_DIR = f"{PREFIX}run"
+NGINX = ("nginx", "-p", PREFIX, "-c", f"{CONFIG_DIR}/nginx.conf", "-e", "stderr")
+PRE_STOP_SECONDS = 15
+"""Pause before nginx stops: the load balancer controller deregisters the pod meanwhile."""
+DRAIN_SECONDS = 60
+"""nginx's graceful stop (``quit``) finishes requests in flight, up to the proxy timeout."""
+CPU_TARGET_PERCENT = 70
+SCALE_DOWN_STABILIZATION_SECONDS = 300
+
+core = k8s.core.v1
+meta = k8s.meta.v1
+
+
+@dataclass(frozen=True)
+class EdgeArgs:
+    settings: EdgeSettings
+    """Size, limits, block and allow lists and maintenance mode."""
+    server: ServiceBackend
+    """The server's Service (the upstream) in the namespace the edge runs in."""
+    image: pulumi.Input[str]
+    """The ``web`` image (nginx and the Flutter build), pinned by digest."""
+    trusted_proxy_cidrs: tuple[str, ...]
+    """Where the load balancer is: X-Forwarded-For is believed from there only (the VPC)."""
+    load_balancer_cidrs: tuple[str, ...]
+    """Where the ALB's nodes are (the public subnets): the only source of edge traffic."""
+    naming: Naming
+    """Names and labels of the stack."""
+    kubernetes: k8s.Provider
+    """The cluster's provider."""
+
+
+class Edge(Component):
+    """nginx in front of the server (``depends_on``: ``Workloads``, whose namespace it runs in
+    and whose Service nginx resolves when it starts)."""
+
+    TYPE = "exposcholar:edge:Edge"
+
+    backend: ServiceBackend
+    """The edge's Service: what the Ingress routes to."""
+    config_checksum: pulumi.Output[str]
+    """SHA-256 of the rendered configuration (on the pod template: a change rolls the pods)."""
+
+    def __init__(
+        self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(name, opts)
+        self.require(Workloads, "the namespace and the server's Service it proxies to")
+        k8s_opts = self.child_opts(provider=args.kubernetes)
+        scope = AppScope(name, args.server.namespace, args.naming, COMPONENT)
+        # the lists are read now: a malformed one fails the preview naming its file and line
+        agents, referrers = AgentLists.load(), read_referrers()
+        files = pulumi.Output.all(args.server.service, args.server.namespace).apply(
+            lambda values: render(
+                EdgeConfig(
+                    settings=args.settings,
+                    upstream=f"{values[0]}.{values[1]}.svc.cluster.local:{args.server.port}",
+                    trusted_proxies=args.trusted_proxy_cidrs,
+                    agents=agents,
+                    referrers=referrers,
+                )
+            )
+        )
+        config = core.ConfigMap(
+            f"{name}-config",
+            metadata=scope.meta(f"{EDGE}-config", EDGE),
+            data=files,
+            opts=k8s_opts,
+        )
+        self.config_checksum = files.apply(checksum)
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=scope.meta(EDGE, EDGE),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                selector=meta.LabelSelectorArgs(match_labels=scope.selector(EDGE)),
+                revision_history_limit=5,
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
+                        max_surge=f"{ROLLOUT_SURGE_PERCENT}%", max_unavailable=0
+                    ),
+                ),
+                template=core.PodTemplateSpecArgs(
+                    metadata=meta.ObjectMetaArgs(
+                        labels=scope.labels(EDGE),
+                        annotations=self.config_checksum.apply(
+                            lambda digest: {CHECKSUM_ANNOTATION: digest}
+                        ),
+                    ),
+                    spec=_pod_spec(scope, args, config),
+                ),
+            ),
+            opts=k8s_opts,
+        )
+        service = core.Service(
+            f"{name}-service",
+            metadata=scope.meta(EDGE, EDGE),
+            spec=core.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=scope.selector(EDGE),
+                ports=[
+                    core.ServicePortArgs(
+                        name="http", port=SERVICE_PORT, target_port="http", protocol="TCP"
+                    )
+                ],
+            ),
+            opts=k8s_opts,
+        )
+        settings = args.settings
+        autoscale(
+            scope,
+            Scaling(
+                prefix=name,
+                part=EDGE,
+                min_replicas=settings.min_replicas,
+                max_replicas=settings.max_replicas,
+                cpu_target_percent=CPU_TARGET_PERCENT,
+                memory_target_percent=None,
+                scale_down_stabilization_seconds=SCALE_DOWN_STABILIZATION_SECONDS,
+                max_allowed=settings.resources.limits(),
+            ),
+            opts=pulumi.ResourceOptions.merge(
+                k8s_opts, pulumi.ResourceOptions(depends_on=[deployment])
+            ),
+        )
+        allow(
+            f"{name}-netpol",
+            Allowance(
+                EDGE,
+                scope.selector(EDGE),
+                ingress=(Peer((Port(PORT),), cidrs=args.load_balancer_cidrs),),
+                egress=(Peer((Port(args.server.pod_port),), pods=args.server.pods),),
+            ),
+            namespace=scope.namespace,
+            naming=args.naming,
+            opts=k8s_opts,
+        )
+        self.backend = ServiceBackend(
+            namespace=scope.namespace,
+            service=service.metadata.name,
+            port=SERVICE_PORT,
+            health_check_path=HEALTH_PATH,
+            pods=scope.selector(EDGE),
+            pod_port=PORT,
+        )
+        self.register()
+
+
+def _pod_spec(scope: AppScope, args: EdgeArgs, config: core.ConfigMap) -> core.PodSpecArgs:
+    """nginx as the image's user, the configuration read-only under ``CONFIG_DIR``, an
+    emptyDir for pid and temp files, probes on the health location, a graceful stop."""
+    run_volume, run_mount = writable("run", RUN_DIR, size="256Mi")
+    probe = core.HTTPGetActionArgs(path=HEALTH_PATH, port="http")
+    resources = args.settings.resources
+    stop = f"sleep {PRE_STOP_SECONDS}; {' '.join(NGINX)} -s quit; " + (
+        f"while [ -f {RUN_DIR}/nginx.pid ]; do sleep 1; done"
+    )
+    return core.PodSpecArgs(
+        automount_service_account_token=False,
+        enable_service_links=False,
+        security_context=pod_security_context(),
+        node_selector=app_pool(),
+        topology_spread_constraints=spread(scope.selector(EDGE)),
+        termination_grace_period_seconds=PRE_STOP_SECONDS + DRAIN_SECONDS + 5,
+        containers=[
+            core.ContainerArgs(
+                name=EDGE,
+                image=args.image,
+                image_pull_policy="Always",
+                command=list(NGINX),
+                args=["-g", "daemon off;"],
+                ports=[core.ContainerPortArgs(name="http", container_port=PORT, protocol="TCP")],
+                resources=core.ResourceRequirementsArgs(
+                    requests=resources.requests(), limits=resources.limits()
+                ),
+                startup_probe=core.ProbeArgs(
+                    http_get=probe, period_seconds=2, failure_threshold=30, timeout_seconds=2
+                ),
+                readiness_probe=core.ProbeArgs(
+                    http_get=probe, period_seconds=5, failure_threshold=2, timeout_seconds=2
+                ),
+                liveness_probe=core.ProbeArgs(
+                    http_get=probe, period_seconds=10, failure_threshold=3, timeout_seconds=2
+                ),
+                lifecycle=core.LifecycleArgs(
+                    pre_stop=core.LifecycleHandlerArgs(
+                        exec_=core.ExecActionArgs(command=["/bin/sh", "-c", stop])
+                    )
+                ),
+                security_context=container_security_context(),
+                volume_mounts=[
+                    core.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
+                    run_mount,
+                ],
+            )
+        ],
+        volumes=[
+            core.VolumeArgs(
+                name="config",
+                config_map=core.ConfigMapVolumeSourceArgs(
+                    name=config.metadata.name, default_mode=0o444
+                ),
+            ),
+            run_volume,
+        ],
+    )

@@ -1,0 +1,421 @@
+"""The edge, proven on a real nginx: each stack's rendered configuration is started through
+``python -m tools.edge`` (the operator's command) in front of a stub upstream, and answers real
+HTTP requests from loopback client addresses.
+
+Client addresses (all on loopback): 127.0.0.2 is allowlisted (and also on the block list: the
+allowlist must win), 127.0.0.3 is blocked, 127.0.0.5 plays the load balancer (trusted to say
+who the client is), 198.51.100.0/24 is blocked when it arrives through the load balancer. Tests
+that count requests (rate limits) each use an address of their own.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from components.app.edge.config import AgentLists, read_referrers
+from tests import STACKS
+from tests.edge_harness import (
+    BROWSER,
+    BROWSERS,
+    Edge,
+    Response,
+    Upstream,
+    edge,
+    request,
+    upstream,
+)
+
+ALLOWED = "127.0.0.2"
+BLOCKED = "127.0.0.3"
+LOAD_BALANCER = "127.0.0.5"
+UNTRUSTED = "127.0.0.6"
+BLOCKED_REMOTE = "198.51.100.7"
+BLOCKING = (
+    'edgeAllowedCidrs=["203.0.113.0/24", "127.0.0.2/32"]',
+    'edgeBlockedCidrs=["127.0.0.2/32", "127.0.0.3/32", "198.51.100.0/24"]',
+)
+GOOD_BOTS = (
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "DuckDuckBot/1.1; (+http://duckduckgo.com/duckduckbot.html)",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_5) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/13.1.1 Safari/605.1.15 (Applebot/0.1; +http://www.apple.com/go/applebot)",
+    "Blackbox Exporter/0.23.0",
+)
+HONEYPOT = (
+    "/.env", "/.git/config", "/.git/HEAD", "/.aws/credentials", "/.ssh/id_rsa", "/.DS_Store",
+    "/.htaccess", "/wp-login.php", "/wp-admin/", "/wp-content/plugins/x/readme.txt",
+    "/wordpress/wp-admin/setup-config.php", "/xmlrpc.php", "/index.php", "/phpmyadmin/",
+    "/pma/index.php", "/adminer.php", "/phpinfo.php", "/cgi-bin/luci", "/cgi-bin/test.cgi",
+    "/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php", "/actuator/health",
+    "/actuator/env", "/jolokia/list", "/manager/html", "/_ignition/execute-solution",
+    "/backup.sql", "/db.sql.gz", "/site.tar.gz", "/backup.zip", "/dump.sql", "/config.php.bak",
+    "/web.config", "/server-status", "/owa/auth/logon.aspx", "/solr/admin/info/system",
+    "/api/.env", "/static/../.env", "/boaform/admin/formLogin", "/HNAP1/",
+)  # fmt: skip
+NOT_HONEYPOT = (
+    "/.well-known/acme-challenge/x", "/.well-known/security.txt", "/static/app.php.css",
+    "/media/uploads/backup.zip", "/assets/app.3f2a9c1e7b.js", "/papers/wordpressing",
+)  # fmt: skip
+
+
+def _bounded(entries: tuple[str, ...]) -> re.Pattern[str]:
+    """The lists' matching rule (case-insensitive, word-bounded), to pick test strings."""
+    alternatives = "|".join(re.escape(entry) for entry in entries)
+    return re.compile(rf"(?<![a-z0-9_])(?:{alternatives})(?![a-z0-9_])", re.IGNORECASE)
+
+
+AGENTS = AgentLists.load()
+ANY_AGENT = _bounded(AGENTS.allow + AGENTS.block + AGENTS.limit)
+
+
+def bad_agents_and_near_misses() -> list[tuple[str, str]]:
+    """Bad user agents with a look-alike each: the name with letters glued on (``Titan`` /
+    ``Titanium``), which no entry of any list matches."""
+    pairs = []
+    for name in AGENTS.block:
+        if not (name[-1].isalnum() and name[0].isalnum()):
+            continue
+        for near in (f"{name}ium", f"Xq{name}"):
+            if not ANY_AGENT.search(near):
+                pairs.append((name, near))
+                break
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[Upstream]:
+    with upstream() as running:
+        yield running
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def blocking(request: pytest.FixtureRequest, stub: Upstream) -> Iterator[Edge]:
+    """The stack's edge with an allowlist and a block list set (``--set``)."""
+    with edge(request.param, stub.port, sets=BLOCKING, trust=[f"{LOAD_BALANCER}/32"]) as run:
+        yield run
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def maintenance(request: pytest.FixtureRequest, stub: Upstream) -> Iterator[Edge]:
+    """The stack's edge in maintenance mode, 127.0.0.2 allowlisted."""
+    sets = ("maintenanceEnabled=true", f'maintenanceAllowlist=["{ALLOWED}/32"]')
+    with edge(request.param, stub.port, sets=sets, trust=[f"{LOAD_BALANCER}/32"]) as run:
+        yield run
+
+
+def _id() -> str:
+    return uuid.uuid4().hex
+
+
+# --- nginx accepts the configuration --------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_nginx_accepts_each_stacks_rendered_configuration(
+    stack: str, stub: Upstream, tmp_path: Path
+) -> None:
+    prefix = tmp_path / "prefix"
+    with edge(stack, stub.port, keep=prefix):
+        pass
+    result = subprocess.run(
+        ["nginx", "-t", "-p", f"{prefix}/", "-c", str(prefix / "edge" / "nginx.conf")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+# --- who gets in ------------------------------------------------------------------------------
+
+
+def test_browsers_get_the_site_and_the_api(blocking: Edge, stub: Upstream) -> None:
+    for agent in BROWSERS:
+        site = request(blocking.port, "/", agent=agent)
+        assert site.status == 200, agent
+        assert b"flutter_bootstrap.js" in site.body
+        api = request(blocking.port, "/api/papers?page=2", agent=agent)
+        assert api.status == 200, agent
+        assert api.json()["path"] == "/api/papers?page=2"
+
+
+def test_at_least_100_bad_user_agents_are_refused_and_their_look_alikes_are_not(
+    blocking: Edge,
+) -> None:
+    pairs = bad_agents_and_near_misses()
+    assert len(AGENTS.block) >= 500
+    assert len(pairs) >= 100, "too few testable entries"
+    refused, passed = [], []
+    for name, near in pairs:
+        agent = f"Mozilla/5.0 (compatible; {name}/2.1; +https://example.org/bot)"
+        request_id = _id()
+        answer = request(blocking.port, "/", agent=agent, headers={"X-Request-ID": request_id})
+        if answer.status == 403:
+            refused.append(name)
+            logged = blocking.logged("access", request_id)
+            assert logged["decision"] == "blocked-agent" and logged["status"] == 403
+        if request(blocking.port, "/", agent=f"{near}/1.0").status == 200:
+            passed.append(near)
+    assert len(refused) == len(pairs), sorted({n for n, _ in pairs} - set(refused))[:20]
+    assert len(passed) == len(pairs), sorted({m for _, m in pairs} - set(passed))[:20]
+
+
+@pytest.mark.parametrize("agent", ["Titan", "sqlmap/1.7.2#stable (https://sqlmap.org)",
+                                   "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None)", "masscan/1.3",
+                                   "Mozilla/5.0 zgrab/0.x", "Nuclei - Open-source project"])  # fmt: skip
+def test_attack_tools_are_refused_in_any_case(blocking: Edge, agent: str) -> None:
+    assert request(blocking.port, "/", agent=agent).status == 403
+    assert request(blocking.port, "/", agent=agent.upper()).status == 403
+    assert request(blocking.port, "/", agent=agent.replace("Titan", "Titanium")).status in (
+        200 if agent == "Titan" else 403,
+    )
+
+
+def test_good_bots_pass(blocking: Edge) -> None:
+    for agent in GOOD_BOTS:
+        request_id = _id()
+        answer = request(blocking.port, "/", agent=agent, headers={"X-Request-ID": request_id})
+        assert answer.status == 200, agent
+        assert blocking.logged("access", request_id)["decision"] == "good-bot"
+
+
+def test_bad_referrers_are_refused_by_domain_and_subdomain_only(blocking: Edge) -> None:
+    domains = read_referrers()
+    assert len(domains) >= 100
+    for domain in domains[:: max(1, len(domains) // 40)]:
+        for referrer in (f"https://{domain}/", f"http://www.{domain}/page?q=1"):
+            answer = request(blocking.port, "/", headers={"Referer": referrer})
+            assert answer.status == 403, referrer
+        look_alike = f"https://not{domain.replace('.', '')}.example/"
+        assert request(blocking.port, "/", headers={"Referer": look_alike}).status == 200
+
+
+def test_blocked_addresses_are_refused(blocking: Edge) -> None:
+    request_id = _id()
+    answer = request(blocking.port, "/", source=BLOCKED, headers={"X-Request-ID": request_id})
+    assert answer.status == 403
+    logged = blocking.logged("access", request_id)
+    assert (logged["client"], logged["decision"]) == (BLOCKED, "blocked-ip")
+
+
+def test_the_allowlist_beats_every_block_list(blocking: Edge) -> None:
+    bad_agent = "sqlmap/1.7.2"
+    bad_referrer = f"https://{read_referrers()[0]}/"
+    # 127.0.0.2 is on both lists, sends a bad agent and a bad referrer, probes a decoy path
+    for path in ("/", "/api/x", "/wp-login.php"):
+        request_id = _id()
+        answer = request(
+            blocking.port, path, source=ALLOWED, agent=bad_agent,
+            headers={"Referer": bad_referrer, "X-Request-ID": request_id},
+        )  # fmt: skip
+        assert answer.status != 403, path
+        assert blocking.logged("access", request_id)["decision"] == "allowlisted"
+    # and is never rate-limited
+    statuses = {request(blocking.port, "/api/auth/login", source=ALLOWED).status for _ in range(60)}
+    assert statuses == {200}
+
+
+# --- real client address ---------------------------------------------------------------------
+
+
+def test_forwarded_for_is_honoured_from_the_load_balancer_only(blocking: Edge) -> None:
+    spoofed = {"X-Forwarded-For": BLOCKED_REMOTE, "X-Forwarded-Proto": "https"}
+    via_lb = request(blocking.port, "/api/who", source=LOAD_BALANCER, headers=spoofed)
+    assert via_lb.status == 403  # the client it names is blocked: the header was believed
+    request_id = _id()
+    direct = request(
+        blocking.port, "/api/who", source=UNTRUSTED,
+        headers={**spoofed, "X-Request-ID": request_id},
+    )  # fmt: skip
+    assert direct.status == 200  # from anywhere else the header is ignored
+    seen = direct.json()["headers"]
+    assert seen["X-Forwarded-For"] == UNTRUSTED and seen["X-Real-IP"] == UNTRUSTED
+    assert seen["X-Forwarded-Proto"] == "http"  # the peer is not the load balancer
+    assert blocking.logged("access", request_id)["client"] == UNTRUSTED
+    # through the load balancer, a client that is not blocked: its address and scheme pass on
+    request_id = _id()
+    honoured = request(
+        blocking.port, "/api/who", source=LOAD_BALANCER,
+        headers={"X-Forwarded-For": "192.0.2.44", "X-Forwarded-Proto": "https",
+                 "X-Request-ID": request_id},
+    )  # fmt: skip
+    assert honoured.status == 200
+    assert honoured.json()["headers"]["X-Forwarded-For"] == "192.0.2.44"
+    assert honoured.json()["headers"]["X-Forwarded-Proto"] == "https"
+    logged = blocking.logged("access", request_id)
+    assert (logged["client"], logged["peer"]) == ("192.0.2.44", LOAD_BALANCER)
+
+
+# --- honeypot ---------------------------------------------------------------------------------
+
+
+def test_every_honeypot_path_is_refused_and_logged_as_its_own_event(blocking: Edge) -> None:
+    for path in HONEYPOT:
+        request_id = _id()
+        agent = f"scanner-{request_id[:6]}"
+        answer = request(
+            blocking.port, path, source="127.0.0.8", agent=agent,
+            headers={"X-Request-ID": request_id},
+        )  # fmt: skip
+        assert answer.status == 403, path
+        event = blocking.logged("honeypot", request_id)
+        assert event["client"] == "127.0.0.8" and event["user_agent"] == agent
+        assert event["path"] == path and event["time"].startswith("20")
+        assert not [e for e in blocking.events("access") if e["request_id"] == request_id]
+
+
+def test_well_known_and_look_alike_paths_are_not_decoys(blocking: Edge) -> None:
+    for path in NOT_HONEYPOT:
+        request_id = _id()
+        answer = request(blocking.port, path, headers={"X-Request-ID": request_id})
+        assert answer.status in (200, 404), path
+        assert blocking.logged("access", request_id)["decision"] == "pass"
+        assert not [e for e in blocking.events("honeypot") if e["request_id"] == request_id]
+
+
+# --- rate limits ------------------------------------------------------------------------------
+
+
+def _burst(edge_port: int, path: str, source: str, count: int, agent: str = BROWSER) -> list[Response]:
+    return [request(edge_port, path, source=source, agent=agent) for _ in range(count)]
+
+
+def test_requests_beyond_the_burst_get_429_with_retry_after(blocking: Edge) -> None:
+    answers = _burst(blocking.port, "/api/search", "127.0.0.20", 120)
+    limited = [a for a in answers if a.status == 429]
+    assert answers[0].status == 200 and limited, [a.status for a in answers]
+    assert all(a.header("Retry-After") == "60" for a in limited)
+    assert all(a.header("Retry-After") is None for a in answers if a.status == 200)
+
+
+def test_authentication_paths_are_stricter(blocking: Edge) -> None:
+    auth = _burst(blocking.port, "/api/auth/login", "127.0.0.21", 20)
+    api = _burst(blocking.port, "/api/search", "127.0.0.22", 20)
+    assert sum(a.status == 429 for a in auth) > sum(a.status == 429 for a in api)
+    assert auth[0].status == 200 and auth[-1].status == 429
+
+
+def test_limited_bots_get_a_stricter_rate(blocking: Edge) -> None:
+    agent = AGENTS.limit[0]
+    answers = _burst(blocking.port, "/", "127.0.0.23", 10, agent=f"{agent}/1.0")
+    assert answers[0].status == 200 and answers[-1].status == 429
+    assert all(a.status == 200 for a in _burst(blocking.port, "/", "127.0.0.24", 10))
+
+
+def test_health_checks_are_never_limited(blocking: Edge) -> None:
+    answers = _burst(blocking.port, "/healthz", "127.0.0.25", 200, agent="kube-probe/1.33")
+    assert {a.status for a in answers} == {200}
+
+
+def test_concurrent_connections_per_client_are_limited(blocking: Edge) -> None:
+    results: list[int] = []
+
+    def slow() -> None:
+        results.append(request(blocking.port, "/static/slow?sleep=1.5", source="127.0.0.26").status)
+
+    threads = [threading.Thread(target=slow) for _ in range(45)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 429 in results and results.count(200) >= 20, sorted(results)
+
+
+# --- headers, proxying, the site --------------------------------------------------------------
+
+
+def test_security_headers_on_every_answer(blocking: Edge) -> None:
+    for path, source in (("/", "127.0.0.1"), ("/api/x", "127.0.0.1"), ("/nope", BLOCKED)):
+        answer = request(blocking.port, path, source=source)
+        assert answer.header("Strict-Transport-Security") == "max-age=63072000; includeSubDomains"
+        assert answer.header("X-Content-Type-Options") == "nosniff"
+        assert answer.header("Referrer-Policy") == "strict-origin-when-cross-origin"
+        assert "camera=()" in (answer.header("Permissions-Policy") or "")
+        assert answer.header("X-Frame-Options") == "DENY"  # the server's SAMEORIGIN replaced
+        csp = answer.header("Content-Security-Policy") or ""
+        assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
+        assert answer.header("Server") == "nginx"  # no version
+    site_csp = request(blocking.port, "/").header("Content-Security-Policy") or ""
+    assert "'wasm-unsafe-eval'" in site_csp and "script-src 'self'" in site_csp
+    assert "'unsafe-eval'" not in site_csp.replace("'wasm-unsafe-eval'", "")
+
+
+def test_request_id_is_passed_upstream_returned_and_logged(blocking: Edge) -> None:
+    given = "abc-123-def-456"
+    answer = request(blocking.port, "/api/x", headers={"X-Request-ID": given})
+    assert answer.json()["headers"]["X-Request-ID"] == given
+    assert answer.header("X-Request-ID") == given
+    logged = blocking.logged("access", given)
+    assert logged["path"] == "/api/x" and logged["status"] == 200 and logged["method"] == "GET"
+    assert float(logged["upstream_time"]) >= 0 and logged["request_time"] >= 0
+    assert logged["user_agent"] == BROWSER and logged["bytes"] > 0
+    # none given: one is made, passed on and returned
+    fresh = request(blocking.port, "/api/x")
+    made = fresh.json()["headers"]["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", made) and fresh.header("X-Request-ID") == made
+    # a header that is not a plain token is replaced, not logged or passed on
+    odd = request(blocking.port, "/api/x", headers={"X-Request-ID": 'x" injected'})
+    assert re.fullmatch(r"[0-9a-f]{32}", odd.json()["headers"]["X-Request-ID"])
+
+
+def test_server_paths_are_proxied_and_the_rest_is_the_site(blocking: Edge, stub: Upstream) -> None:
+    for path in ("/api/v1/papers", "/admin/", "/static/admin/css/base.css", "/media/a.pdf"):
+        answer = request(blocking.port, path)
+        assert answer.status == 200 and answer.json()["path"] == path
+        assert answer.header("Cache-Control") is None  # the server decides
+    for path in ("/", "/papers/42", "/deep/client/route"):
+        answer = request(blocking.port, path)
+        assert answer.status == 200 and b"flutter_bootstrap.js" in answer.body  # SPA fallback
+        assert answer.header("Content-Type") == "text/html; charset=utf-8"
+        assert "no-cache" in (answer.header("Cache-Control") or "")
+    assert request(blocking.port, "/index.html").header("Cache-Control") == (
+        "no-cache, no-store, must-revalidate"
+    )
+    hashed = request(blocking.port, "/assets/app.3f2a9c1e7b.js")
+    assert hashed.header("Cache-Control") == "public, max-age=31536000, immutable"
+    assert request(blocking.port, "/main.dart.js").header("Cache-Control") == "no-cache"
+    wasm = request(blocking.port, "/canvaskit/canvaskit.wasm")
+    assert wasm.header("Content-Type") == "application/wasm"
+
+
+def test_request_bodies_over_the_limit_are_refused(blocking: Edge) -> None:
+    small = request(blocking.port, "/api/upload", method="POST", body=b"x" * 1024)
+    assert small.status == 200
+    too_big = request(blocking.port, "/api/upload", method="POST", body=b"x" * (21 * 1024 * 1024))
+    assert too_big.status == 413
+
+
+# --- maintenance mode -------------------------------------------------------------------------
+
+
+def test_maintenance_answers_503_with_the_page(maintenance: Edge) -> None:
+    for path in ("/", "/api/papers", "/papers/42"):
+        answer = request(maintenance.port, path)
+        assert answer.status == 503, path
+        assert b"down for maintenance" in answer.body
+        assert answer.header("Retry-After") == "300"
+        assert answer.header("Content-Type") == "text/html; charset=utf-8"
+    # a client behind the load balancer is judged by its own address
+    via_lb = request(maintenance.port, "/", source=LOAD_BALANCER,
+                     headers={"X-Forwarded-For": "192.0.2.9"})  # fmt: skip
+    assert via_lb.status == 503
+
+
+def test_maintenance_lets_allowlisted_clients_and_the_health_check_through(
+    maintenance: Edge,
+) -> None:
+    assert request(maintenance.port, "/healthz").status == 200
+    site = request(maintenance.port, "/", source=ALLOWED)
+    assert site.status == 200 and b"flutter_bootstrap.js" in site.body
+    api = request(maintenance.port, "/api/papers", source=ALLOWED)
+    assert api.status == 200 and api.json()["path"] == "/api/papers"
+    via_lb = request(maintenance.port, "/", source=LOAD_BALANCER,
+                     headers={"X-Forwarded-For": ALLOWED})  # fmt: skip
+    assert via_lb.status == 200

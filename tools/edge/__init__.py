@@ -1,0 +1,1 @@
+"""Running the edge's rendered nginx configuration locally (``python -m tools.edge``)."""

@@ -1,0 +1,1 @@
+/* a content-hashed asset */ console.log("hashed");

@@ -1,0 +1,1 @@
+/* stand-in for the Flutter loader */ console.log("flutter_bootstrap");

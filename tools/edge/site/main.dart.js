@@ -1,0 +1,1 @@
+/* stand-in for the compiled app */ console.log("main.dart.js");
