@@ -41,6 +41,14 @@ BROWSERS = (
     "Chrome/131.0.0.0 Safari/537.36 OPR/115.0.0.0",
 )
 BROWSER = BROWSERS[0]
+GOOD_BOTS = (
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "DuckDuckBot/1.1; (+http://duckduckgo.com/duckduckbot.html)",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_5) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/13.1.1 Safari/605.1.15 (Applebot/0.1; +http://www.apple.com/go/applebot)",
+    "Blackbox Exporter/0.23.0",
+)
 
 
 def free_port() -> int:

@@ -56,11 +56,11 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components.settings import PROJECT, SettingsError, SettingsProblem
 from tools import render
-from tools.edge import rendered as edge
 from tools.analyzer.errors import PolicyInputError, PolicyPackError
 from tools.analyzer.report import PolicyReport
 from tools.analyzer.session import PolicySession
 from tools.analyzer.streaming import StreamingCheck
+from tools.edge import rendered as edge
 from tools.engine import check as engine
 from tools.engine.charts import ChartTableError
 from tools.engine.schema import SchemaCache
@@ -174,7 +174,7 @@ def stage_edge(ctx: PreviewContext) -> None:
         files = edge.edge_files(ctx.require_plan())
     except edge.NoEdgeError as exc:
         raise StageError(EXIT_PROGRAM_FAILED, [f"error: edge configuration: {exc}"]) from None
-    written = edge.write(files, ctx.out_dir / "edge")
+    written = render.replace_folder(files, ctx.out_dir / "edge")
     ctx.say(f"{len(written)} edge nginx files written to {ctx.out_dir / 'edge'}")
 
 

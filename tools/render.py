@@ -8,6 +8,7 @@ each) are rendered by the chart at deploy time, so they are not written here.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +87,20 @@ def render(plan: Plan) -> dict[str, dict[str, Any]]:
 def write(plan: Plan, folder: Path) -> list[Path]:
     """Replace ``folder`` with the plan's manifests and return the files written."""
     documents = render(plan)
+    return replace_folder(
+        {name: yaml.safe_dump(document, sort_keys=False) for name, document in documents.items()},
+        folder,
+    )
+
+
+def replace_folder(files: Mapping[str, str], folder: Path) -> list[Path]:
+    """Replace ``folder`` with ``files`` (name to text) and return the paths written."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     written = []
-    for name, document in sorted(documents.items()):
+    for name, content in sorted(files.items()):
         path = folder / name
-        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        path.write_text(content, encoding="utf-8")
         written.append(path)
     return written

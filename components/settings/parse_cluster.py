@@ -129,6 +129,24 @@ def covers(
     return big.base >= sum(n * small.base for small, n in zip(smalls, counts, strict=True))
 
 
+def replicas(r: Reader, prefix: str) -> tuple[int, int]:
+    """``<prefix>MinReplicas`` and ``<prefix>MaxReplicas``: in order, two or more in prod."""
+    low = r.get(f"{prefix}MinReplicas", integer(1, 100))
+    high = r.get(f"{prefix}MaxReplicas", integer(1, 500))
+    r.check(
+        f"{prefix}MinReplicas",
+        lambda: not r.production or low >= 2,
+        "at least 2 in prod (a replica per zone survives a node or zone loss)",
+    )
+    r.check(
+        f"{prefix}MaxReplicas",
+        lambda: high >= low,
+        f"at least {prefix}MinReplicas ({low})",
+        needs=(f"{prefix}MinReplicas",),
+    )
+    return low, high
+
+
 def resources(r: Reader, prefix: str) -> Resources:
     """``<prefix>{Cpu,Memory}{Request,Limit}``, limits at least the requests."""
     values = {
@@ -169,19 +187,7 @@ def workloads(r: Reader, account: AccountSettings) -> WorkloadSettings:
         f"{exactly_one}; neither is",
         needs=("appCertificateArn",),
     )
-    low = r.get("serverMinReplicas", integer(1, 100))
-    high = r.get("serverMaxReplicas", integer(1, 500))
-    r.check(
-        "serverMinReplicas",
-        lambda: not r.production or low >= 2,
-        "at least 2 in prod (a replica per zone survives a node or zone loss)",
-    )
-    r.check(
-        "serverMaxReplicas",
-        lambda: high >= low,
-        f"at least serverMinReplicas ({low})",
-        needs=("serverMinReplicas",),
-    )
+    low, high = replicas(r, "server")
     percent = integer(1, 100)
     server = resources(r, "server")
     quota = QuotaSettings(

@@ -19,25 +19,13 @@ from components.settings.model import (
     Resources,
     WorkloadSettings,
 )
-from components.settings.parse_cluster import covers, resources
+from components.settings.parse_cluster import covers, replicas, resources
 from components.settings.parsers import boolean, cidr_allowlist, integer
 from components.settings.reader import Reader
 
 
 def edge(r: Reader) -> EdgeSettings:
-    low = r.get("edgeMinReplicas", integer(1, 100))
-    high = r.get("edgeMaxReplicas", integer(1, 500))
-    r.check(
-        "edgeMinReplicas",
-        lambda: not r.production or low >= 2,
-        "at least 2 in prod (a replica per zone survives a node or zone loss)",
-    )
-    r.check(
-        "edgeMaxReplicas",
-        lambda: high >= low,
-        f"at least edgeMinReplicas ({low})",
-        needs=("edgeMinReplicas",),
-    )
+    low, high = replicas(r, "edge")
     api = RateLimit(
         per_minute=_times(r.get("edgeApiRatePerSecond", integer(1, 100_000)), 60),
         burst=r.get("edgeApiBurst", integer(1, 100_000)),

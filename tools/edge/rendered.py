@@ -4,9 +4,6 @@ stage and run by ``python -m tools.edge``."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 from tools.mocks import CapturedResource
 from tools.plan import Plan
 
@@ -37,16 +34,3 @@ def edge_files(plan: Plan) -> dict[str, str]:
     ):
         raise NoEdgeError("the edge ConfigMap's data is not a known map of file contents")
     return dict(data)
-
-
-def write(files: dict[str, str], folder: Path) -> list[Path]:
-    """Replace ``folder`` with ``files``."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    written = []
-    for name, content in sorted(files.items()):
-        path = folder / name
-        path.write_text(content, encoding="utf-8")
-        written.append(path)
-    return written

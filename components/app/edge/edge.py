@@ -230,8 +230,13 @@ def _pod_spec(scope: AppScope, args: EdgeArgs, config: core.ConfigMap) -> core.P
                 readiness_probe=core.ProbeArgs(
                     http_get=probe, period_seconds=5, failure_threshold=2, timeout_seconds=2
                 ),
+                # liveness: the process accepts connections (restarting cannot fix an HTTP
+                # answer readiness already takes the pod out of the load balancer for)
                 liveness_probe=core.ProbeArgs(
-                    http_get=probe, period_seconds=10, failure_threshold=3, timeout_seconds=2
+                    tcp_socket=core.TCPSocketActionArgs(port="http"),
+                    period_seconds=10,
+                    failure_threshold=3,
+                    timeout_seconds=2,
                 ),
                 lifecycle=core.LifecycleArgs(
                     pre_stop=core.LifecycleHandlerArgs(

@@ -1,0 +1,256 @@
+"""The edge as the program declares it: its Deployment, Service, autoscaling and Ingress wiring,
+the configuration rendered from settings, the lists it is rendered from, and that switching
+maintenance mode (or a block list) changes the edge's ConfigMap and rolls the edge's pods and
+nothing else."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.app.edge.config import (
+    LISTS_DIR,
+    AgentLists,
+    EdgeConfigError,
+    fill,
+    read_list,
+    read_referrers,
+)
+from components.lib.kube.pods import CHECKSUM_ANNOTATION, checksum
+from components.settings import StackSettings
+from tests import STACKS
+from tests.edge_harness import BROWSERS, GOOD_BOTS
+from tools.edge.rendered import edge_files
+from tools.edge.run import override
+from tools.mocks import CapturedResource
+from tools.plan import Plan
+from tools.preview import REPO_ROOT, run_program
+from tools.project import StackConfig
+
+K = "kubernetes:"
+
+
+def _one(plan: Plan, typ: str, name: str) -> CapturedResource:
+    found = [r for r in plan.of_type(typ) if r.inputs.get("metadata", {}).get("name") == name]
+    assert len(found) == 1, (typ, name, len(found))
+    return found[0]
+
+
+def _deployment(plan: Plan) -> dict[str, Any]:
+    return _one(plan, f"{K}apps/v1:Deployment", "edge").inputs
+
+
+def test_edge_pods_are_restricted_read_only_probed_and_spread(
+    plan: Plan, stack_settings: dict[str, StackSettings]
+) -> None:
+    settings = stack_settings[plan.stack].edge
+    spec = _deployment(plan)["spec"]
+    assert "replicas" not in spec  # the HPA owns them
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "-images-web:" in container["image"] and "@sha256:" in container["image"]
+    assert (
+        container["command"][:1] == ["nginx"]
+        and "/usr/share/nginx/edge/nginx.conf" in (container["command"])
+    )
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts["/usr/share/nginx/edge"]["readOnly"] is True
+    assert volumes[mounts["/usr/share/nginx/edge"]["name"]]["configMap"]["name"] == "edge-config"
+    assert "emptyDir" in volumes[mounts["/usr/share/nginx/run"]["name"]]
+    for probe in ("startupProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    assert container["resources"]["limits"] == settings.resources.limits()
+    zones = [c for c in pod["topologySpreadConstraints"] if "zone" in c["topologyKey"]]
+    assert zones and zones[0]["whenUnsatisfiable"] == "DoNotSchedule"
+    assert "sleep" in container["lifecycle"]["preStop"]["exec"]["command"][-1]
+    assert "-s quit" in container["lifecycle"]["preStop"]["exec"]["command"][-1]
+
+
+def test_the_checksum_on_the_pods_is_that_of_the_configuration(plan: Plan) -> None:
+    data = _one(plan, f"{K}core/v1:ConfigMap", "edge-config").inputs["data"]
+    annotations = _deployment(plan)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[CHECKSUM_ANNOTATION] == checksum(data)
+
+
+def test_edge_scaling_objects_target_the_edge(
+    plan: Plan, stack_settings: dict[str, StackSettings]
+) -> None:
+    settings = stack_settings[plan.stack].edge
+    hpa = _one(plan, f"{K}autoscaling/v2:HorizontalPodAutoscaler", "edge").inputs["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "edge"}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (
+        settings.min_replicas,
+        settings.max_replicas,
+    )
+    pdb = _one(plan, f"{K}policy/v1:PodDisruptionBudget", "edge").inputs["spec"]
+    assert pdb["maxUnavailable"] == 1
+    vpas = [
+        r for r in plan.resources
+        if r.inputs.get("kind") == "VerticalPodAutoscaler"
+        and r.inputs["spec"]["targetRef"]["name"] == "edge"
+    ]  # fmt: skip
+    assert len(vpas) == 1
+
+
+def test_the_ingress_sends_everything_to_the_edge(plan: Plan) -> None:
+    service = _one(plan, f"{K}core/v1:Service", "edge").inputs
+    (port,) = service["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (80, "http")
+    assert service["spec"]["selector"]["app.kubernetes.io/name"] == "edge"
+    (ingress,) = plan.of_type(f"{K}networking.k8s.io/v1:Ingress")
+    (rule,) = ingress.inputs["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": "edge", "port": {"number": 80}}
+    annotations = ingress.inputs["metadata"]["annotations"]
+    assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/healthz"
+
+
+def test_configuration_is_rendered_from_the_stacks_settings(
+    plan: Plan, stack_settings: dict[str, StackSettings]
+) -> None:
+    settings = stack_settings[plan.stack]
+    edge = settings.edge
+    files = edge_files(plan)
+    assert sum(len(v.encode()) for v in files.values()) < 1024 * 1024  # a ConfigMap's limit
+    api = edge.per_pod(edge.api)
+    auth = edge.per_pod(edge.auth)
+    limits, server = files["limits.conf"], files["server.conf"]
+    assert f"zone=edge_api:10m rate={api.per_minute}r/m;" in limits
+    assert f"zone=edge_auth:10m rate={auth.per_minute}r/m;" in limits
+    assert f"limit_req zone=edge_api burst={api.burst} nodelay;" in server
+    assert f"client_max_body_size {edge.max_body_mb}m;" in server
+    assert re.findall(r"set_real_ip_from (\S+);", files["trusted-proxies.conf"]) == [
+        settings.network.vpc_cidr
+    ]
+    assert "server server.exposcholar.svc.cluster.local:80 " in files["upstream.conf"]
+    assert files["listen.conf"].strip() == "listen 8080;"
+    for cidr in edge.allowed_cidrs:
+        assert f"    {cidr} 1;" in files["clients.conf"]
+    assert "default                  0;" in files["maintenance.conf"]  # off in both stacks
+    assert "{{" not in "".join(files.values())
+
+
+def test_per_pod_rates_divide_the_stack_rate_by_the_replica_floor(
+    stack_settings: dict[str, StackSettings],
+) -> None:
+    edge = stack_settings["prod"].edge
+    assert edge.min_replicas == 3
+    # 20 r/s = 1200 r/min for the stack, 400 per pod; bursts and auth rounded up
+    assert edge.per_pod(edge.api).per_minute == 400
+    assert edge.per_pod(edge.auth).per_minute == 4
+
+
+# --- the plan diff of a switch ----------------------------------------------------------------
+
+
+def _plan(config: StackConfig, *sets: str) -> Plan:
+    return run_program(REPO_ROOT, override(config, sets))
+
+
+def _inputs_by_urn(plan: Plan) -> dict[str, str]:
+    return {r.urn: json.dumps(r.inputs, sort_keys=True) for r in plan.resources}
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ("maintenanceEnabled=true", 'maintenanceAllowlist=["198.51.100.0/24"]'),
+        ('edgeBlockedCidrs=["192.0.2.0/24"]',),
+    ],
+    ids=["maintenance", "block-list"],
+)
+def test_a_switch_changes_the_edge_configuration_and_rolls_only_the_edge(
+    stack_configs: dict[str, StackConfig], plans: dict[str, Plan], sets: tuple[str, ...]
+) -> None:
+    before = plans["staging"]
+    after = _plan(stack_configs["staging"], *sets)
+    old, new = _inputs_by_urn(before), _inputs_by_urn(after)
+    assert old.keys() == new.keys()
+    changed = {urn for urn in old if old[urn] != new[urn]}
+    config_map = _one(before, f"{K}core/v1:ConfigMap", "edge-config").urn
+    deployment = _one(before, f"{K}apps/v1:Deployment", "edge").urn
+    assert changed == {config_map, deployment}
+    # in the Deployment, only the pod template's checksum differs
+    old_deployment = json.loads(old[deployment])
+    new_deployment = json.loads(new[deployment])
+    old_annotations = old_deployment["spec"]["template"]["metadata"].pop("annotations")
+    new_annotations = new_deployment["spec"]["template"]["metadata"].pop("annotations")
+    assert old_deployment == new_deployment
+    assert old_annotations[CHECKSUM_ANNOTATION] != new_annotations[CHECKSUM_ANNOTATION]
+    # and in the configuration, only the file of the switch
+    old_files, new_files = edge_files(before), edge_files(after)
+    differing = {name for name in old_files if old_files[name] != new_files[name]}
+    assert differing == ({"maintenance.conf"} if "maintenance" in sets[0] else {"clients.conf"})
+
+
+# --- the lists --------------------------------------------------------------------------------
+
+
+def _bounded(entries: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(entry) for entry in entries)
+    return re.compile(rf"(?<![a-z0-9_])(?:{alternatives})(?![a-z0-9_])", re.IGNORECASE)
+
+
+def test_lists_are_large_sourced_and_licensed() -> None:
+    agents = AgentLists.load()
+    assert len(agents.block) >= 500
+    assert len(agents.limit) >= 10 and len(agents.allow) >= 10
+    assert len(read_referrers()) >= 1000
+    for path in sorted(LISTS_DIR.glob("*.txt")):
+        header = "\n".join(
+            line for line in path.read_text().splitlines() if line.startswith("#")
+        ).lower()
+        assert "source:" in header and "licen" in header, path.name
+
+
+def test_no_browser_is_blocked_or_limited_and_no_good_bot_is_blocked() -> None:
+    agents = AgentLists.load()
+    blocked = _bounded(agents.block + agents.limit)
+    for browser in BROWSERS:
+        assert not blocked.search(browser), (browser, blocked.search(browser))
+    good = _bounded(agents.block)
+    for bot in GOOD_BOTS:
+        assert not good.search(bot), bot
+
+
+def test_a_malformed_list_is_refused_naming_the_file(tmp_path: Path) -> None:
+    twice = tmp_path / "twice.txt"
+    twice.write_text("# x\nTitan\ntitan\n")
+    with pytest.raises(EdgeConfigError, match=r"twice\.txt:3: 'titan' is listed twice"):
+        read_list(twice)
+    for name in ("good-user-agents.txt", "bad-user-agents.txt", "limited-user-agents.txt"):
+        (tmp_path / name).write_text("Zeus\n")
+    with pytest.raises(EdgeConfigError, match="also in"):
+        AgentLists.load(tmp_path)
+    (tmp_path / "good-user-agents.txt").write_text('Bad"Quote\n')
+    with pytest.raises(EdgeConfigError, match="without quotes"):
+        AgentLists.load(tmp_path)
+    (tmp_path / "bad-referrers.txt").write_text("Not A Domain\n")
+    with pytest.raises(EdgeConfigError, match="not a lower-case host name"):
+        read_referrers(tmp_path / "bad-referrers.txt")
+
+
+def test_templates_are_filled_strictly() -> None:
+    assert fill("x.conf", "a {{one}} b", {"one": "1"}) == "a 1 b"
+    with pytest.raises(EdgeConfigError, match=r"without a value \['two'\]"):
+        fill("x.conf", "{{one}} {{two}}", {"one": "1"})
+    with pytest.raises(EdgeConfigError, match=r"without a placeholder \['three'\]"):
+        fill("x.conf", "{{one}}", {"one": "1", "three": "3"})
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_preview_writes_the_edge_files(stack: str, plans: dict[str, Plan]) -> None:
+    files = edge_files(plans[stack])
+    assert {"nginx.conf", "maintenance.html", "user-agents.conf", "server.conf"} <= set(files)
