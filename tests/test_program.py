@@ -153,7 +153,15 @@ def _differences(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[tuple[str, 
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         return [found for i, (x, y) in enumerate(zip(a, b, strict=True))
                 for found in _differences(x, y, (*path, str(i)))]  # fmt: skip
+    if isinstance(a, str) and isinstance(b, str) and path[-1:] in _RENDERED_SIZES:
+        # configuration files that carry sizes as numbers (the edge's rates, bursts and
+        # connection limits per pod): equal once the numbers are set aside
+        return [] if _NUMBER.sub("N", a) == _NUMBER.sub("N", b) else [path]
     return [] if a == b else [path]
+
+
+_NUMBER = re.compile(r"\d+")
+_RENDERED_SIZES = {("limits.conf",), ("server.conf",)}
 
 
 def test_stacks_differ_only_in_sizes_counts_and_retention(plans: dict[str, Plan]) -> None:
