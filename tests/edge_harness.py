@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START_SECONDS = 120.0
@@ -39,6 +40,15 @@ BROWSERS = (
     "SamsungBrowser/26.0 Chrome/122.0.0.0 Mobile Safari/537.36",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36 OPR/115.0.0.0",
+    # in-app browsers (WeChat, QQ) and Internet Explorer's compatibility view
+    "Mozilla/5.0 (Linux; Android 13; V2227A) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Version/4.0 Chrome/116.0.0.0 Mobile Safari/537.36 XWEB/1160065 MMWEBSDK/20231202 "
+    "MMWEBID/2247 MicroMessenger/8.0.47.2560(0x28002F30) WeChat/arm64 Weixin NetType/WIFI "
+    "Language/zh_CN ABI/arm64",
+    "Mozilla/5.0 (Linux; U; Android 12; zh-cn; PDEM10 Build/SKQ1.211019.001) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Version/4.0 Chrome/109.0.5414.86 MQQBrowser/14.2 Mobile Safari/537.36",
+    "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 10.0; WOW64; Trident/7.0; .NET4.0C; "
+    "Microsoft Outlook 16.0.17928; ms-office; MSOffice 16)",
 )
 BROWSER = BROWSERS[0]
 GOOD_BOTS = (
@@ -60,10 +70,14 @@ def free_port() -> int:
 @dataclass
 class Upstream:
     """A stand-in for the Django server: answers every request with JSON describing it (path,
-    method, headers), records them, and sleeps ``?sleep=S`` seconds first when asked."""
+    method, headers) and records them. Asked in the query: ``hold=1`` waits until ``release``
+    is set (``holding`` counts the waiting requests), ``status=N`` answers N, ``h=Name:Value``
+    adds a response header."""
 
     port: int
     received: list[dict[str, Any]] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+    holding: int = 0
 
 
 class _Echo(BaseHTTPRequestHandler):
@@ -74,35 +88,46 @@ class _Echo(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
-        if "sleep=" in self.path:
-            time.sleep(float(self.path.rsplit("sleep=", 1)[1]))
+        query = parse_qs(urlsplit(self.path).query)
+        stub = self.upstream
+        if query.get("hold"):
+            stub.holding += 1
+            stub.release.wait(timeout=15)
         seen = {"path": self.path, "method": self.command, "headers": dict(self.headers)}
-        self.upstream.received.append(seen)
+        stub.received.append(seen)
         body = json.dumps(seen).encode()
-        self.send_response(200)
+        self.send_response(int(query.get("status", ["200"])[0]))
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Frame-Options", "SAMEORIGIN")  # the edge must replace it
+        for header in query.get("h", []):
+            name, _, value = header.partition(":")
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_POST = do_HEAD = _answer  # noqa: N815 - the names http.server calls
+    do_GET = do_POST = do_HEAD = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _answer  # noqa: N815
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256
+    daemon_threads = True
 
 
 @contextmanager
 def upstream() -> Iterator[Upstream]:
     stub = Upstream(free_port())
     handler = type("Echo", (_Echo,), {"upstream": stub})
-    server = ThreadingHTTPServer(("127.0.0.1", stub.port), handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", stub.port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield stub
     finally:
+        stub.release.set()
         server.shutdown()
         server.server_close()
 
@@ -111,6 +136,7 @@ def upstream() -> Iterator[Upstream]:
 class Edge:
     """A running ``python -m tools.edge``: its port and everything it printed."""
 
+    stack: str
     port: int
     process: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
@@ -167,7 +193,7 @@ def edge(
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    running = Edge(port, process)
+    running = Edge(stack, port, process)
     assert process.stdout is not None and process.stderr is not None
     threading.Thread(target=_pump, args=(process.stdout, running.lines), daemon=True).start()
     threading.Thread(target=_pump, args=(process.stderr, running.errors), daemon=True).start()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from components.app.edge.config import AgentLists, read_referrers
+from components.settings import StackSettings
 from tests import STACKS
 from tests.edge_harness import (
     BROWSER,
@@ -53,10 +55,16 @@ HONEYPOT = (
     "/backup.sql", "/db.sql.gz", "/site.tar.gz", "/backup.zip", "/dump.sql", "/config.php.bak",
     "/web.config", "/server-status", "/owa/auth/logon.aspx", "/solr/admin/info/system",
     "/api/.env", "/static/../.env", "/boaform/admin/formLogin", "/HNAP1/",
+    # bypass forms: path info, parameters, a trailing space, depth, Django's own folders
+    "/index.php/x", "/x.php;.js", "/x.php%20", "/foo/backup.sql", "/static/.env",
+    "/media/.git/config", "//wp-login.php", "/%2e%65nv", "/.ENV", "/index.html/../.env",
 )  # fmt: skip
 NOT_HONEYPOT = (
     "/.well-known/acme-challenge/x", "/.well-known/security.txt", "/static/app.php.css",
     "/media/uploads/backup.zip", "/assets/app.3f2a9c1e7b.js", "/papers/wordpressing",
+    # look-alikes of decoys among real paths
+    "/pmanager", "/api/v1/pmax/stats", "/api/v1/users/dbadministrator",
+    "/api/v1/export/papers.zip", "/api/v1/wp/stats", "/papers/actuators",
 )  # fmt: skip
 
 
@@ -140,6 +148,19 @@ def test_browsers_get_the_site_and_the_api(blocking: Edge, stub: Upstream) -> No
         assert api.json()["path"] == "/api/papers?page=2"
 
 
+def test_a_page_load_is_never_limited_for_browsers_nor_for_the_files_of_limited_bots(
+    blocking: Edge,
+) -> None:
+    files = ("/flutter_bootstrap.js", "/main.dart.js", "/canvaskit/canvaskit.wasm",
+             "/manifest.json", "/assets/app.3f2a9c1e7b.js")  # fmt: skip
+    for number, agent in enumerate((*BROWSERS, f"{AGENTS.limit[0]}/1.0")):
+        source = f"127.0.0.{40 + number}"
+        assert request(blocking.port, "/", source=source, agent=agent).status == 200, agent
+        for _ in range(3):
+            for path in files:
+                assert request(blocking.port, path, source=source, agent=agent).status == 200
+
+
 def test_at_least_100_bad_user_agents_are_refused_and_their_look_alikes_are_not(
     blocking: Edge,
 ) -> None:
@@ -178,6 +199,11 @@ def test_attack_tools_are_refused_in_any_case(blocking: Edge, agent: str) -> Non
 def test_titan_is_blocked_and_titanium_is_not(blocking: Edge) -> None:
     assert request(blocking.port, "/", agent="Titan/1.0").status == 403
     assert request(blocking.port, "/", agent="Titanium/1.0").status == 200
+
+
+def test_a_good_bots_name_does_not_excuse_an_attack_tool(blocking: Edge) -> None:
+    for agent in ("sqlmap/1.7 (compatible; Googlebot/2.1)", "Nikto/2.5 bingbot/2.0"):
+        assert request(blocking.port, "/", agent=agent).status == 403, agent
 
 
 def test_good_bots_pass(blocking: Edge) -> None:
@@ -253,6 +279,18 @@ def test_forwarded_for_is_honoured_from_the_load_balancer_only(blocking: Edge) -
     assert honoured.json()["headers"]["X-Forwarded-Proto"] == "https"
     logged = blocking.logged("access", request_id)
     assert (logged["client"], logged["peer"]) == ("192.0.2.44", LOAD_BALANCER)
+    # a client that sends its own X-Forwarded-For through the load balancer: the load balancer
+    # appends the address it saw, the last one not trusted, and that is the one used
+    chained = request(
+        blocking.port, "/api/who", source=LOAD_BALANCER,
+        headers={"X-Forwarded-For": f"192.0.2.45, {BLOCKED_REMOTE}"},
+    )  # fmt: skip
+    assert chained.status == 403
+    disguised = request(
+        blocking.port, "/api/who", source=LOAD_BALANCER,
+        headers={"X-Forwarded-For": f"{BLOCKED_REMOTE}, 192.0.2.46"},
+    )  # fmt: skip
+    assert disguised.status == 200 and disguised.json()["headers"]["X-Real-IP"] == "192.0.2.46"
 
 
 # --- honeypot ---------------------------------------------------------------------------------
@@ -277,8 +315,8 @@ def test_well_known_and_look_alike_paths_are_not_decoys(blocking: Edge) -> None:
     for path in NOT_HONEYPOT:
         request_id = _id()
         answer = request(blocking.port, path, headers={"X-Request-ID": request_id})
-        assert answer.status in (200, 404), path
-        assert blocking.logged("access", request_id)["decision"] == "pass"
+        assert answer.status in (200, 404), (path, answer.status)
+        assert blocking.logged("access", request_id)["decision"] == "pass", path
         assert not [e for e in blocking.events("honeypot") if e["request_id"] == request_id]
 
 
@@ -318,26 +356,47 @@ def test_health_checks_are_never_limited(blocking: Edge) -> None:
     assert {a.status for a in answers} == {200}
 
 
-def test_concurrent_connections_per_client_are_limited(blocking: Edge) -> None:
+def test_concurrent_connections_per_client_are_limited(
+    blocking: Edge, stub: Upstream, stack_settings: dict[str, StackSettings]
+) -> None:
+    edge_settings = stack_settings[blocking.stack].edge
+    per_pod = -(-edge_settings.connections_per_client // edge_settings.min_replicas)
     results: list[int] = []
+    stub.release.clear()
+    stub.holding = 0
 
-    def slow() -> None:
-        results.append(request(blocking.port, "/static/slow?sleep=1.5", source="127.0.0.26").status)
+    def held() -> None:
+        results.append(request(blocking.port, "/static/x?hold=1", source="127.0.0.26").status)
 
-    threads = [threading.Thread(target=slow) for _ in range(45)]
+    threads = [threading.Thread(target=held) for _ in range(per_pod + 10)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 10
+    while stub.holding + len(results) < len(threads) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    held_at_once = stub.holding
+    stub.release.set()
     for thread in threads:
         thread.join()
-    assert 429 in results and results.count(200) >= 20, sorted(results)
+    # exactly the pod's share held open at once; the rest refused
+    assert held_at_once == per_pod
+    assert sorted(results) == [200] * per_pod + [429] * 10
 
 
 # --- headers, proxying, the site --------------------------------------------------------------
 
 
 def test_security_headers_on_every_answer(blocking: Edge) -> None:
-    for path, source in (("/", "127.0.0.1"), ("/api/x", "127.0.0.1"), ("/nope", BLOCKED)):
-        answer = request(blocking.port, path, source=source)
+    answers = [
+        request(blocking.port, "/", source="127.0.0.1"),
+        request(blocking.port, "/api/x", source="127.0.0.1"),
+        request(blocking.port, "/nope", source=BLOCKED),
+        request(blocking.port, "/api/x?status=502", source="127.0.0.1"),
+        *[r for r in _burst(blocking.port, "/api/auth/login", "127.0.0.27", 12)
+          if r.status == 429][:1],
+    ]  # fmt: skip
+    assert {a.status for a in answers} == {200, 403, 502, 429}
+    for answer in answers:
         assert answer.header("Strict-Transport-Security") == "max-age=63072000; includeSubDomains"
         assert answer.header("X-Content-Type-Options") == "nosniff"
         assert answer.header("Referrer-Policy") == "strict-origin-when-cross-origin"
@@ -346,6 +405,8 @@ def test_security_headers_on_every_answer(blocking: Edge) -> None:
         csp = answer.header("Content-Security-Policy") or ""
         assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
         assert answer.header("Server") == "nginx"  # no version
+        if answer.status in (403, 429, 502):
+            assert answer.header("Cache-Control") in (None, "no-store")
     site_csp = request(blocking.port, "/").header("Content-Security-Policy") or ""
     assert "'wasm-unsafe-eval'" in site_csp and "script-src 'self'" in site_csp
     assert "'unsafe-eval'" not in site_csp.replace("'wasm-unsafe-eval'", "")
@@ -367,6 +428,25 @@ def test_request_id_is_passed_upstream_returned_and_logged(blocking: Edge) -> No
     # a header that is not a plain token is replaced, not logged or passed on
     odd = request(blocking.port, "/api/x", headers={"X-Request-ID": 'x" injected'})
     assert re.fullmatch(r"[0-9a-f]{32}", odd.json()["headers"]["X-Request-ID"])
+
+
+def test_the_servers_own_retry_after_and_request_id_are_not_doubled(blocking: Edge) -> None:
+    busy = request(blocking.port, "/api/x?status=503&h=Retry-After:7&h=X-Request-ID:upstream-id1")
+    assert busy.status == 503
+    assert busy.headers["retry-after"] == "7"  # the server's, alone
+    assert busy.header("X-Request-ID") != "upstream-id1"  # the edge's own, alone
+    raw = request(blocking.port, "/api/x?status=429&h=Retry-After:9")
+    assert raw.status == 429 and raw.header("Retry-After") == "9"
+
+
+def test_missing_files_are_404_not_the_app(blocking: Edge) -> None:
+    for path in ("/assets/missing.3f2a9c1e7b.js", "/main.dart.js.map", "/favicon.ico"):
+        answer = request(blocking.port, path)
+        assert answer.status == 404, path
+        assert answer.header("Cache-Control") == "no-store"
+    assert request(blocking.port, "/api").status == 404
+    moved = request(blocking.port, "/admin")
+    assert moved.status == 301 and moved.header("Location") == "/admin/"
 
 
 def test_server_paths_are_proxied_and_the_rest_is_the_site(blocking: Edge, stub: Upstream) -> None:
@@ -399,13 +479,24 @@ def test_request_bodies_over_the_limit_are_refused(blocking: Edge) -> None:
 # --- maintenance mode -------------------------------------------------------------------------
 
 
-def test_maintenance_answers_503_with_the_page(maintenance: Edge) -> None:
-    for path in ("/", "/api/papers", "/papers/42"):
-        answer = request(maintenance.port, path)
-        assert answer.status == 503, path
-        assert b"down for maintenance" in answer.body
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"])
+def test_maintenance_answers_503_with_the_page(maintenance: Edge, method: str) -> None:
+    body = b"{}" if method in ("POST", "PUT", "PATCH") else None
+    for path in ("/", "/api/papers", "/papers/42", "/main.dart.js", "/admin/", "/static/a.css"):
+        answer = request(maintenance.port, path, method=method, body=body)
+        assert answer.status == 503, (method, path)
         assert answer.header("Retry-After") == "300"
         assert answer.header("Content-Type") == "text/html; charset=utf-8"
+        assert answer.header("Cache-Control") == "no-store"
+        assert answer.header("Strict-Transport-Security")
+        if method != "HEAD":
+            assert b"down for maintenance" in answer.body, (method, path)
+    assert request(maintenance.port, "/maintenance.html", source=ALLOWED).status == 404
+
+
+def test_maintenance_judges_a_client_behind_the_load_balancer_by_its_address(
+    maintenance: Edge,
+) -> None:
     # a client behind the load balancer is judged by its own address
     via_lb = request(maintenance.port, "/", source=LOAD_BALANCER,
                      headers={"X-Forwarded-For": "192.0.2.9"})  # fmt: skip

@@ -75,7 +75,7 @@ def test_edge_pods_are_restricted_read_only_probed_and_spread(
     zones = [c for c in pod["topologySpreadConstraints"] if "zone" in c["topologyKey"]]
     assert zones and zones[0]["whenUnsatisfiable"] == "DoNotSchedule"
     assert "sleep" in container["lifecycle"]["preStop"]["exec"]["command"][-1]
-    assert "-s quit" in container["lifecycle"]["preStop"]["exec"]["command"][-1]
+    assert "kill -QUIT 1" in container["lifecycle"]["preStop"]["exec"]["command"][-1]
 
 
 def test_the_checksum_on_the_pods_is_that_of_the_configuration(plan: Plan) -> None:
@@ -107,12 +107,12 @@ def test_edge_scaling_objects_target_the_edge(
 def test_the_ingress_sends_everything_to_the_edge(plan: Plan) -> None:
     service = _one(plan, f"{K}core/v1:Service", "edge").inputs
     (port,) = service["spec"]["ports"]
-    assert (port["port"], port["targetPort"]) == (80, "http")
+    assert (port["port"], port["targetPort"]) == (8080, "http")
     assert service["spec"]["selector"]["app.kubernetes.io/name"] == "edge"
     (ingress,) = plan.of_type(f"{K}networking.k8s.io/v1:Ingress")
     (rule,) = ingress.inputs["spec"]["rules"]
     (path,) = rule["http"]["paths"]
-    assert path["backend"]["service"] == {"name": "edge", "port": {"number": 80}}
+    assert path["backend"]["service"] == {"name": "edge", "port": {"number": 8080}}
     annotations = ingress.inputs["metadata"]["annotations"]
     assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/healthz"
 
@@ -134,7 +134,7 @@ def test_configuration_is_rendered_from_the_stacks_settings(
     assert re.findall(r"set_real_ip_from (\S+);", files["trusted-proxies.conf"]) == [
         settings.network.vpc_cidr
     ]
-    assert "server server.exposcholar.svc.cluster.local:80 " in files["upstream.conf"]
+    assert "server server.exposcholar.svc.cluster.local:8000 " in files["upstream.conf"]
     assert files["listen.conf"].strip() == "listen 8080;"
     for cidr in edge.allowed_cidrs:
         assert f"    {cidr} 1;" in files["clients.conf"]

@@ -293,7 +293,7 @@ def test_service_selects_the_server_pods(app: Plan) -> None:
     service = only(app, "kubernetes:core/v1:Service").inputs["spec"]
     assert service["type"] == "ClusterIP"
     assert service["ports"] == [
-        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"},
         {"name": "metrics", "port": 8001, "targetPort": "metrics", "protocol": "TCP"},
     ]
     labels = server(app)["spec"]["template"]["metadata"]["labels"]

@@ -44,7 +44,9 @@ from components.platform.external_secrets import ExternalSecretsOperator
 from components.platform.vpa import VerticalPodAutoscaler
 from components.settings import ROLLOUT_SURGE_PERCENT, WorkloadSettings
 
-SERVICE_PORT = 80
+SERVICE_PORT = HTTP_PORT
+"""The Service's port is the pods' port: the VPC CNI's network policy agent matches traffic
+sent to a ClusterIP only when the two are equal."""
 
 core = k8s.core.v1
 meta = k8s.meta.v1

@@ -37,8 +37,13 @@ TEMPLATE_SUFFIX = ".tmpl"
 LOCAL_FILES = ("listen.conf", "upstream.conf", "trusted-proxies.conf")
 """The only files that differ between the pod and a local run (``tools.edge``)."""
 
-AGENT_LEVELS = ("allow", "block", "limit")
-"""User-agent levels, in match order: good bots win over the block and limit lists."""
+MAX_CONFIG_BYTES = 900 * 1024
+"""The rendered files must fit one ConfigMap (1 MiB of data), with room for its metadata."""
+
+AGENT_LEVELS = ("block", "allow", "limit")
+"""User-agent levels, in match order: a user agent naming an attack tool is refused even when
+it also claims to be a good bot (anyone can write "Googlebot"); good bots win over the limit
+list. Only the address allowlist wins over everything."""
 AGENT_FILES = {
     "allow": "good-user-agents.txt",
     "block": "bad-user-agents.txt",
@@ -191,6 +196,10 @@ def template_values(config: EdgeConfig) -> dict[str, dict[str, str]]:
     agents = config.agents
     return {
         "listen.conf": {"listen": config.listen},
+        "workers.conf": {
+            "cpu_limit": edge.resources.cpu_limit.text,
+            "workers": str(max(1, -(-edge.resources.cpu_limit.base // 1000))),
+        },
         "upstream.conf": {"upstream": config.upstream},
         "trusted-proxies.conf": trusted_proxies_values(config.trusted_proxies),
         "clients.conf": {
@@ -262,4 +271,11 @@ def render(config: EdgeConfig) -> dict[str, str]:
     if values:
         raise EdgeConfigError(f"values for templates that do not exist: {sorted(values)}")
     files[MAINTENANCE_PAGE] = (PAGES_DIR / MAINTENANCE_PAGE).read_text(encoding="utf-8")
+    size = sum(len(content.encode()) for content in files.values())
+    if size > MAX_CONFIG_BYTES:
+        raise EdgeConfigError(
+            f"the edge configuration is {size} bytes, over the ConfigMap budget of "
+            f"{MAX_CONFIG_BYTES} (the API server refuses a ConfigMap over 1 MiB): shorten the "
+            "lists or the CIDR settings"
+        )
     return files

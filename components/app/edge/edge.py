@@ -45,7 +45,9 @@ from components.lib.naming import Naming
 from components.settings import ROLLOUT_SURGE_PERCENT, EdgeSettings
 
 COMPONENT = "edge"
-SERVICE_PORT = 80
+SERVICE_PORT = PORT
+"""The Service's port is the pods' port (the VPC CNI's network policy agent matches traffic
+to a ClusterIP only when the two are equal)."""
 PREFIX = "/usr/share/nginx/"
 """nginx's prefix in the image: ``html/`` is the Flutter build (the image's), ``edge/`` the
 ConfigMap, ``run/`` the only writable folder (an emptyDir)."""
@@ -203,8 +205,9 @@ def _pod_spec(scope: AppScope, args: EdgeArgs, config: core.ConfigMap) -> core.P
     run_volume, run_mount = writable("run", RUN_DIR, size="256Mi")
     probe = core.HTTPGetActionArgs(path=HEALTH_PATH, port="http")
     resources = args.settings.resources
-    stop = f"sleep {PRE_STOP_SECONDS}; {' '.join(NGINX)} -s quit; " + (
-        f"while [ -f {RUN_DIR}/nginx.pid ]; do sleep 1; done"
+    # nginx is the container's PID 1: QUIT stops it gracefully (requests in flight finish)
+    stop = (
+        f"sleep {PRE_STOP_SECONDS}; kill -QUIT 1; while kill -0 1 2>/dev/null; do sleep 1; done"
     )
     return core.PodSpecArgs(
         automount_service_account_token=False,
