@@ -28,6 +28,7 @@ from components.app.pod_spec import (
     ServerPod,
     pod_spec,
 )
+from components.app.rollout import rolling_deployment
 from components.app.scaling import server_autoscaling
 from components.app.scope import COMPONENT, EDGE, NAMESPACE, SERVER, AppScope, after
 from components.aws.cache import CacheConnection
@@ -37,12 +38,12 @@ from components.lib.component import Component
 from components.lib.irsa import OidcIssuer
 from components.lib.kube.namespaces import namespace
 from components.lib.kube.network_policies import Allowance, Peer, Port, allow, namespace_baseline
-from components.lib.kube.pods import CHECKSUM_ANNOTATION, checksum
+from components.lib.kube.pods import checksum
 from components.lib.kube.service import ServiceBackend
 from components.lib.naming import Naming
 from components.platform.external_secrets import ExternalSecretsOperator
 from components.platform.vpa import VerticalPodAutoscaler
-from components.settings import ROLLOUT_SURGE_PERCENT, WorkloadSettings
+from components.settings import WorkloadSettings
 
 SERVICE_PORT = HTTP_PORT
 """The Service's port is the pods' port: the VPC CNI's network policy agent matches traffic
@@ -171,8 +172,10 @@ class Workloads(Component):
         migration = migration_job(
             scope, pod, release, waits_for=[config, secret, *credentials], opts=k8s_opts
         )
-        deployment = _deployment(
+        deployment = rolling_deployment(
+            f"{name}-server",
             scope,
+            SERVER,
             pod_spec(pod, server_account),
             release,
             # a release's pods start only after its migrations succeeded
@@ -299,37 +302,3 @@ def _config_data(args: WorkloadsArgs) -> pulumi.Output[dict[str, str]]:
             "PROMETHEUS_METRICS_EXPORT_PORT": str(METRICS_PORT),
         }
     )  # fmt: skip
-
-
-def _deployment(
-    scope: AppScope,
-    pod: core.PodSpecArgs,
-    release: pulumi.Output[str],
-    *,
-    opts: pulumi.ResourceOptions,
-) -> k8s.apps.v1.Deployment:
-    """The server, surge-only rolling updates. No ``replicas``: the HPA owns them (set here,
-    every ``pulumi up`` would reset what the HPA chose). The pod template carries the release's
-    checksum, so a configuration change rolls the pods."""
-    return k8s.apps.v1.Deployment(
-        f"{scope.name}-server",
-        metadata=scope.meta(SERVER, SERVER),
-        spec=k8s.apps.v1.DeploymentSpecArgs(
-            selector=meta.LabelSelectorArgs(match_labels=scope.selector()),
-            revision_history_limit=5,
-            strategy=k8s.apps.v1.DeploymentStrategyArgs(
-                type="RollingUpdate",
-                rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
-                    max_surge=f"{ROLLOUT_SURGE_PERCENT}%", max_unavailable=0
-                ),
-            ),
-            template=core.PodTemplateSpecArgs(
-                metadata=meta.ObjectMetaArgs(
-                    labels=scope.labels(SERVER),
-                    annotations=release.apply(lambda digest: {CHECKSUM_ANNOTATION: digest}),
-                ),
-                spec=pod,
-            ),
-        ),
-        opts=opts,
-    )

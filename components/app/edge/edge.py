@@ -26,13 +26,13 @@ from components.app.edge.config import (
     read_referrers,
     render,
 )
+from components.app.rollout import rolling_deployment
 from components.app.scaling import Scaling, autoscale
 from components.app.scope import EDGE, AppScope
 from components.app.workloads import Workloads
 from components.lib.component import Component
 from components.lib.kube.network_policies import Allowance, Peer, Port, allow
 from components.lib.kube.pods import (
-    CHECKSUM_ANNOTATION,
     app_pool,
     checksum,
     container_security_context,
@@ -42,7 +42,7 @@ from components.lib.kube.pods import (
 )
 from components.lib.kube.service import ServiceBackend
 from components.lib.naming import Naming
-from components.settings import ROLLOUT_SURGE_PERCENT, EdgeSettings
+from components.settings import EdgeSettings
 
 COMPONENT = "edge"
 SERVICE_PORT = PORT
@@ -121,28 +121,12 @@ class Edge(Component):
             opts=k8s_opts,
         )
         self.config_checksum = files.apply(checksum)
-        deployment = k8s.apps.v1.Deployment(
+        deployment = rolling_deployment(
             f"{name}-deployment",
-            metadata=scope.meta(EDGE, EDGE),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                selector=meta.LabelSelectorArgs(match_labels=scope.selector(EDGE)),
-                revision_history_limit=5,
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(
-                    type="RollingUpdate",
-                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
-                        max_surge=f"{ROLLOUT_SURGE_PERCENT}%", max_unavailable=0
-                    ),
-                ),
-                template=core.PodTemplateSpecArgs(
-                    metadata=meta.ObjectMetaArgs(
-                        labels=scope.labels(EDGE),
-                        annotations=self.config_checksum.apply(
-                            lambda digest: {CHECKSUM_ANNOTATION: digest}
-                        ),
-                    ),
-                    spec=_pod_spec(scope, args, config),
-                ),
-            ),
+            scope,
+            EDGE,
+            _pod_spec(scope, args, config),
+            self.config_checksum,
             opts=k8s_opts,
         )
         service = core.Service(
@@ -206,9 +190,7 @@ def _pod_spec(scope: AppScope, args: EdgeArgs, config: core.ConfigMap) -> core.P
     probe = core.HTTPGetActionArgs(path=HEALTH_PATH, port="http")
     resources = args.settings.resources
     # nginx is the container's PID 1: QUIT stops it gracefully (requests in flight finish)
-    stop = (
-        f"sleep {PRE_STOP_SECONDS}; kill -QUIT 1; while kill -0 1 2>/dev/null; do sleep 1; done"
-    )
+    stop = f"sleep {PRE_STOP_SECONDS}; kill -QUIT 1; while kill -0 1 2>/dev/null; do sleep 1; done"
     return core.PodSpecArgs(
         automount_service_account_token=False,
         enable_service_links=False,
