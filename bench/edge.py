@@ -1,0 +1,855 @@
+#!/usr/bin/env python3
+"""Benchmark: requests per second through the full edge configuration against a plain proxy.
+
+    python bench/edge.py [--stack staging] [--duration 5] [--connections 32] [--threads 2]
+        [--rounds 3]
+
+What runs, all on loopback on this machine, at the same time (idle while not measured):
+
+* **upstream**: a minimal nginx (``worker_processes 1``) answering every request with
+  ``200 {"ok":true}``: a stand-in for the Django server fast enough that it is not what limits
+  either side (a Python server would cap both equally and hide the edge's cost);
+* **edge**: the stack's rendered edge configuration, started as an operator starts it,
+  ``python -m tools.edge STACK --port P --upstream 127.0.0.1:UP --set ...``, with the API rate,
+  burst and connection limits raised (``SETS``) so that wrk, one client address, measures the
+  limit machinery without being refused (the ``limit_req`` and ``limit_conn`` lines stay);
+* **plain**: a minimal proxy written here (``plain_config``) with what the edge shares with any
+  nginx in front of a server and nothing of what makes it the edge: the edge's worker count
+  (``worker_processes`` of its rendered files: one per CPU of the pod's limit), the same
+  connection and keepalive tuning, same keepalive pool to the upstream, the same static site
+  (``tools/edge/site``) for ``/``, and an access log of the same JSON shape and volume to the
+  same kind of sink (the edge logs JSON lines to ``/dev/stdout``; both servers' stdout is a file
+  here), so logging is not what the ratio measures;
+* **synthetic**: the edge's files with 5,000 synthetic user agents added to the block list
+  (names spread over every first letter, ``synthetic_agent``) and 50,000 synthetic addresses to
+  the blocked list (``user-agents.conf`` and ``clients.conf`` re-rendered through
+  ``components.app.edge.config``), run with ``python -m tools.edge STACK
+  --config-dir DIR``: what longer lists cost per request, at startup and in memory.
+
+Workloads: ``GET /api/bench`` (proxied to the upstream) and ``GET /`` (the site's index.html,
+served by nginx), each measured with ``wrk -t T -c C -d D --latency`` and a browser's
+User-Agent (no X-Forwarded-For), for every configuration, interleaved (the order rotates each
+round), ``--rounds`` rounds after an untimed warm-up; the median per configuration counts.
+Before measuring, one request per configuration and workload checks the answer (200, the
+upstream's body through the proxies, the edge's logged decision ``pass``); any non-2xx answer
+or socket error during a run fails the bench (a 403 or 429 would mean it measured refusals).
+Also printed: the CPU time of each server's nginx processes per request (from /proc, median):
+wrk, the upstream and the server under test share this machine's cores, so the rps ratio
+dilutes the edge's own cost, which this number shows undiluted; ``nginx -t`` time (median of
+3) and memory (PSS of nginx's master and workers) for the plain, shipped and synthetic
+configurations, their time from launch to answering, and the access log bytes per request.
+
+Target: edge / plain >= 0.90 for every workload with the shipped lists; exits 1 when missed
+(the synthetic rows are information, without a target), 2 when the bench itself cannot run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from components.app.edge.config import (  # noqa: E402
+    AgentLists,
+    EdgeConfig,
+    read_referrers,
+    render_file,
+    template_values,
+)
+from components.settings import SettingsError, parse_settings  # noqa: E402
+from tools.edge.run import (  # noqa: E402
+    SAMPLE_SITE,
+    EdgeRunError,
+    find_nginx,
+    localize,
+    nginx_command,
+    override,
+    prepare,
+    render_stack,
+)
+from tools.project import ConfigFileError, check_stack  # noqa: E402
+
+TARGET = 0.90
+SETS = (
+    "edgeApiRatePerSecond=100000",
+    "edgeApiBurst=100000",
+    "edgeConnectionsPerClient=10000",
+)
+"""Limits high enough that one client address is never refused: the zones still count (10,000
+connections is the settings' maximum: 5,000 per pod at staging's floor of 2, wrk opens 32)."""
+BROWSER = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+WORKLOADS = (("api", "/api/bench"), ("static", "/"))
+"""Name and path: proxied to the upstream, and the site's index.html served by nginx."""
+UPSTREAM_BODY = b'{"ok":true}'
+SYNTHETIC_AGENTS = 5_000
+SYNTHETIC_ADDRESSES = 50_000
+CONFIG_TESTS = 3
+NOISE = 0.15
+"""Rounds of one configuration differing by more than this (of their median) are reported."""
+WARM_UP_SECONDS = 1
+START_SECONDS = 180.0
+"""tools.edge renders the stack first (the program under mocks), then starts nginx."""
+STOP_SECONDS = 15.0
+EDGE, PLAIN, SYNTHETIC = "edge", "plain", "synthetic"
+SERVERS = (EDGE, PLAIN, SYNTHETIC)
+VARIANT_FILES = ("user-agents.conf", "clients.conf")
+"""The files the synthetic variant re-renders."""
+
+_RPS = re.compile(r"^Requests/sec:\s+([0-9.]+)", re.MULTILINE)
+_TOTAL = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
+_NON_2XX = re.compile(r"^\s*Non-2xx or 3xx responses:\s+(\d+)", re.MULTILINE)
+_SOCKET_ERRORS = re.compile(
+    r"^\s*Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", re.MULTILINE
+)
+_P99 = re.compile(r"^\s*99%\s+(\S+)", re.MULTILINE)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_WORKERS = re.compile(r"^\s*worker_processes\s+(\S+);", re.MULTILINE)
+_PSS = re.compile(r"^Pss:\s+(\d+) kB", re.MULTILINE)
+
+UPSTREAM_CONFIG = """\
+# bench upstream: a stand-in for the server that is never the bottleneck
+worker_processes 1;
+pid run/nginx.pid;
+error_log stderr warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log off;
+    client_body_temp_path run/client_body;
+    proxy_temp_path run/proxy;
+    fastcgi_temp_path run/fastcgi;
+    uwsgi_temp_path run/uwsgi;
+    scgi_temp_path run/scgi;
+    keepalive_timeout 75s;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        default_type application/json;
+        location / {{
+            return 200 '{{"ok":true}}';
+        }}
+    }}
+}}
+"""
+
+PLAIN_CONFIG = """\
+# bench plain proxy: the edge's nginx.conf tuning, upstream pool and log volume; no edge rules
+worker_processes {workers};
+worker_rlimit_nofile 16384;
+pid run/nginx.pid;
+error_log stderr warn;
+pcre_jit on;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    include mime.types;
+    default_type application/octet-stream;
+    charset utf-8;
+    server_tokens off;
+    client_body_temp_path run/client_body;
+    proxy_temp_path run/proxy;
+    fastcgi_temp_path run/fastcgi;
+    uwsgi_temp_path run/uwsgi;
+    scgi_temp_path run/scgi;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 75s;
+    keepalive_requests 1000;
+    gzip on;
+    gzip_comp_level 5;
+    gzip_min_length 1024;
+    gzip_proxied any;
+    gzip_vary on;
+    gzip_types text/css text/plain text/javascript application/javascript application/json
+               application/manifest+json application/wasm image/svg+xml application/xml;
+
+    # the edge's access log line, field for field (the edge-only values as constants)
+    log_format plain_access escape=json
+        '{{"event":"access","time":"$time_iso8601","request_id":"$request_id",'
+        '"client":"$remote_addr","peer":"$realip_remote_addr","method":"$request_method",'
+        '"path":"$request_uri","status":$status,"bytes":$body_bytes_sent,'
+        '"upstream_time":"$upstream_response_time","request_time":$request_time,'
+        '"user_agent":"$http_user_agent","referer":"$http_referer","host":"$host",'
+        '"decision":"pass","rate_limit":"$limit_req_status"}}';
+    access_log /dev/stdout plain_access;
+
+    upstream plain_server {{
+        server 127.0.0.1:{upstream} max_fails=0;
+        keepalive 32;
+        keepalive_requests 1000;
+        keepalive_timeout 60s;
+    }}
+
+    server {{
+        listen 127.0.0.1:{port};
+        server_name _;
+        root html;
+        location = /healthz {{
+            access_log off;
+            default_type text/plain;
+            return 200 "ok\\n";
+        }}
+        location /api/ {{
+            proxy_pass http://plain_server;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }}
+        location / {{
+            try_files $uri $uri/ /index.html;
+        }}
+    }}
+}}
+"""
+
+
+class BenchError(Exception):
+    """The bench could not measure: reported on stderr, exit 2 (or 1 for failed runs)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Server:
+    """A running server of the bench: its port, process (its own process group), and the
+    files its stdout (the access log) and stderr go to."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    errors: Path
+    started: float = field(default_factory=time.perf_counter)
+    ready_seconds: float = 0.0
+
+    def tail(self, lines: int = 20) -> str:
+        """The end of the server's stderr, for error messages."""
+        text = self.errors.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class Run:
+    """One wrk run."""
+
+    rps: float
+    requests: int
+    p99: str
+    cpu_us: float = 0.0
+    """CPU time of the server's nginx processes per request, in microseconds."""
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def launch(
+    name: str, command: Sequence[str], port: int, folder: Path, stack: contextlib.ExitStack
+) -> Server:
+    """Start ``command`` in its own process group, stdout and stderr to files in ``folder``;
+    registered on ``stack`` to be stopped."""
+    log, errors = folder / f"{name}.log", folder / f"{name}.err"
+    with log.open("ab") as out, errors.open("ab") as err:
+        process = subprocess.Popen(
+            list(command),
+            cwd=ROOT,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    server = Server(name, port, process, log, errors)
+    stack.callback(stop, server)
+    return server
+
+
+def stop(server: Server) -> None:
+    """SIGTERM to the server's leader (tools.edge stops nginx gracefully and exits 0; nginx
+    stops at once), then SIGKILL to whatever is left of its process group."""
+    process = server.process
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            print(
+                f"warning: {server.name} did not stop within {STOP_SECONDS:.0f} s", file=sys.stderr
+            )
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def get(port: int, path: str, request_id: str | None = None) -> tuple[int, bytes]:
+    """Status and body of one GET with the bench's User-Agent."""
+    headers = {"User-Agent": BROWSER}
+    if request_id is not None:
+        headers["X-Request-ID"] = request_id
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_for_nginx(server: Server, path: str) -> None:
+    """Until nginx answers ``path`` with 200."""
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise BenchError(
+                f"{server.name} exited with {server.process.returncode}:\n{server.tail()}"
+            )
+        with contextlib.suppress(OSError):
+            if get(server.port, path)[0] == 200:
+                server.ready_seconds = time.perf_counter() - server.started
+                return
+        time.sleep(0.05)
+    raise BenchError(f"{server.name} did not answer within {START_SECONDS:.0f} s")
+
+
+def wait_for_edge(server: Server) -> None:
+    """Until tools.edge prints that it listens (it checked /healthz itself)."""
+    expected = f"listening on http://127.0.0.1:{server.port}".encode()
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        if expected in server.log.read_bytes():
+            server.ready_seconds = time.perf_counter() - server.started
+            return
+        if server.process.poll() is not None:
+            raise BenchError(
+                f"tools.edge ({server.name}) exited with {server.process.returncode}:\n"
+                + server.tail()
+            )
+        time.sleep(0.1)
+    raise BenchError(f"tools.edge ({server.name}) did not listen within {START_SECONDS:.0f} s")
+
+
+def write_prefix(prefix: Path, files: dict[str, str]) -> None:
+    """An nginx prefix laid out as tools.edge lays out its own (``edge/`` the configuration,
+    ``html/`` the site, ``run/`` writable), readable by nginx's workers."""
+    prepare(prefix, files, SAMPLE_SITE)
+
+
+def start_upstream(folder: Path, nginx: str, stack: contextlib.ExitStack) -> Server:
+    """The stand-in server: one nginx worker answering ``{"ok":true}``."""
+    port = free_port()
+    prefix = folder / "upstream"
+    write_prefix(prefix, {"nginx.conf": UPSTREAM_CONFIG.format(port=port)})
+    command = nginx_command(nginx, prefix, "-g", "daemon off;")
+    server = launch("upstream", command, port, folder, stack)
+    wait_for_nginx(server, "/")
+    return server
+
+
+def edge_workers(files: dict[str, str]) -> str:
+    """The edge's ``worker_processes`` argument (``workers.conf``: one per CPU of the pod's
+    limit), wherever in the rendered files it is."""
+    found: list[str] = [m for text in files.values() for m in _WORKERS.findall(text)]
+    if len(found) != 1:
+        raise BenchError(f"expected one worker_processes in the edge's files, found {found}")
+    return found[0]
+
+
+def plain_config(port: int, upstream: int, workers: str) -> str:
+    """The plain proxy's nginx.conf."""
+    return PLAIN_CONFIG.format(port=port, upstream=upstream, workers=workers)
+
+
+def start_plain(
+    folder: Path,
+    nginx: str,
+    upstream: Server,
+    edge_files: dict[str, str],
+    stack: contextlib.ExitStack,
+) -> Server:
+    """The plain proxy, with the edge's worker count and ``mime.types`` (both serve the site
+    alike)."""
+    port = free_port()
+    prefix = folder / PLAIN
+    config = plain_config(port, upstream.port, edge_workers(edge_files))
+    write_prefix(prefix, {"nginx.conf": config, "mime.types": edge_files["mime.types"]})
+    server = launch(PLAIN, nginx_command(nginx, prefix, "-g", "daemon off;"), port, folder, stack)
+    wait_for_nginx(server, "/healthz")
+    return server
+
+
+def start_edge(
+    name: str, extra: Sequence[str], upstream: Server, folder: Path, stack: contextlib.ExitStack
+) -> Server:
+    """``python -m tools.edge`` with ``extra`` arguments (``--set``s, or ``--config-dir``); its
+    prefix is kept under ``folder`` so it is removed with it whatever happens."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "tools.edge", *extra, "--port", str(port),
+        "--upstream", f"127.0.0.1:{upstream.port}", "--keep", str(folder / f"{name}-prefix"),
+    ]  # fmt: skip
+    return launch(name, command, port, folder, stack)
+
+
+def synthetic_agent(number: int) -> str:
+    """A synthetic user agent such as ``qcfSynth0042``. The three letters in front spread the
+    names over every first letter as a real list's are (names sharing one prefix let PCRE skip
+    most positions of a user agent and understate what a longer list costs); the names stay
+    short because config.py chunks patterns by count (``PATTERN_CHUNK``) and nginx refuses a
+    quoted parameter over 4 KiB: 250 names of 16 characters no longer fit."""
+    code = number * 7919 % 26**3
+    letters = "".join(chr(ord("a") + code // 26**k % 26) for k in range(3))
+    return f"{letters}Synth{number:04d}"
+
+
+def synthetic_files(stack_name: str, rendered: dict[str, str]) -> dict[str, str]:
+    """``rendered`` with ``user-agents.conf`` and ``clients.conf`` re-rendered from the stack's
+    settings and the repository's lists plus ``SYNTHETIC_AGENTS`` blocked user agents and
+    ``SYNTHETIC_ADDRESSES`` blocked addresses, through ``template_values`` and ``render_file``
+    as the edge renders them. Re-rendering with the lists unchanged must reproduce the stack's
+    files exactly, or the bench no longer builds its variant the way the edge does."""
+    try:
+        config = override(check_stack(ROOT, stack_name), SETS)
+        settings = parse_settings(stack_name, config.values).edge
+    except (ConfigFileError, SettingsError, EdgeRunError) as exc:
+        raise BenchError(f"stack {stack_name!r}: {exc}") from None
+    agents, referrers = AgentLists.load(), read_referrers()
+
+    def render(edge_config: EdgeConfig) -> dict[str, str]:
+        values = template_values(edge_config)
+        return {name: render_file(name, values[name]) for name in VARIANT_FILES}
+
+    shipped = EdgeConfig(
+        settings=settings,
+        upstream="127.0.0.1:8080",  # not in the two files re-rendered
+        trusted_proxies=("127.0.0.1/32",),
+        agents=agents,
+        referrers=referrers,
+    )
+    for name, content in render(shipped).items():
+        if content != rendered[name]:
+            raise BenchError(
+                f"{name} re-rendered with the shipped lists differs from the stack's: the bench "
+                "no longer builds its variant the way components/app/edge/config.py does"
+            )
+    names = tuple(synthetic_agent(i) for i in range(SYNTHETIC_AGENTS))
+    addresses = tuple(f"100.64.{i // 256}.{i % 256}/32" for i in range(SYNTHETIC_ADDRESSES))
+    variant = replace(
+        shipped,
+        settings=replace(settings, blocked_cidrs=(*settings.blocked_cidrs, *addresses)),
+        agents=AgentLists(agents.allow, (*agents.block, *names), agents.limit),
+    )
+    return {**rendered, **render(variant)}
+
+
+def write_folder(folder: Path, files: dict[str, str]) -> None:
+    """``files`` into a new ``folder``, for ``--config-dir``."""
+    folder.mkdir(parents=True)
+    for name, content in files.items():
+        (folder / name).write_text(content, encoding="utf-8")
+
+
+def config_test_seconds(nginx: str, prefix: Path) -> float:
+    """Median wall time of ``nginx -t`` on a prepared prefix: parsing, compiling the patterns
+    and building the maps and geo trees, as at every start."""
+    times = []
+    for _ in range(CONFIG_TESTS):
+        start = time.perf_counter()
+        result = subprocess.run(
+            nginx_command(nginx, prefix, "-t"), capture_output=True, text=True, check=False
+        )
+        times.append(time.perf_counter() - start)
+        if result.returncode != 0:
+            raise BenchError(f"nginx -t refused the configuration:\n{result.stderr.strip()}")
+    return statistics.median(times)
+
+
+def edge_config_test_seconds(nginx: str, files: dict[str, str], folder: Path) -> float:
+    """``config_test_seconds`` for edge files, localized as tools.edge localizes them."""
+    prefix = Path(tempfile.mkdtemp(prefix="config-test-", dir=folder))
+    write_prefix(prefix, localize(files, port=free_port(), upstream="127.0.0.1:9", trust=()))
+    try:
+        return config_test_seconds(nginx, prefix)
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            tree.setdefault(parent, []).append(int(entry.name))
+    return tree
+
+
+def nginx_pids(server: Server) -> list[int]:
+    """The server's nginx processes, master and workers (not tools.edge's Python process)."""
+    tree, pids = _children(), []
+    pending = [server.process.pid]
+    while pending:
+        pid = pending.pop()
+        pending.extend(tree.get(pid, []))
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "nginx":
+                pids.append(pid)
+    return pids
+
+
+def nginx_memory_mib(server: Server) -> float:
+    """Proportional set size (shared pages split among sharers) of the server's nginx
+    processes, in MiB."""
+    total = 0
+    for pid in nginx_pids(server):
+        with contextlib.suppress(OSError):
+            pss = _PSS.search(Path(f"/proc/{pid}/smaps_rollup").read_text())
+            total += int(pss.group(1)) if pss else 0
+    return total / 1024
+
+
+def nginx_cpu_seconds(pids: Sequence[int]) -> float:
+    """User and system CPU time of ``pids`` so far."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / CLOCK_TICKS
+
+
+def logged_decision(server: Server, request_id: str) -> str | None:
+    """The edge's logged decision for one request id (nginx logs after answering)."""
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        for line in server.log.read_text(encoding="utf-8", errors="replace").splitlines():
+            if request_id in line and line.startswith("{"):
+                event = json.loads(line)
+                if event.get("request_id") == request_id:
+                    return str(event.get("decision"))
+        time.sleep(0.05)
+    return None
+
+
+def check_answers(server: Server, path: str) -> None:
+    """One request before measuring: 200, the upstream's answer through the proxy, and on the
+    edge the decision ``pass`` (a browser, nothing blocked or limited)."""
+    request_id = f"bench-probe-{server.name}-{path.strip('/').replace('/', '-') or 'root'}"
+    try:
+        status, body = get(server.port, path, request_id)
+    except OSError as exc:
+        raise BenchError(f"{server.name}: GET {path} failed: {exc}\n{server.tail()}") from None
+    if status != 200:
+        raise BenchError(f"{server.name} answered GET {path} with {status}", code=1)
+    if path.startswith("/api/") and body != UPSTREAM_BODY:
+        raise BenchError(f"{server.name}: GET {path} did not reach the upstream: {body[:200]!r}")
+    if server.name != PLAIN:
+        decision = logged_decision(server, request_id)
+        if decision != "pass":
+            raise BenchError(
+                f"{server.name}: GET {path} logged decision {decision!r}, expected 'pass'", code=1
+            )
+
+
+def wrk(port: int, path: str, args: argparse.Namespace, seconds: int) -> Run:
+    """One wrk run; a non-2xx answer or a socket error fails the bench."""
+    url = f"http://127.0.0.1:{port}{path}"
+    command = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s",
+               "--latency", "-H", f"User-Agent: {BROWSER}", url]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, check=False, timeout=seconds + 60
+    )
+    output = result.stdout
+    rps, total = _RPS.search(output), _TOTAL.search(output)
+    if result.returncode != 0 or rps is None or total is None:
+        raise BenchError(f"wrk failed ({result.returncode}) on {url}:\n{output}{result.stderr}")
+    non_2xx = _NON_2XX.search(output)
+    if non_2xx is not None and int(non_2xx.group(1)) > 0:
+        raise BenchError(
+            f"{url}: {non_2xx.group(1)} non-2xx answers of {total.group(1)}: the bench measured "
+            f"refusals, not the configuration\n{output}",
+            code=1,
+        )
+    errors = _SOCKET_ERRORS.search(output)
+    if errors is not None and any(int(n) for n in errors.groups()):
+        raise BenchError(f"{url}: socket errors during the run\n{output}", code=1)
+    p99 = _P99.search(output)
+    return Run(float(rps.group(1)), int(total.group(1)), p99.group(1) if p99 else "?")
+
+
+def measured(server: Server, path: str, args: argparse.Namespace) -> Run:
+    """A wrk run against ``server`` with its nginx's CPU time per request."""
+    pids = nginx_pids(server)
+    before = nginx_cpu_seconds(pids)
+    run = wrk(server.port, path, args, args.duration)
+    cpu = nginx_cpu_seconds(pids) - before
+    return replace(run, cpu_us=cpu * 1e6 / max(1, run.requests))
+
+
+def log_bytes_per_request(server: Server, requests: int) -> float:
+    """Access log volume of the last run, then the log is emptied (nginx appends: O_APPEND)."""
+    size = server.log.stat().st_size
+    os.truncate(server.log, 0)
+    return size / max(1, requests)
+
+
+@dataclass
+class Results:
+    """Every measured run: ``runs[workload][server]``, and log volume per server."""
+
+    runs: dict[str, dict[str, list[Run]]] = field(default_factory=dict)
+    log_bytes: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, workload: str, server: str, run: Run, log_bytes: float) -> None:
+        self.runs.setdefault(workload, {}).setdefault(server, []).append(run)
+        self.log_bytes.setdefault(server, []).append(log_bytes)
+
+    def median(self, workload: str, server: str) -> float:
+        """Median requests per second."""
+        return statistics.median(run.rps for run in self.runs[workload][server])
+
+    def spread(self, workload: str, server: str) -> float:
+        """(max - min) / median of the requests per second over the rounds."""
+        rps = [run.rps for run in self.runs[workload][server]]
+        return (max(rps) - min(rps)) / statistics.median(rps)
+
+    def cpu(self, workload: str, server: str) -> float:
+        """Median nginx CPU microseconds per request."""
+        return statistics.median(run.cpu_us for run in self.runs[workload][server])
+
+
+def measure(
+    servers: dict[str, Server], args: argparse.Namespace, say: Callable[[str], None]
+) -> Results:
+    """Warm-up, then ``args.rounds`` rounds of every workload on every server, the order of
+    the servers rotating each round."""
+    for _, path in WORKLOADS:
+        for server in servers.values():
+            check_answers(server, path)
+            wrk(server.port, path, args, WARM_UP_SECONDS)
+            os.truncate(server.log, 0)
+    results = Results()
+    order = list(servers)
+    for round_number in range(args.rounds):
+        rotated = order[round_number % len(order) :] + order[: round_number % len(order)]
+        for workload, path in WORKLOADS:
+            for name in rotated:
+                run = measured(servers[name], path, args)
+                results.add(workload, name, run, log_bytes_per_request(servers[name], run.requests))
+                say(
+                    f"round {round_number + 1}/{args.rounds} {workload:6} {name:9} "
+                    f"{run.rps:10.0f} rps  p99 {run.p99:>7}  nginx CPU {run.cpu_us:5.1f} us/request"
+                )
+    return results
+
+
+def report(
+    results: Results,
+    config_tests: dict[str, float],
+    memory: dict[str, float],
+    ready: dict[str, float],
+    sizes: dict[str, int],
+) -> bool:
+    """Print the table; True when every shipped ratio meets the target."""
+    met = True
+    print()
+    print(
+        f"{'workload':22} {'plain rps':>10} {'edge rps':>10} {'ratio':>6}   "
+        f"{'nginx CPU us/request: plain':>27} {'edge':>6}"
+    )
+    for workload, path in WORKLOADS:
+        plain, edge = results.median(workload, PLAIN), results.median(workload, EDGE)
+        ratio = edge / plain
+        met = met and ratio >= TARGET
+        flag = "" if ratio >= TARGET else f"  < {TARGET:.2f}"
+        print(
+            f"{workload + ' GET ' + path:22} {plain:10.0f} {edge:10.0f} {ratio:6.3f}   "
+            f"{results.cpu(workload, PLAIN):27.1f} {results.cpu(workload, EDGE):6.1f}{flag}"
+        )
+    print()
+    print(
+        f"scaling: edge files with +{SYNTHETIC_AGENTS:,} blocked user agents and "
+        f"+{SYNTHETIC_ADDRESSES:,} blocked addresses (synthetic)"
+    )
+    print(
+        f"{'workload':22} {'plain rps':>10} {'synth rps':>10} {'ratio':>6} {'vs edge':>8} "
+        f"{'nginx CPU us/request: synth':>27}"
+    )
+    for workload, path in WORKLOADS:
+        plain = results.median(workload, PLAIN)
+        synthetic = results.median(workload, SYNTHETIC)
+        edge = results.median(workload, EDGE)
+        print(
+            f"{workload + ' GET ' + path:22} {plain:10.0f} {synthetic:10.0f} "
+            f"{synthetic / plain:6.3f} {synthetic / edge:8.3f} "
+            f"{results.cpu(workload, SYNTHETIC):27.1f}"
+        )
+    print()
+    print(f"{'configuration':22} {'nginx -t':>9} {'memory':>10} {'ready':>8} {'lists':>10}")
+    for name in (PLAIN, EDGE, SYNTHETIC):
+        test = f"{config_tests[name] * 1000:7.0f}ms"
+        lists = f"{sizes[name] / 1024:8.0f}KB" if name in sizes else "-"
+        print(f"{name:22} {test:>9} {memory[name]:8.1f}MB {ready[name]:7.1f}s {lists:>10}")
+    print(
+        "  memory: PSS of nginx master and workers after the runs; ready: launch to answering "
+        "(edge: includes rendering the stack); lists: user-agents.conf + clients.conf"
+    )
+    volume = ", ".join(
+        f"{name} {statistics.median(values):.0f}" for name, values in results.log_bytes.items()
+    )
+    print(f"  access log bytes/request: {volume}")
+    noisy = [
+        f"{workload} {name} {results.spread(workload, name):.0%}"
+        for workload, _ in WORKLOADS
+        for name in SERVERS
+        if results.spread(workload, name) > NOISE
+    ]
+    if noisy:
+        print(
+            f"  noisy: rounds differ by more than {NOISE:.0%} ({', '.join(noisy)}): something else "
+            "used the CPUs; the CPU per request is the steadier number; rerun, or add --rounds"
+        )
+    print()
+    if met:
+        print(f"target met: edge / plain >= {TARGET:.2f} for every workload")
+    else:
+        print(f"TARGET MISSED: edge / plain < {TARGET:.2f} for at least one workload")
+    return met
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw} must be 1 or more")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/edge.py",
+        description="Requests per second through the full edge configuration vs a plain proxy.",
+    )
+    parser.add_argument("--stack", default="staging", help="stack to render (default: staging)")
+    parser.add_argument("--duration", type=_positive, default=5, help="seconds per wrk run")
+    parser.add_argument("--connections", type=_positive, default=32, help="wrk connections")
+    parser.add_argument("--threads", type=_positive, default=2, help="wrk threads")
+    parser.add_argument("--rounds", type=_positive, default=3, help="rounds (2 or more)")
+    args = parser.parse_args(argv)
+    if args.rounds < 2:
+        parser.error("--rounds must be 2 or more")
+    if args.connections < args.threads:
+        parser.error("--connections must be at least --threads")
+    return args
+
+
+def run(args: argparse.Namespace) -> bool:
+    """Start everything, measure, print, stop everything; True when the target is met."""
+    nginx = find_nginx()
+    if shutil.which("wrk") is None:
+        raise BenchError("wrk not found: install it with `bash scripts/install-edge-tools.sh`")
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-edge-")))
+        # nginx's workers (nobody, when started as root) read the prefixes inside
+        os.chmod(folder, 0o755)  # noqa: S103 - a folder of readable test files
+        sets = [f"--set={assignment}" for assignment in SETS]
+        upstream = start_upstream(folder, nginx, stack)
+        edge = start_edge(EDGE, [args.stack, *sets], upstream, folder, stack)
+        say(f"rendering {args.stack} (twice: tools.edge, and the bench for its variant) ...")
+        try:
+            rendered = render_stack(args.stack, SETS)
+        except EdgeRunError as exc:
+            raise BenchError(str(exc)) from None
+        variant = synthetic_files(args.stack, rendered)
+        write_folder(folder / "synthetic-config", variant)
+        synthetic = start_edge(
+            SYNTHETIC,
+            [args.stack, "--config-dir", str(folder / "synthetic-config")],
+            upstream,
+            folder,
+            stack,
+        )
+        plain = start_plain(folder, nginx, upstream, rendered, stack)
+        wait_for_edge(edge)
+        wait_for_edge(synthetic)
+        servers = {EDGE: edge, PLAIN: plain, SYNTHETIC: synthetic}
+        say("measuring ...")
+        results = measure(servers, args, say)
+        memory = {name: nginx_memory_mib(server) for name, server in servers.items()}
+        ready = {name: server.ready_seconds for name, server in servers.items()}
+        config_tests = {
+            PLAIN: config_test_seconds(nginx, folder / PLAIN),
+            EDGE: edge_config_test_seconds(nginx, rendered, folder),
+            SYNTHETIC: edge_config_test_seconds(nginx, variant, folder),
+        }
+        sizes = {
+            EDGE: sum(len(rendered[name].encode()) for name in VARIANT_FILES),
+            SYNTHETIC: sum(len(variant[name].encode()) for name in VARIANT_FILES),
+        }
+        for server in (edge, synthetic):
+            stop(server)
+            if server.process.returncode != 0:
+                say(f"warning: tools.edge ({server.name}) exited {server.process.returncode}")
+        return report(results, config_tests, memory, ready, sizes)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    start = time.perf_counter()
+    try:
+        met = run(args)
+    except BenchError as exc:
+        print(f"error: {str(exc).removeprefix('error: ')}", file=sys.stderr)
+        return exc.code
+    except EdgeRunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: every process stopped, temporary files removed", file=sys.stderr)
+        return 130
+    print(f"total time: {time.perf_counter() - start:.0f} s")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
