@@ -102,8 +102,18 @@ BROWSER = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36"
 )
-WORKLOADS = (("api", "/api/bench"), ("static", "/"))
-"""Name and path: proxied to the upstream, and the site's index.html served by nginx."""
+APP = "ExpoScholarSync/1.4 (+https://exposcholar.org/sync)"
+"""A client that is not a browser and is on no list: its user agent is scanned in full (a
+browser's exact string takes the fast path), so its row shows what the lists cost."""
+WORKLOADS = (
+    ("api", "/api/bench", BROWSER),
+    ("static", "/", BROWSER),
+    ("api-app", "/api/bench", APP),
+)
+"""Name, path and user agent: proxied to the upstream, the site's index.html served by nginx,
+and the proxied path again from a non-browser client."""
+TARGETED = ("api", "static")
+"""Workloads the target applies to (browser traffic, most of it); ``api-app`` is reported."""
 UPSTREAM_BODY = b'{"ok":true}'
 SYNTHETIC_AGENTS = 5_000
 SYNTHETIC_ADDRESSES = 50_000
@@ -219,7 +229,11 @@ http {{
             proxy_pass http://plain_server;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            # what any proxy in front of Django passes (Debian's /etc/nginx/proxy_params)
             proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
         }}
         location / {{
             try_files $uri $uri/ /index.html;
@@ -313,9 +327,11 @@ def stop(server: Server) -> None:
     process.wait()
 
 
-def get(port: int, path: str, request_id: str | None = None) -> tuple[int, bytes]:
-    """Status and body of one GET with the bench's User-Agent."""
-    headers = {"User-Agent": BROWSER}
+def get(
+    port: int, path: str, request_id: str | None = None, agent: str = BROWSER
+) -> tuple[int, bytes]:
+    """Status and body of one GET with ``agent`` as User-Agent."""
+    headers = {"User-Agent": agent}
     if request_id is not None:
         headers["X-Request-ID"] = request_id
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
@@ -563,12 +579,12 @@ def logged_decision(server: Server, request_id: str) -> str | None:
     return None
 
 
-def check_answers(server: Server, path: str) -> None:
+def check_answers(server: Server, workload: str, path: str, agent: str) -> None:
     """One request before measuring: 200, the upstream's answer through the proxy, and on the
-    edge the decision ``pass`` (a browser, nothing blocked or limited)."""
-    request_id = f"bench-probe-{server.name}-{path.strip('/').replace('/', '-') or 'root'}"
+    edge the decision ``pass`` (nothing blocked or limited)."""
+    request_id = f"bench-probe-{server.name}-{workload}"
     try:
-        status, body = get(server.port, path, request_id)
+        status, body = get(server.port, path, request_id, agent)
     except OSError as exc:
         raise BenchError(f"{server.name}: GET {path} failed: {exc}\n{server.tail()}") from None
     if status != 200:
@@ -583,11 +599,11 @@ def check_answers(server: Server, path: str) -> None:
             )
 
 
-def wrk(port: int, path: str, args: argparse.Namespace, seconds: int) -> Run:
+def wrk(port: int, path: str, args: argparse.Namespace, seconds: int, agent: str = BROWSER) -> Run:
     """One wrk run; a non-2xx answer or a socket error fails the bench."""
     url = f"http://127.0.0.1:{port}{path}"
     command = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s",
-               "--latency", "-H", f"User-Agent: {BROWSER}", url]  # fmt: skip
+               "--latency", "-H", f"User-Agent: {agent}", url]  # fmt: skip
     result = subprocess.run(
         command, capture_output=True, text=True, check=False, timeout=seconds + 60
     )
@@ -609,11 +625,11 @@ def wrk(port: int, path: str, args: argparse.Namespace, seconds: int) -> Run:
     return Run(float(rps.group(1)), int(total.group(1)), p99.group(1) if p99 else "?")
 
 
-def measured(server: Server, path: str, args: argparse.Namespace) -> Run:
+def measured(server: Server, path: str, args: argparse.Namespace, agent: str = BROWSER) -> Run:
     """A wrk run against ``server`` with its nginx's CPU time per request."""
     pids = nginx_pids(server)
     before = nginx_cpu_seconds(pids)
-    run = wrk(server.port, path, args, args.duration)
+    run = wrk(server.port, path, args, args.duration, agent)
     cpu = nginx_cpu_seconds(pids) - before
     return replace(run, cpu_us=cpu * 1e6 / max(1, run.requests))
 
@@ -655,18 +671,18 @@ def measure(
 ) -> Results:
     """Warm-up, then ``args.rounds`` rounds of every workload on every server, the order of
     the servers rotating each round."""
-    for _, path in WORKLOADS:
+    for workload, path, agent in WORKLOADS:
         for server in servers.values():
-            check_answers(server, path)
-            wrk(server.port, path, args, WARM_UP_SECONDS)
+            check_answers(server, workload, path, agent)
+            wrk(server.port, path, args, WARM_UP_SECONDS, agent)
             os.truncate(server.log, 0)
     results = Results()
     order = list(servers)
     for round_number in range(args.rounds):
         rotated = order[round_number % len(order) :] + order[: round_number % len(order)]
-        for workload, path in WORKLOADS:
+        for workload, path, agent in WORKLOADS:
             for name in rotated:
-                run = measured(servers[name], path, args)
+                run = measured(servers[name], path, args, agent)
                 results.add(workload, name, run, log_bytes_per_request(servers[name], run.requests))
                 say(
                     f"round {round_number + 1}/{args.rounds} {workload:6} {name:9} "
@@ -689,11 +705,12 @@ def report(
         f"{'workload':22} {'plain rps':>10} {'edge rps':>10} {'ratio':>6}   "
         f"{'nginx CPU us/request: plain':>27} {'edge':>6}"
     )
-    for workload, path in WORKLOADS:
+    for workload, path, _ in WORKLOADS:
         plain, edge = results.median(workload, PLAIN), results.median(workload, EDGE)
         ratio = edge / plain
-        met = met and ratio >= TARGET
-        flag = "" if ratio >= TARGET else f"  < {TARGET:.2f}"
+        targeted = workload in TARGETED
+        met = met and (ratio >= TARGET or not targeted)
+        flag = ("" if ratio >= TARGET else f"  < {TARGET:.2f}") if targeted else "  (no target)"
         print(
             f"{workload + ' GET ' + path:22} {plain:10.0f} {edge:10.0f} {ratio:6.3f}   "
             f"{results.cpu(workload, PLAIN):27.1f} {results.cpu(workload, EDGE):6.1f}{flag}"
@@ -707,7 +724,7 @@ def report(
         f"{'workload':22} {'plain rps':>10} {'synth rps':>10} {'ratio':>6} {'vs edge':>8} "
         f"{'nginx CPU us/request: synth':>27}"
     )
-    for workload, path in WORKLOADS:
+    for workload, path, _ in WORKLOADS:
         plain = results.median(workload, PLAIN)
         synthetic = results.median(workload, SYNTHETIC)
         edge = results.median(workload, EDGE)
@@ -732,7 +749,7 @@ def report(
     print(f"  access log bytes/request: {volume}")
     noisy = [
         f"{workload} {name} {results.spread(workload, name):.0%}"
-        for workload, _ in WORKLOADS
+        for workload, _, _ in WORKLOADS
         for name in SERVERS
         if results.spread(workload, name) > NOISE
     ]
@@ -743,9 +760,9 @@ def report(
         )
     print()
     if met:
-        print(f"target met: edge / plain >= {TARGET:.2f} for every workload")
+        print(f"target met: edge / plain >= {TARGET:.2f} for {' and '.join(TARGETED)}")
     else:
-        print(f"TARGET MISSED: edge / plain < {TARGET:.2f} for at least one workload")
+        print(f"TARGET MISSED: edge / plain < {TARGET:.2f} for {' or '.join(TARGETED)}")
     return met
 
 

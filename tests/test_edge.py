@@ -201,6 +201,21 @@ def test_titan_is_blocked_and_titanium_is_not(blocking: Edge) -> None:
     assert request(blocking.port, "/", agent="Titanium/1.0").status == 200
 
 
+def test_a_bots_name_inside_a_browser_string_is_still_found(blocking: Edge) -> None:
+    """Browsers' exact strings skip the list scan (a fast path); anything added to one does
+    not."""
+    chrome = BROWSER
+    for agent in (
+        f"{chrome} sqlmap/1.7",
+        chrome.replace("Win64; x64", "Win64; x64; Nikto"),
+        chrome.replace("(KHTML, like Gecko)", "(KHTML, like Gecko; masscan)"),
+    ):
+        assert request(blocking.port, "/", agent=agent).status == 403, agent
+    request_id = _id()
+    request(blocking.port, "/", agent=chrome, headers={"X-Request-ID": request_id})
+    assert blocking.logged("access", request_id)["decision"] == "pass"
+
+
 def test_a_good_bots_name_does_not_excuse_an_attack_tool(blocking: Edge) -> None:
     for agent in ("sqlmap/1.7 (compatible; Googlebot/2.1)", "Nikto/2.5 bingbot/2.0"):
         assert request(blocking.port, "/", agent=agent).status == 403, agent

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,12 @@ import pytest
 from components.app.edge.config import (
     LISTS_DIR,
     AgentLists,
+    EdgeConfig,
     EdgeConfigError,
     fill,
     read_list,
     read_referrers,
+    render,
 )
 from components.lib.kube.pods import CHECKSUM_ANNOTATION, checksum
 from components.settings import StackSettings
@@ -137,8 +140,8 @@ def test_configuration_is_rendered_from_the_stacks_settings(
     assert "server server.exposcholar.svc.cluster.local:8000 " in files["upstream.conf"]
     assert files["listen.conf"].strip() == "listen 8080;"
     for cidr in edge.allowed_cidrs:
-        assert f"    {cidr} 1;" in files["clients.conf"]
-    assert "default                  0;" in files["maintenance.conf"]  # off in both stacks
+        assert f"    {cidr} allowed;" in files["clients.conf"]
+    assert "    default 0;" in files["maintenance.conf"]  # off in both stacks
     assert "{{" not in "".join(files.values())
 
 
@@ -240,6 +243,29 @@ def test_a_malformed_list_is_refused_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "bad-referrers.txt").write_text("Not A Domain\n")
     with pytest.raises(EdgeConfigError, match="not a lower-case host name"):
         read_referrers(tmp_path / "bad-referrers.txt")
+
+
+def test_the_allowlist_is_never_out_specified_by_the_block_list(
+    stack_settings: dict[str, StackSettings],
+) -> None:
+    edge = replace(
+        stack_settings["staging"].edge,
+        allowed_cidrs=("10.1.0.0/16", "192.0.2.7/32"),
+        blocked_cidrs=("10.1.2.0/24", "192.0.2.0/24", "198.51.100.0/24"),
+    )
+    files = render(
+        EdgeConfig(edge, "server:8000", ("10.0.0.0/8",), AgentLists.load(), read_referrers())
+    )
+    lines = [line.strip() for line in files["clients.conf"].splitlines() if line.startswith("    ")]
+    assert lines == [
+        "default \"\";",
+        "10.1.0.0/16 allowed;",
+        "192.0.2.7/32 allowed;",
+        # 10.1.2.0/24 is inside an allowed network: left out; 192.0.2.0/24 holds 192.0.2.7,
+        # which is more specific, so it stays
+        "192.0.2.0/24 blocked;",
+        "198.51.100.0/24 blocked;",
+    ]
 
 
 def test_templates_are_filled_strictly() -> None:
