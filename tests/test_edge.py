@@ -418,10 +418,15 @@ def test_security_headers_on_every_answer(blocking: Edge) -> None:
         assert "camera=()" in (answer.header("Permissions-Policy") or "")
         assert answer.header("X-Frame-Options") == "DENY"  # the server's SAMEORIGIN replaced
         csp = answer.header("Content-Security-Policy") or ""
-        assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
+        assert "frame-ancestors 'none'" in csp
+        assert "object-src 'none'" in csp or csp.startswith("default-src 'none'")
         assert answer.header("Server") == "nginx"  # no version
         if answer.status in (403, 429, 502):
             assert answer.header("Cache-Control") in (None, "no-store")
+    api_csp = request(blocking.port, "/api/x").header("Content-Security-Policy")
+    assert api_csp == "default-src 'none'; frame-ancestors 'none'"  # JSON: nothing loads
+    admin_csp = request(blocking.port, "/admin/").header("Content-Security-Policy") or ""
+    assert "script-src 'self'" in admin_csp and "wasm" not in admin_csp
     site_csp = request(blocking.port, "/").header("Content-Security-Policy") or ""
     assert "'wasm-unsafe-eval'" in site_csp and "script-src 'self'" in site_csp
     assert "'unsafe-eval'" not in site_csp.replace("'wasm-unsafe-eval'", "")
