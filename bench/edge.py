@@ -16,7 +16,7 @@ What runs, all on loopback on this machine, at the same time (idle while not mea
 * **plain**: a minimal proxy written here (``plain_config``) with what the edge shares with any
   nginx in front of a server and nothing of what makes it the edge: the edge's worker count
   (``worker_processes`` of its rendered files: one per CPU of the pod's limit), the same
-  connection and keepalive tuning, same keepalive pool to the upstream, the same static site
+  connection, keepalive and open-file-cache tuning, same keepalive pool to the upstream, the same static site
   (``tools/edge/site``) for ``/``, and an access log of the same JSON shape and volume to the
   same kind of sink (the edge logs JSON lines to ``/dev/stdout``; both servers' stdout is a file
   here), so logging is not what the ratio measures;
@@ -189,6 +189,10 @@ http {{
     scgi_temp_path run/scgi;
     sendfile on;
     tcp_nopush on;
+    open_file_cache max=2000 inactive=120s;
+    open_file_cache_valid 120s;
+    open_file_cache_min_uses 1;
+    open_file_cache_errors on;
     keepalive_timeout 75s;
     keepalive_requests 1000;
     gzip on;

@@ -99,7 +99,6 @@ class _Echo(BaseHTTPRequestHandler):
         self.send_response(int(query.get("status", ["200"])[0]))
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Frame-Options", "SAMEORIGIN")  # the edge must replace it
         for header in query.get("h", []):
             name, _, value = header.partition(":")
             self.send_header(name, value)

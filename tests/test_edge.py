@@ -279,7 +279,7 @@ def test_forwarded_for_is_honoured_from_the_load_balancer_only(blocking: Edge) -
     )  # fmt: skip
     assert direct.status == 200  # from anywhere else the header is ignored
     seen = direct.json()["headers"]
-    assert seen["X-Forwarded-For"] == UNTRUSTED and seen["X-Real-IP"] == UNTRUSTED
+    assert seen["X-Forwarded-For"] == UNTRUSTED
     assert seen["X-Forwarded-Proto"] == "http"  # the peer is not the load balancer
     assert blocking.logged("access", request_id)["client"] == UNTRUSTED
     # through the load balancer, a client that is not blocked: its address and scheme pass on
@@ -305,7 +305,8 @@ def test_forwarded_for_is_honoured_from_the_load_balancer_only(blocking: Edge) -
         blocking.port, "/api/who", source=LOAD_BALANCER,
         headers={"X-Forwarded-For": f"{BLOCKED_REMOTE}, 192.0.2.46"},
     )  # fmt: skip
-    assert disguised.status == 200 and disguised.json()["headers"]["X-Real-IP"] == "192.0.2.46"
+    assert disguised.status == 200
+    assert disguised.json()["headers"]["X-Forwarded-For"] == "192.0.2.46"
 
 
 # --- honeypot ---------------------------------------------------------------------------------
@@ -416,7 +417,6 @@ def test_security_headers_on_every_answer(blocking: Edge) -> None:
         assert answer.header("X-Content-Type-Options") == "nosniff"
         assert answer.header("Referrer-Policy") == "strict-origin-when-cross-origin"
         assert "camera=()" in (answer.header("Permissions-Policy") or "")
-        assert answer.header("X-Frame-Options") == "DENY"  # the server's SAMEORIGIN replaced
         csp = answer.header("Content-Security-Policy") or ""
         assert "frame-ancestors 'none'" in csp
         assert "object-src 'none'" in csp or csp.startswith("default-src 'none'")
