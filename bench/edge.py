@@ -16,10 +16,11 @@ What runs, all on loopback on this machine, at the same time (idle while not mea
 * **plain**: a minimal proxy written here (``plain_config``) with what the edge shares with any
   nginx in front of a server and nothing of what makes it the edge: the edge's worker count
   (``worker_processes`` of its rendered files: one per CPU of the pod's limit), the same
-  connection, keepalive and open-file-cache tuning, same keepalive pool to the upstream, the same static site
-  (``tools/edge/site``) for ``/``, and an access log of the same JSON shape and volume to the
-  same kind of sink (the edge logs JSON lines to ``/dev/stdout``; both servers' stdout is a file
-  here), so logging is not what the ratio measures;
+  connection, keepalive and open-file-cache tuning, same keepalive pool to the upstream, the
+  same static site (``tools/edge/site``) for ``/``, the standard proxy headers (Debian's
+  ``proxy_params``), and an access log of the same JSON shape and volume to the same kind of
+  sink (the edge logs JSON lines to ``/dev/stdout``; both servers' stdout is a file here), so
+  logging is not what the ratio measures;
 * **synthetic**: the edge's files with 5,000 synthetic user agents added to the block list
   (names spread over every first letter, ``synthetic_agent``) and 50,000 synthetic addresses to
   the blocked list (``user-agents.conf`` and ``clients.conf`` re-rendered through
@@ -444,9 +445,7 @@ def start_edge(
 def synthetic_agent(number: int) -> str:
     """A synthetic user agent such as ``qcfSynth0042``. The three letters in front spread the
     names over every first letter as a real list's are (names sharing one prefix let PCRE skip
-    most positions of a user agent and understate what a longer list costs); the names stay
-    short because config.py chunks patterns by count (``PATTERN_CHUNK``) and nginx refuses a
-    quoted parameter over 4 KiB: 250 names of 16 characters no longer fit."""
+    most positions of a user agent and understate what a longer list costs)."""
     code = number * 7919 % 26**3
     letters = "".join(chr(ord("a") + code // 26**k % 26) for k in range(3))
     return f"{letters}Synth{number:04d}"
