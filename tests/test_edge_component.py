@@ -258,7 +258,7 @@ def test_the_allowlist_is_never_out_specified_by_the_block_list(
     )
     lines = [line.strip() for line in files["clients.conf"].splitlines() if line.startswith("    ")]
     assert lines == [
-        "default \"\";",
+        'default "";',
         "10.1.0.0/16 allowed;",
         "192.0.2.7/32 allowed;",
         # 10.1.2.0/24 is inside an allowed network: left out; 192.0.2.0/24 holds 192.0.2.7,
