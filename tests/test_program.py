@@ -161,7 +161,7 @@ def _differences(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[tuple[str, 
 
 
 _NUMBER = re.compile(r"\d+")
-_RENDERED_SIZES = {("limits.conf",), ("server.conf",)}
+_RENDERED_SIZES = {("limits.conf",), ("server.conf",), ("workers.conf",)}
 
 
 def test_stacks_differ_only_in_sizes_counts_and_retention(plans: dict[str, Plan]) -> None:

@@ -246,10 +246,7 @@ def template_values(config: EdgeConfig) -> dict[str, dict[str, str]]:
     agents = config.agents
     return {
         "listen.conf": {"listen": config.listen},
-        "workers.conf": {
-            "cpu_limit": edge.resources.cpu_limit.text,
-            "workers": str(max(1, -(-edge.resources.cpu_limit.base // 1000))),
-        },
+        "workers.conf": {"workers": str(max(1, -(-edge.resources.cpu_limit.base // 1000)))},
         "upstream.conf": {"upstream": config.upstream},
         "trusted-proxies.conf": trusted_proxies_values(config.trusted_proxies),
         "clients.conf": {"clients": _client_lines(edge.allowed_cidrs, edge.blocked_cidrs)},
