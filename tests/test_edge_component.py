@@ -6,7 +6,10 @@ nothing else."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from tools.mocks import CapturedResource
 from tools.plan import Plan
 from tools.preview import REPO_ROOT, run_program
 from tools.project import StackConfig
+from tools.render import replace_folder
 
 K = "kubernetes:"
 
@@ -280,3 +284,60 @@ def test_templates_are_filled_strictly() -> None:
 def test_preview_writes_the_edge_files(stack: str, plans: dict[str, Plan]) -> None:
     files = edge_files(plans[stack])
     assert {"nginx.conf", "maintenance.html", "user-agents.conf", "server.conf"} <= set(files)
+
+
+# --- the pods' nginx (scripts/check-edge-image.sh, run by the pull request workflow) --------
+
+CHECK = REPO_ROOT / "scripts" / "check-edge-image.sh"
+BASH = shutil.which("bash") or "/bin/bash"
+
+
+def _fake_docker(tmp_path: Path, exit_code: int) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(
+        f"#!/bin/sh\nprintf '%s\\n' \"$@\" >> {tmp_path}/docker.args\n"
+        f"echo --- >> {tmp_path}/docker.args\nexit {exit_code}\n"
+    )
+    docker.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_the_pods_nginx_checks_every_rendered_stack_as_the_pod_runs_it(
+    tmp_path: Path, plans: dict[str, Plan]
+) -> None:
+    build = tmp_path / "build"
+    for stack, plan in plans.items():
+        replace_folder(edge_files(plan), build / stack / "edge")
+    env = _fake_docker(tmp_path, 0)
+    result = subprocess.run(
+        [BASH, str(CHECK), str(build)], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    runs = [r.strip().splitlines() for r in (tmp_path / "docker.args").read_text().split("---")]
+    runs = [r for r in runs if r]
+    assert len(runs) == len(plans)
+    dockerfile = (REPO_ROOT / "components/aws/images/web/Dockerfile").read_text()
+    (image,) = re.findall(r"^FROM (\S+) AS runtime$", dockerfile, re.MULTILINE)
+    for args, stack in zip(runs, sorted(plans), strict=True):
+        assert args[:3] == ["run", "--rm", "--read-only"]
+        assert args[args.index("--user") + 1] == "10001:10001"
+        assert (
+            args[args.index("--volume") + 1] == f"{build / stack / 'edge'}:/usr/share/nginx/edge:ro"
+        )
+        assert args[args.index("--entrypoint") + 1 :][:2] == ["nginx", image]
+        assert "-t" in args and "/usr/share/nginx/edge/nginx.conf" in args
+
+
+def test_the_pods_nginx_check_fails_when_nginx_refuses_or_nothing_was_rendered(
+    tmp_path: Path, plans: dict[str, Plan]
+) -> None:
+    env = _fake_docker(tmp_path, 1)
+    empty = subprocess.run([BASH, str(CHECK), str(tmp_path / "nothing")], env=env,
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    assert empty.returncode == 2 and "run the offline preview first" in empty.stderr
+    replace_folder(edge_files(plans["staging"]), tmp_path / "build" / "staging" / "edge")
+    refused = subprocess.run([BASH, str(CHECK), str(tmp_path / "build")], env=env,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert refused.returncode == 1 and "staging: the pods' nginx refuses" in refused.stderr
