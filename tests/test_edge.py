@@ -404,25 +404,40 @@ def test_concurrent_connections_per_client_are_limited(
 
 def test_security_headers_on_every_answer(blocking: Edge) -> None:
     answers = [
-        request(blocking.port, "/", source="127.0.0.1"),
-        request(blocking.port, "/api/x", source="127.0.0.1"),
-        request(blocking.port, "/nope", source=BLOCKED),
-        request(blocking.port, "/api/x?status=502", source="127.0.0.1"),
-        *[r for r in _burst(blocking.port, "/api/auth/login", "127.0.0.27", 12)
+        ("/", request(blocking.port, "/", source="127.0.0.1")),
+        ("/api/x", request(blocking.port, "/api/x", source="127.0.0.1")),
+        ("/nope", request(blocking.port, "/nope", source=BLOCKED)),
+        ("/api/x", request(blocking.port, "/api/x?status=502", source="127.0.0.1")),
+        *[("/api/", r) for r in _burst(blocking.port, "/api/auth/login", "127.0.0.27", 12)
           if r.status == 429][:1],
     ]  # fmt: skip
-    assert {a.status for a in answers} == {200, 403, 502, 429}
-    for answer in answers:
+    assert {a.status for _, a in answers} == {200, 403, 502, 429}
+    for path, answer in answers:
         assert answer.header("Strict-Transport-Security") == "max-age=63072000; includeSubDomains"
         assert answer.header("X-Content-Type-Options") == "nosniff"
-        assert answer.header("Referrer-Policy") == "strict-origin-when-cross-origin"
-        assert "camera=()" in (answer.header("Permissions-Policy") or "")
         csp = answer.header("Content-Security-Policy") or ""
         assert "frame-ancestors 'none'" in csp
         assert "object-src 'none'" in csp or csp.startswith("default-src 'none'")
         assert answer.header("Server") == "nginx"  # no version
         if answer.status in (403, 429, 502):
             assert answer.header("Cache-Control") in (None, "no-store")
+        if path.startswith("/api/"):  # JSON, never a document: the document policies are moot
+            assert answer.header("Referrer-Policy") is None
+            assert answer.header("Permissions-Policy") is None
+        else:
+            assert answer.header("Referrer-Policy") == "strict-origin-when-cross-origin"
+            assert "camera=()" in (answer.header("Permissions-Policy") or "")
+    admin = request(blocking.port, "/admin/")
+    assert admin.header("Referrer-Policy") == "strict-origin-when-cross-origin"
+    # nested locations (authentication paths) classify their answers like their parents
+    login = request(blocking.port, "/api/v1/auth/login", source="127.0.0.28")
+    assert login.status == 200 and login.header("Content-Security-Policy") == (
+        "default-src 'none'; frame-ancestors 'none'"
+    )
+    assert login.header("Cache-Control") is None  # the server decides
+    admin_login = request(blocking.port, "/admin/login/", source="127.0.0.28")
+    assert "script-src 'self'" in (admin_login.header("Content-Security-Policy") or "")
+    assert admin_login.header("Cache-Control") is None
     api_csp = request(blocking.port, "/api/x").header("Content-Security-Policy")
     assert api_csp == "default-src 'none'; frame-ancestors 'none'"  # JSON: nothing loads
     admin_csp = request(blocking.port, "/admin/").header("Content-Security-Policy") or ""
