@@ -250,6 +250,10 @@ def template_values(config: EdgeConfig) -> dict[str, dict[str, str]]:
         "upstream.conf": {"upstream": config.upstream},
         "trusted-proxies.conf": trusted_proxies_values(config.trusted_proxies),
         "clients.conf": {"clients": _client_lines(edge.allowed_cidrs, edge.blocked_cidrs)},
+        "gate.conf": {
+            "state": "on" if maintenance.enabled else "off",
+            "off": "" if maintenance.enabled else "# ",
+        },
         "maintenance.conf": {
             "state": "on" if maintenance.enabled else "off",
             "enabled": "1" if maintenance.enabled else "0",
