@@ -43,20 +43,7 @@ aws_replica = (
 )
 with_aws = pulumi.ResourceOptions(providers=[aws])
 
-# ── Network ─────────────────────────────────────────────────────────────────────────────────
-network = Network(
-    "network",
-    NetworkArgs(
-        settings=settings.network,
-        naming=naming,
-        region=account.region,
-        account_id=account.account_id,
-        cluster_name=naming.cluster_name,
-    ),
-    opts=with_aws,
-)
-
-# ── Keys, storage and who may deploy ───────────────────────────────────────────────────────
+# ── Keys (first: the network's flow logs use the logs key) ──────────────────────────────────
 keys = Keys(
     "keys",
     KeysArgs(
@@ -71,6 +58,22 @@ keys = Keys(
     ),
     opts=with_aws,
 )
+
+# ── Network ─────────────────────────────────────────────────────────────────────────────────
+network = Network(
+    "network",
+    NetworkArgs(
+        settings=settings.network,
+        naming=naming,
+        region=account.region,
+        account_id=account.account_id,
+        cluster_name=naming.cluster_name,
+        logs_key_arn=keys.logs_key_arn,
+    ),
+    opts=with_aws,
+)
+
+# ── Storage and who may deploy ──────────────────────────────────────────────────────────────
 storage = Storage(
     "storage",
     StorageArgs(
@@ -110,6 +113,7 @@ cluster = Cluster(
         region=account.region,
         subnet_ids=network.private_subnet_ids,
         secrets_key_arn=keys.cluster_key_arn,
+        logs_key_arn=keys.logs_key_arn,
         admin_role_arns=account.admin_role_arns,
         deploy_role_arns=[deploy_access.deploy_role_arn],
         preview_role_arns=[deploy_access.preview_role_arn],
@@ -173,6 +177,7 @@ database = Database(
         account_id=account.account_id,
         placement=data_placement,
         kms_key_arn=keys.data_key_arn,
+        logs_key_arn=keys.logs_key_arn,
         protect=protect,
     ),
     opts=with_aws,
@@ -184,6 +189,7 @@ cache = Cache(
         naming=naming,
         placement=data_placement,
         kms_key_arn=keys.data_key_arn,
+        logs_key_arn=keys.logs_key_arn,
         protect=protect,
     ),
     opts=with_aws,

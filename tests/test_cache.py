@@ -99,6 +99,7 @@ def test_admits_6379_only_from_the_security_groups_passed_in(
                     allowed_security_group_ids=["sg-nodes"],
                 ),
                 kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/k",
+                logs_key_arn="arn:aws:kms:eu-west-1:123456789012:key/logs",
                 protect=True,
             ),
         )

@@ -291,6 +291,7 @@ def test_kubeconfig_authenticates_with_aws_eks_get_token(
                 region=settings.account.region,
                 subnet_ids=["subnet-a", "subnet-b"],
                 secrets_key_arn="arn:aws:kms:eu-west-1:210987654321:key/k",
+                logs_key_arn="arn:aws:kms:eu-west-1:210987654321:key/logs",
                 admin_role_arns=settings.account.admin_role_arns,
             ),
         )

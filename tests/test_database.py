@@ -144,6 +144,7 @@ def test_admits_5432_only_from_the_security_groups_passed_in(
                     allowed_security_group_ids=["sg-nodes", pulumi.Output.from_input("sg-jobs")],
                 ),
                 kms_key_arn="arn:aws:kms:eu-west-1:210987654321:key/k",
+                logs_key_arn="arn:aws:kms:eu-west-1:210987654321:key/logs",
                 protect=False,
             ),
         )

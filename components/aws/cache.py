@@ -43,6 +43,8 @@ class CacheArgs:
     """Isolated subnets, and the only security groups admitted on 6379."""
     kms_key_arn: pulumi.Input[str]
     """The data domain key."""
+    logs_key_arn: pulumi.Input[str]
+    """The stack's ``logs`` key: encrypts the log groups the engine writes to."""
     protect: bool
     """Protect the replication group from deletion by Pulumi (production)."""
 
@@ -102,6 +104,7 @@ class Cache(Component):
                 opts=child,
                 log_group_name=f"/aws/elasticache/{group_id}/{kind}",
                 retention_days=settings.log_retention_days,
+                kms_key_arn=args.logs_key_arn,
                 tags=naming.tags(COMPONENT, kind),
             )
             for kind in LOG_TYPES

@@ -52,6 +52,8 @@ class DatabaseArgs:
     """Isolated subnets, and the only security groups admitted on 5432."""
     kms_key_arn: pulumi.Input[str]
     """The data domain key: storage, Performance Insights and the master secret."""
+    logs_key_arn: pulumi.Input[str]
+    """The stack's ``logs`` key: encrypts the log groups the engine writes to."""
     protect: bool
     """Protect the instance from deletion by Pulumi (production)."""
 
@@ -137,6 +139,7 @@ class Database(Component):
                 opts=child,
                 log_group_name=f"/aws/rds/instance/{identifier}/{kind}",
                 retention_days=settings.log_retention_days,
+                kms_key_arn=args.logs_key_arn,
                 tags=naming.tags(COMPONENT, f"log-{kind}"),
             )
             for kind in LOG_EXPORTS

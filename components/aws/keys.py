@@ -4,6 +4,10 @@ For each domain of ``DOMAIN_SERVICES`` (data, backups, storage, cluster, images,
 backups-replica in the replica region when there is one) a key with automatic rotation, a 30-day
 deletion window, the alias ``alias/exposcholar-<stack>-<domain>`` and a policy that admits use
 only through that domain's AWS services. Separate keys keep the domains' readers apart.
+
+The ``logs`` key is the exception: CloudWatch Logs encrypts with the key itself (its service
+principal, not a caller's identity through ``kms:ViaService``), so its policy admits that
+principal, and only for this account's log groups (``logs_key_policy``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ DOMAIN_SERVICES = {
     "backups-replica": ("s3",),
 }
 """Which AWS services may use each key on behalf of the account's principals."""
+LOGS_DOMAIN = "logs"
+"""The CloudWatch Logs key's domain (every log group of the stack)."""
+LOGS_ACTIONS = (
+    "kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*",
+)  # fmt: skip
+"""What CloudWatch Logs needs of a log group's key (AWS's documented key policy)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,27 @@ class KeysArgs:
     """Provider for the replica region; given together with ``replica_region``."""
 
 
+def _management_statements(account_id: str, admin_role_arns: Sequence[str]) -> list[dict[str, Any]]:
+    """The account root (so IAM policies can grant use and the key never becomes unmanageable)
+    and the administrator roles (manage, not use): the same on every key."""
+    return [
+        {
+            "Sid": "AccountRootManagesThroughIam",
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        },
+        {
+            "Sid": "KeyAdministrators",
+            "Effect": "Allow",
+            "Principal": {"AWS": list(admin_role_arns)},
+            "Action": list(ADMIN_ACTIONS),
+            "Resource": "*",
+        },
+    ]
+
+
 def key_policy(
     account_id: str, region: str, admin_role_arns: Sequence[str], services: Sequence[str]
 ) -> dict[str, Any]:
@@ -71,20 +102,7 @@ def key_policy(
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {
-                "Sid": "AccountRootManagesThroughIam",
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
-                "Action": "kms:*",
-                "Resource": "*",
-            },
-            {
-                "Sid": "KeyAdministrators",
-                "Effect": "Allow",
-                "Principal": {"AWS": list(admin_role_arns)},
-                "Action": list(ADMIN_ACTIONS),
-                "Resource": "*",
-            },
+            *_management_statements(account_id, admin_role_arns),
             {
                 "Sid": "UseThroughNamedServicesOnly",
                 "Effect": "Allow",
@@ -102,13 +120,40 @@ def key_policy(
     }
 
 
+def logs_key_policy(account_id: str, region: str, admin_role_arns: Sequence[str]) -> dict[str, Any]:
+    """The key policy of the ``logs`` key (pure: tested directly): management as on every key,
+    and use by the CloudWatch Logs service of ``region`` only for log groups of this account
+    and region: CloudWatch Logs passes the log group's ARN as the encryption context
+    ``aws:logs:arn``, so another account's log group can never be encrypted (or read) with it."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            *_management_statements(account_id, admin_role_arns),
+            {
+                "Sid": "CloudWatchLogsForThisAccountsLogGroups",
+                "Effect": "Allow",
+                "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+                "Action": list(LOGS_ACTIONS),
+                "Resource": "*",
+                "Condition": {
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": (
+                            f"arn:aws:logs:{region}:{account_id}:log-group:*"
+                        )
+                    }
+                },
+            },
+        ],
+    }
+
+
 class Keys(Component):
     """Customer-managed KMS keys per data domain.
 
     One per domain rather than one per stack because the domains have different readers: who
     reads backups needs none of the live database's key material, the application reads media
     but not backups, and a key disabled or scheduled for deletion by mistake takes out one
-    domain, not the whole platform. Six keys cost a few dollars a month.
+    domain, not the whole platform. Seven keys cost a few dollars a month.
 
     Changing the key spec, usage or multi-region flag replaces a key (and every resource
     encrypted with it); rotation, policy, description and alias changes do not. Keys are
@@ -127,6 +172,8 @@ class Keys(Component):
     """Envelope encryption of Kubernetes Secrets."""
     images_key_arn: pulumi.Output[str]
     """The ECR repositories."""
+    logs_key_arn: pulumi.Output[str]
+    """Every CloudWatch log group of the stack (flow logs, EKS, PostgreSQL, Redis)."""
     backups_replica_key_arn: pulumi.Output[str] | None
     """The backups' off-site copy, in the replica region (production)."""
 
@@ -139,6 +186,7 @@ class Keys(Component):
         self.storage_key_arn = self._key("storage", args.region).arn
         self.cluster_key_arn = self._key("cluster", args.region).arn
         self.images_key_arn = self._key("images", args.region).arn
+        self.logs_key_arn = self._key(LOGS_DOMAIN, args.region).arn
         self.backups_replica_key_arn = None
         if args.replica_region is not None:  # a KMS key cannot be used across regions
             replica = self._key("backups-replica", args.replica_region, args.replica_provider)
@@ -149,7 +197,11 @@ class Keys(Component):
         args = self._args
         physical = args.naming.physical(COMPONENT, domain)
         opts = self.child_opts(protect=args.protect, provider=provider)
-        policy = key_policy(args.account_id, region, args.admin_role_arns, DOMAIN_SERVICES[domain])
+        if domain == LOGS_DOMAIN:
+            policy = logs_key_policy(args.account_id, region, args.admin_role_arns)
+        else:
+            services = DOMAIN_SERVICES[domain]
+            policy = key_policy(args.account_id, region, args.admin_role_arns, services)
         key = kms.Key(
             f"{self._name}-{domain}",
             description=f"{physical}: encrypts the {domain} domain of the stack",

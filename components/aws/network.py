@@ -40,6 +40,8 @@ class NetworkArgs:
     """Account of the stack: only this account's flow-log service may assume the role."""
     cluster_name: str
     """Name the EKS cluster will have; subnets carry ``kubernetes.io/cluster/<name>``."""
+    logs_key_arn: pulumi.Input[str]
+    """The stack's ``logs`` key: encrypts the flow logs' log group."""
 
 
 class Network(Component):
@@ -247,6 +249,7 @@ class Network(Component):
             f"{self._name}-flow-logs",
             name=f"/aws/vpc/{args.naming.physical(COMPONENT, 'flow-logs')}",
             retention_in_days=settings.flow_log_retention_days,
+            kms_key_id=args.logs_key_arn,
             tags=self._tags("flow-logs"),
             opts=self._opts(),
         )

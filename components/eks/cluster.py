@@ -53,6 +53,8 @@ class ClusterArgs:
     """Private subnets: the control plane's ENIs (the node groups use the same subnets)."""
     secrets_key_arn: pulumi.Input[str]
     """KMS key for envelope encryption of Kubernetes Secrets."""
+    logs_key_arn: pulumi.Input[str]
+    """The stack's ``logs`` key: encrypts the control plane's log group."""
     admin_role_arns: Sequence[str]
     """People's roles: cluster administrators."""
     deploy_role_arns: Sequence[pulumi.Input[str]] = ()
@@ -117,6 +119,7 @@ class Cluster(Component):
             opts=self.child_opts(),
             log_group_name=f"/aws/eks/{cluster_name}/cluster",
             retention_days=settings.log_retention_days,
+            kms_key_arn=args.logs_key_arn,
             tags=naming.tags(COMPONENT, "logs"),
         )
         public = bool(settings.public_access_cidrs)

@@ -1,7 +1,8 @@
 """AWS building blocks several components share, so each security rule is written once:
 ``service_role`` and ``attach_policies`` (IAM roles for one AWS service), ``ingress_only_from``
 (a security group admitting one port from given security groups only), ``Placement`` (where a
-data store runs) and ``retained_log_group`` (a log group with bounded retention).
+data store runs) and ``retained_log_group`` (a log group with bounded retention, under the
+logs key).
 
 Each function names its resources from ``name`` and creates them with the caller's ``opts``
 (``Component.child_opts()``: parented to the component, waiting for what it waits for).
@@ -135,15 +136,18 @@ def retained_log_group(
     opts: pulumi.ResourceOptions,
     log_group_name: str,
     retention_days: int,
+    kms_key_arn: pulumi.Input[str],
     tags: Mapping[str, str],
     protect: bool = False,
 ) -> cloudwatch.LogGroup:
-    """A log group whose retention is bounded. Create it before the service that writes to it:
-    services left to create their own make never-expiring ones."""
+    """A log group whose retention is bounded, encrypted with the stack's ``logs`` key (not the
+    AWS-owned one). Create it before the service that writes to it: services left to create
+    their own make never-expiring, AWS-key ones."""
     return cloudwatch.LogGroup(
         name,
         name=log_group_name,
         retention_in_days=retention_days,
+        kms_key_id=kms_key_arn,
         tags=dict(tags),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect)),
     )
