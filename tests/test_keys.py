@@ -42,8 +42,9 @@ def test_one_key_per_domain(
         admins = next(s for s in policy["Statement"] if s["Sid"] == "KeyAdministrators")
         assert admins["Principal"]["AWS"] == list(settings.account.admin_role_arns)
         if domain == LOGS_DOMAIN:
+            account = settings.account
             assert policy == logs_key_policy(
-                settings.account.account_id, region, settings.account.admin_role_arns
+                account.account_id, account.region, account.admin_role_arns
             )
             continue
         use = next(s for s in policy["Statement"] if s["Sid"] == "UseThroughNamedServicesOnly")

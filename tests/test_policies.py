@@ -328,6 +328,9 @@ LAUNCH_TEMPLATE_PROPS: dict[str, Any] = {
         "httpPutResponseHopLimit": 1,
     },
     "networkInterfaces": [{"associatePublicIpAddress": "false", "securityGroups": ["sg-1"]}],
+    "blockDeviceMappings": [
+        {"deviceName": "/dev/xvda", "ebs": {"encrypted": "true", "volumeType": "gp3"}}
+    ],
     "tags": TAGS,
 }
 ECR_PROPS: dict[str, Any] = {
@@ -683,6 +686,150 @@ def replaced(resources: list[R], name: str, changes: Mapping[str, Any]) -> list[
     ]
 
 
+# ---- IAM, RBAC, NetworkPolicy and log-group fixtures ---------------------------------------
+
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+OIDC = "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+
+
+def document(*statements: Mapping[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def allow(actions: Any, resources: Any = "*", **extra: Any) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": actions, "Resource": resources, **extra}
+
+
+def irsa_trust(**conditions: str) -> str:
+    """A web-identity trust policy; ``conditions`` maps aud/sub to values (all by default)."""
+    pinned = conditions or {"aud": "sts.amazonaws.com", "sub": "system:serviceaccount:app:web"}
+    return document(
+        {
+            "Effect": "Allow",
+            "Principal": {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{OIDC}"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {f"{OIDC}:{k}": v for k, v in pinned.items()}},
+        }
+    )
+
+
+ROLE_PROPS: dict[str, Any] = {
+    "name": "exposcholar-test-app-web",
+    "assumeRolePolicy": irsa_trust(),
+    "tags": TAGS,
+}
+ROLE_POLICY_PROPS: dict[str, Any] = {
+    "role": "exposcholar-test-app-web",
+    "policy": document(
+        allow(["s3:GetObject", "s3:PutObject"], "arn:aws:s3:::exposcholar-test-data-111/*"),
+        allow(["ec2:DescribeInstances"]),
+    ),
+}
+ATTACHMENT_PROPS: dict[str, Any] = {
+    "role": "exposcholar-test-app-web",
+    "policyArn": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+}
+KEY_POLICY_PROPS: dict[str, Any] = {
+    **KMS_PROPS,
+    "policy": document(
+        {
+            "Sid": "UseThroughRdsOnly",
+            "Effect": "Allow",
+            "Principal": {"AWS": "*"},
+            "Action": ["kms:Decrypt"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"kms:CallerAccount": ACCOUNT}},
+        }
+    ),
+}
+LOG_GROUP_PROPS: dict[str, Any] = {
+    "name": "/aws/vpc/exposcholar-test-flow-logs",
+    "retentionInDays": 30,
+    "kmsKeyId": KEY,
+    "tags": TAGS,
+}
+
+
+def iam(managed_on_role: bool = False) -> list[R]:
+    """A role with its policies as separate resources (or, ``managed_on_role``, also listed
+    exclusively on the role)."""
+    role = dict(ROLE_PROPS)
+    if managed_on_role:
+        role["managedPolicyArns"] = [ATTACHMENT_PROPS["policyArn"]]
+    return [
+        R(ROLE, role, "role"),
+        R(ROLE_POLICY, ROLE_POLICY_PROPS, "role-policy", {"role": ["role"]}),
+        R(ATTACHMENT, ATTACHMENT_PROPS, "role-attachment", {"role": ["role"]}),
+    ]
+
+
+RBAC = "kubernetes:rbac.authorization.k8s.io/v1"
+
+
+def rbac_role(*rules: Mapping[str, Any], cluster: bool = False) -> R:
+    kind = "ClusterRole" if cluster else "Role"
+    metadata = {"name": "web"} if cluster else meta()
+    return R(f"{RBAC}:{kind}", {"metadata": metadata, "rules": list(rules)}, f"web-{kind}")
+
+
+READ_PODS = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+
+
+def binding(role: str = "web", kind: str = "Role", **subject: str) -> R:
+    found = subject or {"kind": "ServiceAccount", "name": "web", "namespace": "app"}
+    cluster_wide = kind == "ClusterRole" and role in ("cluster-admin", "web-cluster")
+    binding_kind = "ClusterRoleBinding" if cluster_wide else "RoleBinding"
+    return R(
+        f"{RBAC}:{binding_kind}",
+        {
+            "metadata": {"name": "web"} if cluster_wide else meta(),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+            "subjects": [found],
+        },
+        "web-binding",
+    )
+
+
+def rbac(**subject: str) -> list[R]:
+    """The web workload's ServiceAccount, a Role and its binding (to ``subject``)."""
+    account = R(
+        "kubernetes:core/v1:ServiceAccount",
+        {"metadata": meta(), "automountServiceAccountToken": False},
+        "web-account",
+    )
+    return [account, rbac_role(READ_PODS), binding(**subject)]
+
+
+NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+HTTPS_OUT = {
+    "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+    "ports": [{"protocol": "TCP", "port": 443}],
+}
+FROM_EDGE = {
+    "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "edge"}}}],
+    "ports": [{"protocol": "TCP", "port": 8000}],
+}
+
+
+def network_policy(ingress: Any = (FROM_EDGE,), egress: Any = (HTTPS_OUT,)) -> R:
+    return R(
+        NETPOL,
+        {
+            "metadata": meta("allow-web"),
+            "spec": {
+                "podSelector": {"matchLabels": dict(LABELS)},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": list(ingress),
+                "egress": list(egress),
+            },
+        },
+        "allow-web",
+    )
+
+
 # ---- the table -----------------------------------------------------------------------------
 
 
@@ -888,12 +1035,103 @@ CASES = [
     Case(
         "k8s-netpol-coverage",
         COMPLIANT_STACK,
-        combined(storage(), network(), cluster(netpol=False)),
+        # a namespace the stack lists but does not create, with no NetworkPolicy of the stack
+        # (one the stack creates has its default deny, which selects every pod)
+        combined(
+            COMPLIANT_STACK,
+            [R(deployment().type, deployment(metadata__namespace="kube-system").props, "web-sys")],
+        ),
     ),
     Case(
         "k8s-namespace-pss",
         COMPLIANT_STACK,
         combined(storage(), network(), cluster(level="baseline")),
+    ),
+    # IAM
+    Case(
+        "iam-no-wildcard-actions",
+        aws(ROLE_POLICY, ROLE_POLICY_PROPS),
+        aws(ROLE_POLICY, ROLE_POLICY_PROPS, policy=document(allow("s3:*"))),
+    ),
+    Case(
+        "iam-no-passrole-on-all",
+        aws(ROLE_POLICY, ROLE_POLICY_PROPS),
+        aws(ROLE_POLICY, ROLE_POLICY_PROPS, policy=document(allow(["iam:PassRole"]))),
+    ),
+    Case(
+        "iam-no-admin-policies",
+        aws(ATTACHMENT, ATTACHMENT_PROPS),
+        aws(ATTACHMENT, ATTACHMENT_PROPS, policyArn="arn:aws:iam::aws:policy/AdministratorAccess"),
+    ),
+    Case(
+        "iam-web-identity-trust-pinned",
+        aws(ROLE, ROLE_PROPS),
+        aws(ROLE, ROLE_PROPS, assumeRolePolicy=irsa_trust(aud="sts.amazonaws.com")),
+    ),
+    Case(
+        "iam-no-wildcard-principals",
+        aws(KMS, KEY_POLICY_PROPS),
+        aws(
+            KMS,
+            KEY_POLICY_PROPS,
+            policy=document({"Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt"}),
+        ),
+    ),
+    Case(
+        "iam-role-no-policy-management-conflicts",
+        combined(COMPLIANT_STACK, iam()),
+        combined(COMPLIANT_STACK, iam(managed_on_role=True)),
+    ),
+    # RBAC
+    Case(
+        "k8s-rbac-no-wildcards",
+        rbac_role(READ_PODS),
+        rbac_role({**READ_PODS, "resources": ["*"]}),
+    ),
+    Case(
+        "k8s-rbac-no-escalation-verbs",
+        rbac_role(READ_PODS),
+        rbac_role(
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["bind"]}
+        ),
+    ),
+    Case(
+        "k8s-rbac-no-cluster-secrets-read",
+        rbac_role(READ_PODS, cluster=True),
+        rbac_role({**READ_PODS, "resources": ["pods", "secrets"]}, cluster=True),
+    ),
+    Case(
+        "k8s-rbac-powerful-bindings",
+        binding(),
+        binding("admin", "ClusterRole"),
+    ),
+    Case(
+        "k8s-rbac-subjects",
+        combined(COMPLIANT_STACK, rbac()),
+        combined(COMPLIANT_STACK, rbac(kind="User", name="alice@exposcholar.org")),
+    ),
+    # NetworkPolicy
+    Case("k8s-netpol-no-admit-all", network_policy(), network_policy(ingress=[{}])),
+    Case(
+        "k8s-netpol-internet-egress",
+        network_policy(),
+        network_policy(egress=[{**HTTPS_OUT, "ports": [{"protocol": "TCP", "port": 22}]}]),
+    ),
+    Case(
+        "k8s-netpol-default-deny",
+        COMPLIANT_STACK,
+        combined(storage(), network(), cluster(netpol=False), [network_policy()]),
+    ),
+    # nodes' volumes and log groups
+    Case(
+        "nodes-ebs-encrypted",
+        aws(LAUNCH_TEMPLATE, LAUNCH_TEMPLATE_PROPS),
+        aws(LAUNCH_TEMPLATE, LAUNCH_TEMPLATE_PROPS, blockDeviceMappings=DROP),
+    ),
+    Case(
+        "logs-kms-encrypted",
+        aws(LOG_GROUP, LOG_GROUP_PROPS),
+        aws(LOG_GROUP, LOG_GROUP_PROPS, kmsKeyId=DROP),
     ),
 ]
 
@@ -1275,6 +1513,74 @@ MORE_VIOLATIONS: list[tuple[str, R]] = [
             }
         ),
     ),
+    # IAM, RBAC, NetworkPolicy, volumes: the branches past each table row
+    ("iam-no-wildcard-actions", aws(ROLE_POLICY, ROLE_POLICY_PROPS, policy=document(allow("*")))),
+    (
+        "iam-no-wildcard-actions",
+        aws(
+            ROLE_POLICY,
+            ROLE_POLICY_PROPS,
+            policy=document({"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}),
+        ),
+    ),
+    (
+        "iam-no-wildcard-actions",
+        aws(ROLE, ROLE_PROPS, inlinePolicies=[{"name": "p", "policy": document(allow("ec2:*"))}]),
+    ),
+    (
+        "iam-no-passrole-on-all",
+        aws(ROLE_POLICY, ROLE_POLICY_PROPS, policy=document(allow("iam:Pass*"))),
+    ),
+    (
+        "iam-no-admin-policies",
+        aws(ROLE, ROLE_PROPS, managedPolicyArns=["arn:aws:iam::aws:policy/PowerUserAccess"]),
+    ),
+    ("iam-web-identity-trust-pinned", aws(ROLE, ROLE_PROPS, assumeRolePolicy=irsa_trust(sub="*"))),
+    (
+        "iam-no-wildcard-principals",
+        aws(
+            ROLE,
+            ROLE_PROPS,
+            assumeRolePolicy=document(
+                {"Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": "sts:AssumeRole"}
+            ),
+        ),
+    ),
+    (
+        "iam-no-wildcard-principals",
+        aws(
+            "aws:s3/bucketPolicy:BucketPolicy",
+            {"bucket": "b"},
+            policy=document(
+                {"Effect": "Allow", "NotPrincipal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}}
+            ),
+        ),
+    ),
+    ("k8s-rbac-no-wildcards", rbac_role({**READ_PODS, "verbs": ["*"]}, cluster=True)),
+    ("k8s-rbac-no-escalation-verbs", rbac_role({**READ_PODS, "verbs": ["impersonate"]})),
+    ("k8s-rbac-powerful-bindings", binding("cluster-admin", "ClusterRole")),
+    ("k8s-netpol-no-admit-all", network_policy(egress=[{"ports": [{"port": 53}]}])),
+    (
+        "k8s-netpol-no-admit-all",
+        network_policy(egress=[{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]),
+    ),
+    (
+        "k8s-netpol-internet-egress",
+        network_policy(egress=[{"to": [{"ipBlock": {"cidr": "52.94.0.0/16"}}]}]),
+    ),
+    (
+        "nodes-ebs-encrypted",
+        aws(LAUNCH_TEMPLATE, LAUNCH_TEMPLATE_PROPS, blockDeviceMappings__0__ebs__encrypted="false"),
+    ),
+    (
+        "nodes-ebs-encrypted",
+        aws(
+            LAUNCH_TEMPLATE,
+            LAUNCH_TEMPLATE_PROPS,
+            blockDeviceMappings__0__deviceName="/dev/xvdb",
+        ),
+    ),
+    ("nodes-ebs-encrypted", aws("aws:ebs/volume:Volume", {"size": 10, "tags": TAGS})),
 ]
 """Branches the table's single failing fixture per policy does not reach."""
 
@@ -1658,3 +1964,22 @@ def test_a_release_is_allowed_only_for_the_charts_the_config_names() -> None:
     for stack in ("staging", "prod"):
         config = json.loads((REPO_ROOT / "policies" / "config" / f"{stack}.json").read_text())
         assert [e["chart"] for e in config["k8s-no-helm-release"]["releaseAllowed"]] == ["vpa"]
+
+
+def test_iam_and_rbac_exemptions_come_from_the_stack_config() -> None:
+    """The deploy role's PowerUserAccess is accepted by name (with its reason) in the real
+    stack configuration; the same policy on any other role is not."""
+    config = load_config("staging")
+    deploy = "exposcholar-staging-deploy-github-deploy"
+    power = "arn:aws:iam::aws:policy/PowerUserAccess"
+    admin = POLICIES["iam-no-admin-policies"]
+    assert violations(admin, aws(ATTACHMENT, {"role": deploy, "policyArn": power}), config) == []
+    assert violations(
+        admin,
+        aws(ATTACHMENT, {"role": "exposcholar-staging-app-server", "policyArn": power}),
+        config,
+    )
+    entries = config["iam-no-admin-policies"]["allowed"]
+    assert all(e["reason"].strip() for e in entries)
+    egress = config["k8s-netpol-internet-egress"]["allowedPorts"]
+    assert [(e["port"], e["protocol"]) for e in egress] == [(443, "TCP")]

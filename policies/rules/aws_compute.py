@@ -146,6 +146,60 @@ def nodes_imdsv2_no_public_ip(args: ResourceValidationArgs, config: Config) -> I
         yield "associatePublicIpAddress is true: instances get a public IP address."
 
 
+VOLUME = "aws:ebs/volume:Volume"
+ROOT_DEVICE_NAMES = ("/dev/xvda", "/dev/sda1")
+
+
+def _encrypted(device: Mapping[str, Any]) -> bool:
+    return flag(device, "encrypted") is True
+
+
+@resource_policy(
+    "nodes-ebs-encrypted",
+    severity=HIGH,
+    domain="ec2",
+    description="Every block device of a launch template, instance or EBS volume must be "
+    "encrypted, and a launch template must map the root device itself: one that maps none "
+    "leaves the image's own root volume, which may be unencrypted.",
+    remediation="Map the root device (/dev/xvda on Amazon Linux and Bottlerocket) in "
+    "blockDeviceMappings with ebs.encrypted true (and a KMS key where the account's default "
+    "is not wanted); set encrypted on every other mapping and volume.",
+    settings=[
+        Setting(
+            "rootDeviceNames",
+            STRINGS,
+            list(ROOT_DEVICE_NAMES),
+            "Device names that are the root device of the images the stack uses.",
+        )
+    ],
+)
+def nodes_ebs_encrypted(args: ResourceValidationArgs, config: Config) -> Iterator[str]:
+    props = args.props
+    if args.resource_type == VOLUME:
+        if not _encrypted(props):
+            yield "the volume is not encrypted."
+        return
+    if args.resource_type == LAUNCH_TEMPLATE:
+        mappings = maps(props, "blockDeviceMappings")
+        for mapping in mappings:
+            ebs = _first(mapping, "ebs")
+            if ebs and not _encrypted(ebs):
+                yield f"block device {text(mapping, 'deviceName') or '?'} is not encrypted."
+        roots = set(config.strings("rootDeviceNames"))
+        if not any(text(m, "deviceName") in roots for m in mappings):
+            yield (
+                "no root device is mapped (one of "
+                f"{', '.join(sorted(roots))}): the image's own volume is used."
+            )
+    elif args.resource_type == INSTANCE:
+        root = _first(props, "rootBlockDevice")
+        if not present(props, "launchTemplate") and not _encrypted(root):
+            yield "rootBlockDevice.encrypted is not true."
+        for device in maps(props, "ebsBlockDevices"):
+            if not _encrypted(device):
+                yield f"block device {text(device, 'deviceName') or '?'} is not encrypted."
+
+
 # ---- ECR -----------------------------------------------------------------------------------
 
 

@@ -373,3 +373,25 @@ def kms_rotation(args: ResourceValidationArgs, config: Config) -> Iterator[str]:
     maximum = config.number("maximumRotationDays")
     if period is not None and period > maximum:
         yield f"rotationPeriodInDays is {period:g}; maximum {maximum}."
+
+
+# ---- CloudWatch Logs -----------------------------------------------------------------------
+
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+
+
+@resource_policy(
+    "logs-kms-encrypted",
+    severity=MEDIUM,
+    domain="logs",
+    description="CloudWatch log groups must be encrypted with a customer-managed KMS key: "
+    "flow logs, control-plane audit logs and database logs name addresses, users and queries, "
+    "and the AWS-owned default key cannot be scoped, audited or revoked.",
+    remediation="Pass the stack's logs key (Keys.logs_key_arn) as kmsKeyId; "
+    "components.lib.aws.retained_log_group takes it. The key's policy must let "
+    "logs.<region>.amazonaws.com use it for this account's log groups (encryption context "
+    "kms:EncryptionContext:aws:logs:arn).",
+)
+def logs_kms_encrypted(args: ResourceValidationArgs, _: Config) -> Iterator[str]:
+    if args.resource_type == LOG_GROUP and not present(args.props, "kmsKeyId"):
+        yield "kmsKeyId is not set: the log group uses the AWS-owned key."
