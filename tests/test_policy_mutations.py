@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -77,6 +78,15 @@ NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 HELM_CHART = "kubernetes:helm.sh/v4:Chart"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+IAM_ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+ROLE_POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+RBAC = "kubernetes:rbac.authorization.k8s.io/v1"
+CLUSTER_ROLE = f"{RBAC}:ClusterRole"
+CLUSTER_ROLE_BINDING = f"{RBAC}:ClusterRoleBinding"
+K8S_ROLE = f"{RBAC}:Role"
+ROLE_BINDING = f"{RBAC}:RoleBinding"
 
 SERVER = "app-server"
 """The application's Deployment (namespace exposcholar)."""
@@ -197,6 +207,58 @@ def _sse_s3(props: MutableMapping[str, Any]) -> None:
     for rule in props["rules"]:
         rule["applyServerSideEncryptionByDefault"] = {"sseAlgorithm": "AES256"}
         rule["bucketKeyEnabled"] = False
+
+
+def _edit_document(prop: str, edit: Callable[[dict[str, Any]], None]) -> Callable[[Any], None]:
+    """An edit of the JSON policy document held (as text) in ``prop``."""
+
+    def apply(props: MutableMapping[str, Any]) -> None:
+        document = json.loads(props[prop])
+        edit(document)
+        props[prop] = json.dumps(document)
+
+    return apply
+
+
+def _statement(sid: str, edit: Callable[[dict[str, Any]], None]) -> Callable[[Any], None]:
+    def apply(document: dict[str, Any]) -> None:
+        (found,) = [s for s in document["Statement"] if s.get("Sid") == sid]
+        edit(found)
+
+    return apply
+
+
+def _add_statement(statement: Mapping[str, Any]) -> Callable[[dict[str, Any]], None]:
+    def apply(document: dict[str, Any]) -> None:
+        document["Statement"].append(dict(statement))
+
+    return apply
+
+
+def _unpin_subject(document: dict[str, Any]) -> None:
+    (statement,) = document["Statement"]
+    pinned = statement["Condition"]["StringEquals"]
+    for key in [k for k in pinned if k.endswith(":sub")]:
+        del pinned[key]
+
+
+def _add_rule_item(field: str, value: str) -> Callable[[Any], None]:
+    """Add ``value`` to ``field`` of the first rule whose verbs are read-only (get/list/watch)."""
+
+    def apply(props: MutableMapping[str, Any]) -> None:
+        rule = next(r for r in props["rules"] if set(r["verbs"]) == {"get", "list", "watch"})
+        rule[field] = [*rule[field], value]
+
+    return apply
+
+
+def _https_egress_port(port: int) -> Callable[[Any], None]:
+    def apply(props: MutableMapping[str, Any]) -> None:
+        for rule in props["spec"]["egress"]:
+            if any(p.get("ipBlock", {}).get("cidr") == "0.0.0.0/0" for p in rule["to"]):
+                rule["ports"] = [{"protocol": "TCP", "port": port}]
+
+    return apply
 
 
 def _add_cron_job(draft: Draft) -> None:
@@ -703,6 +765,158 @@ MUTATIONS: list[Mutation] = [
             ("metadata", "labels", "pod-security.kubernetes.io/enforce"),
             "baseline",
         ),
+        "app-namespace",
+    ),
+    # ---- IAM (resource policies) ----
+    Mutation(
+        "iam-no-wildcard-actions",
+        "s3:* on every resource in the server role's Objects statement",
+        lambda d: d.change(
+            ROLE_POLICY,
+            "app-server-role-policy",
+            _edit_document(
+                "policy", _statement("Objects", lambda s: s.update(Action=["s3:*"], Resource="*"))
+            ),
+        ),
+        "app-server-role-policy",
+    ),
+    Mutation(
+        "iam-no-passrole-on-all",
+        "iam:PassRole on '*' added to the load balancer controller's policy",
+        lambda d: d.change(
+            ROLE_POLICY,
+            "lb-controller-role-policy",
+            _edit_document(
+                "policy",
+                _add_statement(
+                    {"Sid": "Pass", "Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}
+                ),
+            ),
+        ),
+        "lb-controller-role-policy",
+    ),
+    Mutation(
+        "iam-no-admin-policies",
+        "AdministratorAccess instead of AmazonEKSWorkerNodePolicy on the node role",
+        lambda d: d.set(
+            ROLE_POLICY_ATTACHMENT,
+            "cluster-node-role-managed-0",
+            ("policyArn",),
+            "arn:aws:iam::aws:policy/AdministratorAccess",
+        ),
+        "cluster-node-role-managed-0",
+    ),
+    Mutation(
+        "iam-web-identity-trust-pinned",
+        "the :sub condition dropped from the server role's IRSA trust policy",
+        lambda d: d.change(
+            IAM_ROLE, "app-server-role", _edit_document("assumeRolePolicy", _unpin_subject)
+        ),
+        "app-server-role",
+    ),
+    Mutation(
+        "iam-no-wildcard-principals",
+        "Principal '*' in the flow-log role's trust policy (its conditions kept)",
+        lambda d: d.change(
+            IAM_ROLE,
+            "network-flow-logs-role",
+            _edit_document(
+                "assumeRolePolicy", lambda doc: doc["Statement"][0].update(Principal="*")
+            ),
+        ),
+        "network-flow-logs-role",
+    ),
+    Mutation(
+        "iam-role-no-policy-management-conflicts",
+        "managedPolicyArns set on the node role, which also has RolePolicyAttachments",
+        lambda d: d.set(
+            IAM_ROLE,
+            "cluster-node-role",
+            ("managedPolicyArns",),
+            [
+                "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+                "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
+            ],
+        ),
+        "cluster-node-role",
+    ),
+    # ---- nodes' volumes, log groups ----
+    Mutation(
+        "nodes-ebs-encrypted",
+        "encrypted: false on the app nodes' root volume",
+        lambda d: d.set(
+            LAUNCH_TEMPLATE,
+            "nodes-app-template",
+            ("blockDeviceMappings", 0, "ebs", "encrypted"),
+            "false",
+        ),
+        "nodes-app-template",
+    ),
+    Mutation(
+        "logs-kms-encrypted",
+        "no kmsKeyId on the flow logs' log group",
+        lambda d: d.drop(LOG_GROUP, "network-flow-logs", ("kmsKeyId",)),
+        "network-flow-logs",
+    ),
+    # ---- RBAC ----
+    Mutation(
+        "k8s-rbac-no-wildcards",
+        "apiGroups ['*'] on the autoscaler Role's first rule",
+        lambda d: d.set(K8S_ROLE, "autoscaler-role", ("rules", 0, "apiGroups"), ["*"]),
+        "autoscaler-role",
+    ),
+    Mutation(
+        "k8s-rbac-no-escalation-verbs",
+        "the verb impersonate added to the autoscaler Role's first rule",
+        lambda d: d.set(
+            K8S_ROLE, "autoscaler-role", ("rules", 0, "verbs"), ["create", "impersonate"]
+        ),
+        "autoscaler-role",
+    ),
+    Mutation(
+        "k8s-rbac-no-cluster-secrets-read",
+        "secrets added to the autoscaler ClusterRole's read-only core rule",
+        lambda d: d.change(
+            CLUSTER_ROLE, "autoscaler-cluster-role", _add_rule_item("resources", "secrets")
+        ),
+        "autoscaler-cluster-role",
+    ),
+    Mutation(
+        "k8s-rbac-powerful-bindings",
+        "the autoscaler's ClusterRoleBinding refers to cluster-admin",
+        lambda d: d.set(
+            CLUSTER_ROLE_BINDING,
+            "autoscaler-cluster-role-binding",
+            ("roleRef", "name"),
+            "cluster-admin",
+        ),
+        "autoscaler-cluster-role-binding",
+    ),
+    Mutation(
+        "k8s-rbac-subjects",
+        "the autoscaler's RoleBinding binds kube-system's default ServiceAccount",
+        lambda d: d.set(
+            ROLE_BINDING, "autoscaler-role-binding", ("subjects", 0, "name"), "default"
+        ),
+        "autoscaler-role-binding",
+    ),
+    # ---- NetworkPolicy ----
+    Mutation(
+        "k8s-netpol-no-admit-all",
+        "'from' dropped from the edge's ingress rule (every source on 8080)",
+        lambda d: d.drop(NETWORK_POLICY, "edge-netpol", ("spec", "ingress", 0, "from")),
+        "edge-netpol",
+    ),
+    Mutation(
+        "k8s-netpol-internet-egress",
+        "the server's internet egress on TCP 80 instead of 443",
+        lambda d: d.change(NETWORK_POLICY, "app-netpol-server", _https_egress_port(80)),
+        "app-netpol-server",
+    ),
+    Mutation(
+        "k8s-netpol-default-deny",
+        "the app namespace's default-deny NetworkPolicy deleted",
+        lambda d: d.remove(NETWORK_POLICY, "app-netpol-default-deny"),
         "app-namespace",
     ),
 ]
