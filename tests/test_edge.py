@@ -494,9 +494,10 @@ def test_server_paths_are_proxied_and_the_rest_is_the_site(blocking: Edge, stub:
         assert answer.status == 200 and b"flutter_bootstrap.js" in answer.body  # SPA fallback
         assert answer.header("Content-Type") == "text/html; charset=utf-8"
         assert "no-cache" in (answer.header("Cache-Control") or "")
-    assert request(blocking.port, "/index.html").header("Cache-Control") == (
-        "no-cache, no-store, must-revalidate"
-    )
+    for page in ("/", "/index.html"):  # the start page: a release must be seen at once
+        assert request(blocking.port, page).header("Cache-Control") == (
+            "no-cache, no-store, must-revalidate"
+        ), page
     hashed = request(blocking.port, "/assets/app.3f2a9c1e7b.js")
     assert hashed.header("Cache-Control") == "public, max-age=31536000, immutable"
     assert request(blocking.port, "/main.dart.js").header("Cache-Control") == "no-cache"
