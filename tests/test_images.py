@@ -22,6 +22,12 @@ from tools.preview import REPO_ROOT, capture
 from tools.project import StackConfig
 
 IMAGES_DIR = REPO_ROOT / "components" / "aws" / "images"
+IMAGE_SOURCES = {
+    "server": IMAGES_DIR / "server",
+    "web": IMAGES_DIR / "web",
+    "backup": REPO_ROOT / "components" / "backups" / "program",
+}
+"""The canonical build context of each image (the backup image is built with its program)."""
 CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
 
 
@@ -55,12 +61,12 @@ def test_stack_files_build_backup_and_reference_server_and_web(plan: Plan) -> No
     assert built.name == "images-backup-image"
     build = built.inputs["build"]
     # relative to the project, so every checkout (a laptop, CI) builds with the same inputs
-    assert build["context"] == "components/aws/images/backup"
-    assert build["dockerfile"] == "components/aws/images/backup/Dockerfile"
+    assert build["context"] == "components/backups/program"
+    assert build["dockerfile"] == "components/backups/program/Dockerfile"
     assert build["args"] == {"PG_MAJOR": "17"}, "the client matches the RDS major version"
     assert build["platform"] == "linux/amd64"
     inputs = {key: build[key] for key in ("context", "dockerfile", "platform")}
-    tag = content_tag(IMAGES_DIR / "backup", {"PG_MAJOR": "17"}, build_inputs=inputs)
+    tag = content_tag(IMAGE_SOURCES["backup"], {"PG_MAJOR": "17"}, build_inputs=inputs)
     assert built.inputs["imageName"].endswith(f"/exposcholar-{plan.stack}-images-backup:{tag}")
     assert built.inputs.get("buildOnPreview") is False, "nothing is built or pushed in preview"
     refs = plan.outputs["images"]
@@ -154,7 +160,7 @@ def test_dockerfiles_pass_checkov() -> None:
     skips = yaml.safe_load((REPO_ROOT / ".checkov.yaml").read_text())["skip-check"]
     result = subprocess.run(
         [
-            str(CHECKOV), "--directory", str(IMAGES_DIR), "--framework", "dockerfile",
+            str(CHECKOV), "--directory", str(REPO_ROOT / "components"), "--framework", "dockerfile",
             "--skip-download", "--output", "json",
             "--config-file", str(REPO_ROOT / ".checkov.yaml"),
         ],
@@ -170,13 +176,17 @@ def test_dockerfiles_pass_checkov() -> None:
     assert summary["failed"] == 0, failed
     assert summary["passed"] >= 100, summary
     files = {c["file_path"] for c in report["results"]["passed_checks"]}
-    assert {f"/{n}/Dockerfile" for n in ("server", "web", "backup")} <= files
+    sources = {
+        f"/{p.relative_to(REPO_ROOT / 'components').as_posix()}/Dockerfile"
+        for p in IMAGE_SOURCES.values()
+    }
+    assert sources <= files, files
     assert summary["skipped"] == len(skips) == 0
 
 
 @pytest.mark.parametrize("name", ["server", "web", "backup"])
 def test_dockerfiles_run_unprivileged_with_pinned_bases(name: str) -> None:
-    text = (IMAGES_DIR / name / "Dockerfile").read_text()
+    text = (IMAGE_SOURCES[name] / "Dockerfile").read_text()
     froms = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
     assert froms, f"{name}/Dockerfile: no FROM line read"
     for base in froms:

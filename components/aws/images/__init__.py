@@ -3,7 +3,8 @@
 One repository per image (``server``, ``web``, ``backup``): immutable tags, scan on push, the
 images KMS key, and a lifecycle that keeps the newest ``imageRetentionCount`` images. Each image
 is built from source, the folder named in ``<name>ImageSource`` (this package holds the
-canonical Dockerfiles; the application checkouts carry server's and web's), under a content tag,
+canonical server and web Dockerfiles, the application checkouts carry their own; the backup
+image is built from ``components/backups/program``, with the program it runs), under a content tag,
 or taken prebuilt from ``<name>Image``. ``refs`` is what workloads run.
 """
 
