@@ -1,6 +1,6 @@
 """Offline preview: run the Pulumi program for one stack with no cloud account and no CLI.
 
-    python -m tools.preview [<stack>] [--out build] [--quiet] [--details]
+    python -m tools.preview [<stack>] [--out build] [--quiet] [--details] [--checkov]
 
 A pipeline of stages over one ``PreviewContext``:
 
@@ -23,15 +23,26 @@ A pipeline of stages over one ``PreviewContext``:
    tools.stacks policy-config <stack>``) as its ``--policy-pack-config``; print its
    ``Policies:`` section as ``pulumi preview`` does and write ``build/<stack>/policy-report.json``.
 
+With ``--checkov`` (off by default: Checkov's start-up alone costs seconds, and the default
+preview keeps its speed target), one more stage:
+
+8. ``checkov`` — Checkov's AWS rules over the Terraform-plan export of the AWS resources
+   (``build/<stack>/tfplan.json``, ``tools.tfplan``) and its Kubernetes rules over the
+   manifests, both from ``.venv-checkov``; prints passed, failed and accepted per framework and
+   fails on a finding neither ``checkov-aws-skips.yaml`` nor ``checkov-skips.yaml`` accepts, or
+   on an entry of theirs that accepts nothing (``tools.checkov``).
+
 Later stages (rendered artifacts) append to ``STAGES``. Exit codes:
 
 * 0 — success (advisory policy violations alone do not fail the preview);
 * 1 — the program failed, the engine checks found what ``pulumi preview`` would refuse, the
-  policy pack failed (died, printed no port, an RPC failed), or
+  policy pack failed (died, printed no port, an RPC failed), Checkov (asked for) reported a
+  finding not accepted or an accepted one that is gone, or
   **the pack reported at least one mandatory violation** (the report is printed and written
   first, as ``pulumi preview`` lists every violation before failing);
 * 2 — bad input: configuration problems (one line per problem, naming the key), no policy pack
-  or policy config file where expected, or a policy config the pack's schema rejects.
+  or policy config file where expected, a policy config the pack's schema rejects, or (with
+  ``--checkov``) no Checkov installed or a malformed skips file.
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -55,7 +67,7 @@ from pulumi.runtime import stack as runtime_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from components.settings import PROJECT, SettingsError, SettingsProblem
-from tools import render
+from tools import checkov, render, tfplan
 from tools.analyzer.errors import PolicyInputError, PolicyPackError
 from tools.analyzer.report import PolicyReport
 from tools.analyzer.session import PolicySession
@@ -68,6 +80,7 @@ from tools.mocks import CapturedResource, CapturingMonitor, RealisticMocks
 from tools.plan import Plan
 from tools.project import ConfigFileError, StackConfig, check_stack
 from tools.stacks import ROLE_KEY, StackFileError, policy_config_for
+from tools.tfplan import UnmappedTypeError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,6 +115,8 @@ class PreviewContext:
     quiet: bool = False
     details: bool = False
     """List every resource by name under its component instead of counts per type."""
+    checkov: bool = False
+    """Run the ``checkov`` stage too (``--checkov``)."""
     # Filled in by the stages:
     schemas: SchemaCache = field(init=False)
     """Provider schemas of the pinned SDKs, cached under ``build/.cache`` per SDK versions."""
@@ -353,6 +368,43 @@ def stage_policy(ctx: PreviewContext) -> None:
         raise StageError(EXIT_POLICY_VIOLATIONS, lines)
 
 
+def stage_checkov(ctx: PreviewContext) -> None:
+    """Checkov's AWS rules on the Terraform-plan export and its Kubernetes rules on the
+    manifests (the ``manifests`` stage wrote them), side by side; each judged against its
+    skips file for the stack's role."""
+    plan = ctx.require_plan()
+    role = ctx.require_config().values.get(ROLE_KEY, "")
+    try:
+        exported = tfplan.write(plan, ctx.out_dir / "tfplan.json", ctx.schemas)
+        aws_skips = checkov.load_aws_skips(ctx.project_dir / checkov.AWS_SKIPS.name)
+        kube_skips = checkov.load_kubernetes_skips(ctx.project_dir / checkov.KUBERNETES_SKIPS.name)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            aws = pool.submit(checkov.run, "terraform_plan", exported)
+            kube = pool.submit(
+                checkov.run, "kubernetes", ctx.out_dir / "manifests", checkov.KUBERNETES_CONFIG
+            )
+            verdicts = [
+                checkov.judge("terraform_plan", aws.result(), aws_skips, role),
+                checkov.judge("kubernetes", kube.result(), kube_skips, role),
+            ]
+    except UnmappedTypeError as exc:
+        raise StageError(EXIT_PROGRAM_FAILED, [f"error: Terraform-plan export: {exc}"]) from None
+    except checkov.CheckovError as exc:
+        raise StageError(EXIT_CONFIG, [f"error: checkov: {exc}"]) from None
+    ctx.say(f"\nTerraform plan of the AWS resources written to {exported}")
+    ctx.say("Checkov:")
+    for verdict, skips in zip(verdicts, (checkov.AWS_SKIPS, checkov.KUBERNETES_SKIPS), strict=True):
+        label = "AWS (terraform_plan)" if verdict.framework == "terraform_plan" else "Kubernetes"
+        ctx.say(f"    {label}: {verdict.counts()}; accepted in {skips.name}")
+    problems = [(v, line) for v in verdicts for line in v.problems()]
+    if problems:
+        raise StageError(
+            EXIT_POLICY_VIOLATIONS,
+            [f"error: {len(problems)} Checkov finding(s) or skips entries to resolve:"]
+            + [f"  - [{v.framework}] {line}" for v, line in problems],
+        )
+
+
 STAGES: list[tuple[str, Stage]] = [
     ("config", stage_config),
     ("policy-start", stage_policy_start),
@@ -501,6 +553,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="list every resource by name under its component (default: counts per type)",
     )
+    parser.add_argument(
+        "--checkov",
+        action="store_true",
+        help="also run Checkov's AWS rules (Terraform-plan export) and Kubernetes rules",
+    )
     args = parser.parse_args(argv)
     ctx = PreviewContext(
         stack=args.stack,
@@ -508,8 +565,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_root=args.out,
         quiet=args.quiet,
         details=args.details,
+        checkov=args.checkov,
     )
-    return run_pipeline(ctx)
+    stages = [*STAGES, ("checkov", stage_checkov)] if args.checkov else STAGES
+    return run_pipeline(ctx, stages)
 
 
 def _exit(code: int) -> None:
