@@ -322,8 +322,12 @@ def _sensitive(values: Any) -> Any:
     return False
 
 
-def export(plan: Plan, schemas: SchemaCache | None = None) -> dict[str, Any]:
-    """The Terraform plan (``terraform show -json`` format) of the plan's AWS resources."""
+def export(
+    plan: Plan, schemas: SchemaCache | None = None, *, references: bool = True
+) -> dict[str, Any]:
+    """The Terraform plan (``terraform show -json`` format) of the plan's AWS resources;
+    ``references=False`` writes every value as the plain value it is, with no references (what
+    a naive export would do: the tests show Checkov's connection checks then see nothing)."""
     missing = unmapped_types(plan.resources)
     if missing:
         raise UnmappedTypeError(missing)
@@ -339,7 +343,9 @@ def export(plan: Plan, schemas: SchemaCache | None = None) -> dict[str, Any]:
         if address is None:
             continue
         values, unknown = converter.resource(resource)
-        expressions = _expressions(resource, values, unknown, addresses, by_urn)
+        expressions = (
+            _expressions(resource, values, unknown, addresses, by_urn) if references else {}
+        )
         common = {
             "address": address.address,
             "mode": "managed",
