@@ -66,6 +66,11 @@ _DECLARED = """
     backupNoncurrentVersionDays abortIncompleteUploadDays backupObjectLockDays: integer
     mediaNoncurrentVersionDays accessLogRetentionDays: integer
     backupReplicaRegion: string
+    # backup CronJobs (components/backups)
+    backupPostgresSchedule backupRedisSchedule backupMediaSchedule restoreTestSchedule: string
+    backupCpuRequest backupCpuLimit backupMemoryRequest backupMemoryLimit: string
+    backupScratchGi restoreTestScratchGi: integer
+    restoreTestCpu restoreTestMemory: string
     # cluster and nodes
     clusterVersion: string
     clusterPublicAccessCidrs clusterReadOnlyRoleArns clusterAddons: array

@@ -331,6 +331,61 @@ class EdgeSettings:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """A cron schedule as the CronJob controller reads it (five fields, in UTC: the CronJobs
+    set ``timeZone: Etc/UTC``), and its fields split for checks across keys."""
+
+    text: str
+    minute: str
+    hour: str
+    day_of_month: str
+    month: str
+    day_of_week: str
+
+    @property
+    def every_day(self) -> bool:
+        """Whether it fires on every day of every month (day, month and weekday are ``*``)."""
+        return (self.day_of_month, self.month, self.day_of_week) == ("*", "*", "*")
+
+
+@dataclass(frozen=True)
+class RestoreTestSettings:
+    """The weekly restore test's pod: sized for the database it restores inside itself."""
+
+    schedule: Schedule
+    cpu: Quantity
+    """Requests and limits alike (Guaranteed QoS); ``pg_restore -j`` uses its whole cores."""
+    memory: Quantity
+    """Requests and limits alike: the throw-away PostgreSQL and Redis live in it."""
+    scratch_gi: int
+    """The volume the dump is downloaded to and the database restored on."""
+
+    @property
+    def restore_jobs(self) -> int:
+        """``pg_restore -j``: one worker per whole core of the pod, at least one."""
+        return max(1, self.cpu.base // 1000)
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """The backup CronJobs (``components.backups``): schedules, the daily jobs' size, the
+    restore test."""
+
+    postgres_schedule: Schedule
+    redis_schedule: Schedule
+    media_schedule: Schedule
+    resources: Resources
+    """Requests and limits of each daily backup pod."""
+    scratch_gi: int
+    """The daily pods' ``/scratch`` emptyDir (on the node's disk)."""
+    restore_test: RestoreTestSettings
+
+    def peak_pods(self) -> int:
+        """Backup pods at once at worst: each CronJob forbids overlapping runs of itself."""
+        return 4
+
+
+@dataclass(frozen=True)
 class DeploySettings:
     """Who may preview and deploy the stack from GitHub Actions, and what their roles reach."""
 
@@ -366,6 +421,7 @@ class StackSettings:
     images: ImagesSettings
     workloads: WorkloadSettings
     edge: EdgeSettings
+    backups: BackupSettings
     deploy: DeploySettings
     alerting: AlertingSettings
 

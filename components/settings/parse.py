@@ -3,8 +3,8 @@
 A pure function over the raw string values the CLI hands the program (integers and booleans as
 text, arrays as JSON; defaults from ``Pulumi.yaml`` already applied), so it is tested without a
 Pulumi runtime. It refuses a bad stack name and keys nothing reads, parses the account, deploy
-and alerting keys, and leaves the other sections to ``parse_aws``, ``parse_cluster`` and
-``parse_edge``. Every
+and alerting keys, and leaves the other sections to ``parse_aws``, ``parse_cluster``,
+``parse_edge`` and ``parse_backups``. Every
 problem found is raised together in one ``SettingsError``.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from components.settings import parse_aws, parse_cluster, parse_edge
+from components.settings import parse_aws, parse_backups, parse_cluster, parse_edge
 from components.settings.keys import (
     ALLOWED_FOREIGN_KEYS,
     KEYS_BY_NAME,
@@ -66,20 +66,24 @@ def parse_settings(stack: str, raw: Mapping[str, str]) -> StackSettings:
     account = _account(r)
     workloads = parse_cluster.workloads(r, account)
     edge = parse_edge.edge(r)
-    parse_edge.namespace_quota(r, workloads, edge)
+    database = parse_aws.database(r)
+    cluster = parse_cluster.cluster(r, account.account_id)
+    backups = parse_backups.backups(r, database, cluster)
+    parse_edge.namespace_quota(r, workloads, edge, backups)
     settings = StackSettings(
         PROJECT,
         stack,
         r.role,
         account,
         parse_aws.network(r, account.region),
-        parse_aws.database(r),
+        database,
         parse_aws.cache(r),
         parse_aws.storage(r, account.region),
-        parse_cluster.cluster(r, account.account_id),
+        cluster,
         parse_cluster.images(r, account),
         workloads,
         edge,
+        backups,
         DeploySettings(
             repository=r.get("githubRepository", github_repository),
             oidc_provider_arn=r.get(

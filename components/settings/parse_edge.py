@@ -4,7 +4,8 @@ the server.
 Besides each key's own rule it checks what spans keys: replica bounds in order, production's
 floor of two edge replicas, stack-wide rates that leave every pod at least one request a
 minute, block and allow lists that are CIDRs, a maintenance allowlist that does not open the
-site to everyone, and a namespace quota with room for the server and the edge at their peak.
+site to everyone, and a namespace quota with room for the server, the edge and the backup
+CronJobs' pods at their peak.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from functools import partial
 
 from components.settings.model import (
+    BackupSettings,
     EdgeSettings,
     MaintenanceSettings,
     QuotaSettings,
@@ -77,36 +79,46 @@ def _times(value: int | None, factor: int) -> int:
     return value * factor if value is not None else 0
 
 
-def namespace_quota(r: Reader, workloads: WorkloadSettings, edge: EdgeSettings) -> None:
+def namespace_quota(
+    r: Reader, workloads: WorkloadSettings, edge: EdgeSettings, backups: BackupSettings
+) -> None:
     """The application namespace's quota holds the server (every replica, the surge and the
-    migration Job) and the edge (every replica and the surge) at their peak."""
+    migration Job), the edge (every replica and the surge) and the backup CronJobs' pods (each
+    CronJob runs one at a time, and the four may overlap) at their peak."""
     sizing = (
         "serverMaxReplicas", "serverCpuLimit", "serverMemoryLimit",
         "edgeMaxReplicas", "edgeCpuLimit", "edgeMemoryLimit",
+        "backupCpuLimit", "backupMemoryLimit", "restoreTestCpu", "restoreTestMemory",
     )  # fmt: skip
     if not r.ok(*sizing):
         return
     quota: QuotaSettings = workloads.quota
     server_pods, edge_pods = workloads.peak_pods(), edge.peak_pods()
+    backup_pods = backups.peak_pods()
     demand = (
         f"{server_pods} server pods (serverMaxReplicas {workloads.max_replicas} + "
-        f"rolling-update surge + the migration Job) and {edge_pods} edge pods "
-        f"(edgeMaxReplicas {edge.max_replicas} + surge)"
+        f"rolling-update surge + the migration Job), {edge_pods} edge pods "
+        f"(edgeMaxReplicas {edge.max_replicas} + surge) and {backup_pods} backup pods (three "
+        "daily backups and the restore test)"
     )
     r.check(
         "namespaceQuotaPods",
-        lambda: quota.pods >= server_pods + edge_pods,
-        f"at least {server_pods + edge_pods}: {demand}",
+        lambda: quota.pods >= server_pods + edge_pods + backup_pods,
+        f"at least {server_pods + edge_pods + backup_pods}: {demand}",
     )
-    for key, used, kind in (
-        ("namespaceQuotaCpu", quota.cpu, "cpu_limit"),
-        ("namespaceQuotaMemory", quota.memory, "memory_limit"),
+    restore = backups.restore_test
+    for key, used, kind, restore_size in (
+        ("namespaceQuotaCpu", quota.cpu, "cpu_limit", restore.cpu),
+        ("namespaceQuotaMemory", quota.memory, "memory_limit", restore.memory),
     ):
         server: Resources = workloads.server
-        limits = (getattr(server, kind), getattr(edge.resources, kind))
+        limits = (
+            getattr(server, kind), getattr(edge.resources, kind),
+            getattr(backups.resources, kind), restore_size,
+        )  # fmt: skip
         r.check(
             key,
-            partial(covers, used, limits, (server_pods, edge_pods)),
+            partial(covers, used, limits, (server_pods, edge_pods, backup_pods - 1, 1)),
             f"room for the workloads' limits at peak: {demand}, at "
-            f"{limits[0].text} and {limits[1].text} each",
+            f"{', '.join(limit.text for limit in limits)} each",
         )
