@@ -371,7 +371,7 @@ REPO_PATH = re.compile(
 )
 ROOT_FILE = re.compile(
     r"(?<![\w./$~@-])(Pulumi(?:\.(?:[\w-]+|<[^<>\n`]+>))?\.yaml|requirements[\w*-]*\.txt|Makefile"
-    r"|checkov-skips\.yaml|\.checkov(?:-kubernetes)?\.yaml|__main__\.py|pyproject\.toml)(?![\w/-])"
+    r"|checkov(?:-aws)?-skips\.yaml|\.checkov(?:-kubernetes)?\.yaml|__main__\.py|pyproject\.toml)(?![\w/-])"
 )
 BARE_TEST_FILE = re.compile(r"(?<![\w./-])(test_\w+\.py)\b")
 PLACEHOLDER = re.compile(r"<[^<>]+>")
