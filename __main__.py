@@ -80,6 +80,7 @@ storage = Storage(
         settings=settings.storage,
         naming=naming,
         account_id=account.account_id,
+        region=account.region,
         backups_key_arn=keys.backups_key_arn,
         storage_key_arn=keys.storage_key_arn,
         protect=protect,

@@ -95,9 +95,22 @@ def test_every_bucket_is_private_encrypted_and_tls_only(storage: Plan, plan: Pla
         assert deny["Principal"] == "*" and deny["Action"] == "s3:*"
         assert deny["Resource"] == [f"arn:aws:s3:::{bucket.id}", f"arn:aws:s3:::{bucket.id}/*"]
         for statement in policy["Statement"]:
-            if statement["Effect"] == "Allow":  # only log delivery, only for this account
-                assert statement["Principal"] == {"Service": "logging.s3.amazonaws.com"}
-                assert "aws:SourceAccount" in statement["Condition"]["StringEquals"]
+            if statement["Effect"] != "Allow":
+                continue
+            if label == "backups" and statement["Sid"] == "ElastiCacheExportsRedisSnapshots":
+                # ElastiCache's export of the Redis snapshots: its regional principal, object
+                # actions under redis/ only, nothing that deletes
+                assert statement["Principal"] == {
+                    "Service": "eu-west-1.elasticache-snapshot.amazonaws.com"
+                }
+                assert statement["Resource"] == [
+                    f"arn:aws:s3:::{bucket.id}", f"arn:aws:s3:::{bucket.id}/redis/*"
+                ]  # fmt: skip
+                assert not any("Delete" in action for action in statement["Action"])
+                continue
+            # otherwise only log delivery, only for this account
+            assert statement["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+            assert "aws:SourceAccount" in statement["Condition"]["StringEquals"]
 
 
 def test_access_logging_to_the_logs_bucket(storage: Plan) -> None:

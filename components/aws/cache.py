@@ -65,6 +65,8 @@ class Cache(Component):
     """Reads spread over the replicas."""
     port: int
     """The cache's port."""
+    replication_group_id: pulumi.Output[str]
+    """The replication group's id: what the Redis backup snapshots and exports."""
     security_group_id: pulumi.Output[str]
     """The group's security group (admits only the placement's clients)."""
     connection: CacheConnection
@@ -154,6 +156,7 @@ class Cache(Component):
         self.primary_endpoint = replication_group.primary_endpoint_address
         self.reader_endpoint = replication_group.reader_endpoint_address
         self.port = PORT
+        self.replication_group_id = replication_group.replication_group_id
         self.security_group_id = group.id
         self.connection = CacheConnection(
             host=self.primary_endpoint, port=PORT, auth_token=auth_token

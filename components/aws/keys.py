@@ -7,7 +7,9 @@ only through that domain's AWS services. Separate keys keep the domains' readers
 
 The ``logs`` key is the exception: CloudWatch Logs encrypts with the key itself (its service
 principal, not a caller's identity through ``kms:ViaService``), so its policy admits that
-principal, and only for this account's log groups (``logs_key_policy``).
+principal, and only for this account's log groups (``logs_key_policy``). The ``backups`` key
+also admits ElastiCache's export principal through S3, for the backups bucket only
+(``elasticache_export_key_statement``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ import pulumi
 import pulumi_aws as aws
 from pulumi_aws import kms
 
+from components.aws.storage import (
+    BACKUPS,
+    REDIS_PREFIX,
+    bucket_name,
+    elasticache_export_principal,
+)
 from components.lib.component import Component
 from components.lib.naming import Naming
 
@@ -147,6 +155,27 @@ def logs_key_policy(account_id: str, region: str, admin_role_arns: Sequence[str]
     }
 
 
+def elasticache_export_key_statement(region: str, bucket: str) -> dict[str, Any]:
+    """The backups key's grant to ElastiCache's export principal (pure: tested directly): the
+    backups bucket encrypts every new object with this key, including the Redis exports that
+    ElastiCache writes itself (``components.aws.storage.elasticache_export_grant``), so S3 asks
+    KMS for a data key on that principal's behalf. Only through S3 of this region, and only for
+    the backups bucket: S3 names the bucket (with its bucket key) or the object in the encryption
+    context ``aws:s3:arn``."""
+    arn = f"arn:aws:s3:::{bucket}"
+    return {
+        "Sid": "ElastiCacheExportsIntoTheBackupsBucket",
+        "Effect": "Allow",
+        "Principal": {"Service": elasticache_export_principal(region)},
+        "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+        "Resource": "*",
+        "Condition": {
+            "StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"},
+            "StringLike": {"kms:EncryptionContext:aws:s3:arn": [arn, f"{arn}/{REDIS_PREFIX}/*"]},
+        },
+    }
+
+
 class Keys(Component):
     """Customer-managed KMS keys per data domain.
 
@@ -202,6 +231,9 @@ class Keys(Component):
         else:
             services = DOMAIN_SERVICES[domain]
             policy = key_policy(args.account_id, region, args.admin_role_arns, services)
+        if domain == BACKUPS:
+            bucket = bucket_name(args.naming, args.account_id, BACKUPS)
+            policy["Statement"].append(elasticache_export_key_statement(region, bucket))
         key = kms.Key(
             f"{self._name}-{domain}",
             description=f"{physical}: encrypts the {domain} domain of the stack",

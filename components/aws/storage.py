@@ -23,7 +23,59 @@ from components.lib.naming import Naming
 from components.settings import StorageSettings
 
 COMPONENT = "storage"
+BACKUPS = "backups"
 BACKUP_PREFIXES = ("postgresql", "redis", "application")
+REDIS_PREFIX = "redis"
+"""Where ElastiCache exports the Redis snapshots (``BACKUP_PREFIXES``)."""
+ELASTICACHE_EXPORT_ACTIONS = (
+    "s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:GetBucketAcl",
+    "s3:ListMultipartUploadParts", "s3:ListBucketMultipartUploads",
+)  # fmt: skip
+
+
+def bucket_name(naming: Naming, account_id: str, label: str) -> str:
+    """A bucket's physical name: bucket names are global, the account id keeps them unique
+    across accounts (``exposcholar-<stack>-storage-<label>-<account id>``)."""
+    return f"{naming.physical(COMPONENT, label)}-{account_id}"
+
+
+def elasticache_export_principal(region: str) -> str:
+    """The regional service principal ElastiCache writes exported snapshots as."""
+    return f"{region}.elasticache-snapshot.amazonaws.com"
+
+
+def elasticache_export_grant(region: str, bucket: str) -> dict[str, Any]:
+    """The backups bucket's grant to ElastiCache, so ``CopySnapshot`` with ``TargetBucket``
+    (the Redis backup) can write the ``.rdb`` export under ``redis/`` (pure: tested directly).
+
+    The facts, from the ElastiCache User Guide, "Exporting a backup", Step 2 "Grant ElastiCache
+    access to your Amazon S3 bucket" (docs.aws.amazon.com/AmazonElastiCache/latest/dg/
+    backups-exporting.html): ElastiCache writes the export itself, as a service; the guide grants
+    it either by a bucket ACL naming the region's canonical id (default regions) or by a bucket
+    policy for the regional principal ``<region>.elasticache-snapshot.amazonaws.com`` with
+    ``s3:PutObject``, ``s3:GetObject``, ``s3:ListBucket``, ``s3:GetBucketAcl``,
+    ``s3:ListMultipartUploadParts`` and ``s3:ListBucketMultipartUploads`` (opt-in regions). Our
+    buckets have ACLs disabled (``BucketOwnerEnforced``), which ignores every ACL grant, so the
+    bucket policy is the only way here, in every region. The object actions are scoped to
+    ``redis/``; the bucket actions (listing, reading the bucket's ACL) cannot be.
+
+    What the guide does not say, and so is not done: it names no ``aws:SourceAccount`` or
+    ``aws:SourceArn`` for this principal, and a condition on a key the service does not send
+    would deny every export. The confused deputy is bounded anyway: ``CopySnapshot`` refuses a
+    bucket not owned by the caller's account ("The S3 bucket %s is not owned by the
+    authenticated user", API reference), and only the Redis backup's role may call it. The bucket
+    encrypts with the backups key by default, so that key's policy admits the same principal
+    through S3 for this bucket only (``components.aws.keys``). Whether an export into an SSE-KMS
+    bucket succeeds is not stated by the guide (its seeding tutorial takes SSE-S3 objects only):
+    the first real run of the Redis backup shows it (docs/runbooks)."""
+    arn = f"arn:aws:s3:::{bucket}"
+    return {
+        "Sid": "ElastiCacheExportsRedisSnapshots",
+        "Effect": "Allow",
+        "Principal": {"Service": elasticache_export_principal(region)},
+        "Action": list(ELASTICACHE_EXPORT_ACTIONS),
+        "Resource": [arn, f"{arn}/{REDIS_PREFIX}/*"],
+    }
 
 
 @dataclass(frozen=True)
@@ -34,6 +86,8 @@ class StorageArgs:
     """Names and tags of the stack."""
     account_id: str
     """The stack's account: makes bucket names globally unique, admits only its log delivery."""
+    region: str
+    """The stack's region: ElastiCache's export principal is regional."""
     backups_key_arn: pulumi.Input[str]
     """The backups domain key."""
     storage_key_arn: pulumi.Input[str]
@@ -104,15 +158,19 @@ class Storage(Component):
         logs = self._logs_bucket("logs")
         # Object Lock (governance mode) retains every backup for fewer days than any expiry
         # (validated), so a compromised job cannot delete recent backups.
+        backups_name = bucket_name(args.naming, args.account_id, BACKUPS)
+        grants = [elasticache_export_grant(args.region, backups_name)]
+        if settings.object_lock_days > 0:
+            grants += self._lock_guard(BACKUPS)
         backups = self._bucket(
-            "backups",
+            BACKUPS,
             key_arn=args.backups_key_arn,
             versioned=True,
             logs=logs,
             object_lock_days=settings.object_lock_days,
-            extra_policy=self._lock_guard("backups") if settings.object_lock_days > 0 else None,
+            extra_policy=grants,
         )
-        self._backup_lifecycle("backups", backups.resource)
+        self._backup_lifecycle(BACKUPS, backups.resource)
         # not versioned: rebuilt on every release
         static = self._bucket("static", key_arn=args.storage_key_arn, versioned=False, logs=logs)
         self._lifecycle("static", static.resource, [])
@@ -160,8 +218,7 @@ class Storage(Component):
         return self.child_opts(provider=provider, protect=protect, depends_on=depends_on)
 
     def _bucket_name(self, label: str) -> str:
-        """Bucket names are global: the account id keeps them unique across accounts."""
-        return f"{self._args.naming.physical(COMPONENT, label)}-{self._args.account_id}"
+        return bucket_name(self._args.naming, self._args.account_id, label)
 
     def _bucket(
         self,
