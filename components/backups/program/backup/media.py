@@ -1,0 +1,178 @@
+"""``backup media`` and ``restore media``: the media bucket as one compressed archive.
+
+The backup streams every object of the media bucket into a tar archive compressed with gzip,
+itself streamed into a multipart upload at ``application/<stamp>/media.tar.gz`` (no local
+copy: the pod needs no disk for it), and writes the manifest last: the archive's size and
+SHA-256, and every object's key, size and SHA-256.
+
+The restore checks the archive's checksum before it touches the target bucket, then writes
+each object (checking it against the manifest as it goes). A target that holds objects is
+refused unless ``--replace``; with it, objects of the same key get a new version (the media
+bucket is versioned: the old one is kept) and objects not in the archive are left alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from backup.errors import BackupError, Corrupt, InvalidInput
+from backup.log import event, say
+from backup.pg_restore import check_free_space
+from backup.schedule import stamp
+from backup.store import READ_CHUNK, Claim, Store, describe
+
+PREFIX = "application"
+ARCHIVE = "media.tar.gz"
+
+
+def manifest_key(moment: str) -> str:
+    return f"{PREFIX}/{moment}/manifest.json"
+
+
+class _Hashing(io.RawIOBase):
+    """A read stream that hashes what passes through it."""
+
+    def __init__(self, body: IO[bytes]) -> None:
+        self._body = body
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._body.read(len(buffer))
+        self.digest.update(data)
+        self.size += len(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def run(store: Store, media: Store, when: datetime, *, job: str = "") -> str:
+    """Archive the media bucket; returns ``ok``, ``exists`` or ``held``."""
+    moment = stamp(when)
+    manifest = manifest_key(moment)
+    if store.get_json(manifest) is not None:
+        event("backup", kind=PREFIX, scheduled=moment, result="exists", manifest=store.uri(manifest))
+        return "exists"
+    claim = Claim(store, f"{PREFIX}/{moment}/claim.json", job)
+    holder = claim.acquire()
+    if holder is not None:
+        event("backup", kind=PREFIX, scheduled=moment, result="held", holder=holder)
+        return "held"
+    claim.keep()
+    started = time.monotonic()
+    writer = store.writer(f"{PREFIX}/{moment}/{ARCHIVE}")
+    objects = []
+    try:
+        with tarfile.open(fileobj=writer, mode="w|gz", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
+            for key, size in media.keys(""):
+                body = _Hashing(media.stream(key))
+                info = tarfile.TarInfo(name=key)
+                info.size = size
+                info.mtime = int(time.time())
+                archive.addfile(info, io.BufferedReader(body, buffer_size=READ_CHUNK))
+                if body.size != size:
+                    raise BackupError(f"{media.uri(key)} changed while being archived ({body.size} of {size} bytes)")
+                objects.append({"key": key, "size": size, "sha256": body.digest.hexdigest()})
+        written = writer.close()
+    except (ClientError, BotoCoreError) as error:
+        writer.abort()
+        claim.release()
+        raise BackupError(f"archiving {media.uri('')} failed: {describe(error)}") from None
+    except BaseException:
+        writer.abort()
+        claim.release()
+        raise
+    claim.release()
+    if claim.lost:
+        raise BackupError(f"another run took over the media backup of {moment}: no manifest written")
+    document = {
+        "kind": PREFIX,
+        "scheduled": moment,
+        "bucket": media.bucket,
+        "key": written.key,
+        "size": written.size,
+        "sha256": written.sha256,
+        "objects": objects,
+        "duration_seconds": round(time.monotonic() - started, 3),
+    }
+    if not store.put_json(manifest, document, only_if_absent=True):
+        return "exists"
+    event("backup", kind=PREFIX, scheduled=moment, result="ok", key=store.uri(written.key), size=written.size, objects=len(objects))
+    return "ok"
+
+
+def verify_archive(path: Path, manifest: dict[str, Any]) -> int:
+    """Check every member of a downloaded archive against the manifest; the object count."""
+    expected = {item["key"]: item for item in manifest.get("objects", [])}
+    seen: set[str] = set()
+    try:
+        with tarfile.open(path, mode="r|gz") as archive:
+            for member in archive:
+                item = expected.get(member.name)
+                if item is None or not member.isfile():
+                    raise Corrupt(f"{path.name}: {member.name!r} is not in the manifest")
+                handle = archive.extractfile(member)
+                assert handle is not None
+                digest = hashlib.sha256()
+                while chunk := handle.read(READ_CHUNK):
+                    digest.update(chunk)
+                if member.size != item["size"] or digest.hexdigest() != item["sha256"]:
+                    raise Corrupt(f"{path.name}: {member.name!r} does not match its checksum in the manifest")
+                seen.add(member.name)
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise Corrupt(f"{path.name} is not a readable archive: {error}") from None
+    missing = sorted(set(expected) - seen)
+    if missing:
+        raise Corrupt(f"{path.name} lacks {len(missing)} objects of its manifest, e.g. {missing[0]!r}")
+    return len(seen)
+
+
+def fetch(store: Store, manifest: dict[str, Any], scratch: Path) -> Path:
+    check_free_space(scratch, int(manifest["size"]), f"the archive {store.uri(manifest['key'])}")
+    path = scratch / f"media-{manifest['scheduled']}.tar.gz"
+    store.verify(manifest["key"], size=int(manifest["size"]), sha256=manifest["sha256"], into=path)
+    return path
+
+
+def restore(store: Store, key: str, manifest: dict[str, Any], target: Store, *, replace: bool, dry_run: bool, scratch: Path) -> int:
+    """Write the archive's objects into ``target``; the number written."""
+    present = next(iter(target.keys("")), None)
+    if present and not replace:
+        raise InvalidInput(
+            f"bucket {target.bucket} is not empty (e.g. {present[0]!r}): pass --replace to write "
+            "the archive's objects over it (their current versions are kept as older versions)"
+        )
+    path = fetch(store, manifest, scratch)
+    try:
+        count = verify_archive(path, manifest)
+        if dry_run:
+            say(f"dry run: {store.uri(manifest['key'])} verified: {count} objects would be written to s3://{target.bucket}")
+            say("nothing was changed")
+            return 0
+        expected = {item["key"]: item for item in manifest["objects"]}
+        with tarfile.open(path, mode="r|gz") as archive:
+            for member in archive:
+                handle = archive.extractfile(member)
+                assert handle is not None
+                body = _Hashing(handle)
+                try:
+                    target.s3.upload_fileobj(io.BufferedReader(body, buffer_size=READ_CHUNK), target.bucket, member.name)
+                except (ClientError, BotoCoreError) as error:
+                    raise BackupError(f"writing {target.uri(member.name)} failed: {describe(error)}") from None
+                if body.digest.hexdigest() != expected[member.name]["sha256"]:
+                    raise Corrupt(f"{member.name!r} changed on the scratch disk while restoring: restore stopped")
+    finally:
+        path.unlink(missing_ok=True)
+    event("restore", kind=PREFIX, source=store.uri(manifest["key"]), bucket=target.bucket, objects=count, result="ok")
+    say(f"restored {count} objects from {store.uri(manifest['key'])} into s3://{target.bucket}")
+    return count

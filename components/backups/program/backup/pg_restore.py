@@ -1,0 +1,172 @@
+"""PostgreSQL restores: into the restore test's throw-away server, and the operator's
+``restore postgres`` into a real one.
+
+Both download the dump to the scratch folder (``pg_restore -j`` cannot read a pipe) and check
+its size and SHA-256 against the manifest before anything else; a damaged dump stops there.
+The operator's restore never restores over a database: it restores into a new database,
+checks its tables and row counts against the manifest, and only then swaps names, keeping
+the previous database under ``<name>_before_<stamp>`` (nothing is lost, and going back is a
+rename)."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backup import pg
+from backup.errors import BackupError, Corrupt, InvalidInput
+from backup.log import event, say
+from backup.pg_backup import GLOBALS, PREFIX
+from backup.store import Store
+
+MAX_NAME = 63
+
+
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    """A clear error before a download that cannot fit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise BackupError(
+            f"the scratch folder {folder} is too small for {what}: needs {needed:,} bytes, "
+            f"{free:,} free (raise the restore pod's scratch size)"
+        )
+
+
+def fetch(store: Store, manifest: dict[str, Any], scratch: Path) -> Path:
+    """The dump in ``scratch``, verified against its manifest."""
+    check_free_space(scratch, int(manifest["size"]), f"the dump {store.uri(manifest['key'])}")
+    path = scratch / f"{manifest.get('database', 'db')}-{manifest['scheduled']}.dump"
+    store.verify(manifest["key"], size=int(manifest["size"]), sha256=manifest["sha256"], into=path)
+    return path
+
+
+def pg_restore(connection: pg.Connection, database: str, dump: Path, jobs: int, *, privileges: bool) -> None:
+    """``pg_restore -j`` into an existing empty database, stopping at the first error."""
+    command = [pg.binary("pg_restore"), "-w", "--exit-on-error", "--no-owner", "-j", str(jobs), "-d", database]
+    if not privileges:
+        command.append("--no-privileges")
+    result = subprocess.run([*command, str(dump)], capture_output=True, text=True, env=connection.environment(database), check=False)
+    if result.returncode != 0:
+        detail = result.stderr.strip()
+        if "No space left on device" in detail or "could not extend file" in detail:
+            raise BackupError(f"the disk of {connection.host} is full while restoring into {database!r}: {detail[-500:]}")
+        if "could not read input file" in detail or "input file appears to be" in detail or "unexpected end of file" in detail:
+            raise Corrupt(f"{dump} is not a readable custom-format dump: {detail[-500:]}")
+        raise pg.connect_error(detail, connection, database)
+
+
+def differences(expected: dict[str, int], found: dict[str, int]) -> list[str]:
+    """What differs between the manifest's tables and row counts and the restored ones."""
+    lines = [f"table {t} missing" for t in sorted(set(expected) - set(found))]
+    lines += [f"table {t} not in the backup" for t in sorted(set(found) - set(expected))]
+    lines += [
+        f"table {t}: {found[t]} rows, manifest {expected[t]}"
+        for t in sorted(set(expected) & set(found))
+        if found[t] != expected[t]
+    ]
+    return lines
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Target:
+    """The database a restore replaces: whether it exists and how many user tables it has."""
+
+    name: str
+    exists: bool
+    tables: int
+
+
+def inspect(connection: pg.Connection, name: str) -> Target:
+    exists = bool(pg.query(connection, "postgres", f"SELECT 1 FROM pg_database WHERE datname = '{name.replace(chr(39), chr(39) * 2)}'"))
+    tables = len(pg.query(connection, name, pg.TABLES_SQL)) if exists else 0
+    return Target(name, exists, tables)
+
+
+def restore(
+    store: Store,
+    key: str,
+    manifest: dict[str, Any],
+    connection: pg.Connection,
+    *,
+    target: str,
+    replace: bool,
+    dry_run: bool,
+    jobs: int,
+    scratch: Path,
+) -> None:
+    """The operator's restore (module docstring)."""
+    when = str(manifest["scheduled"])
+    kept = f"{target}_before_{when.lower()}"
+    staging = f"{target}_restore_{secrets.token_hex(3)}"
+    if len(kept) > MAX_NAME or len(staging) > MAX_NAME:
+        raise InvalidInput(f"database name {target!r} is too long to keep the previous copy beside it ({MAX_NAME} characters at most)")
+    current = inspect(connection, target)
+    if current.tables and not replace:
+        raise InvalidInput(
+            f"database {target!r} on {connection.host} is not empty ({current.tables} tables): "
+            "pass --replace to restore over it (the current database is kept as "
+            f"{kept!r}), or --target-database to restore beside it"
+        )
+    source = store.uri(manifest["key"])
+    if dry_run:
+        store.verify(manifest["key"], size=int(manifest["size"]), sha256=manifest["sha256"])
+        say(f"dry run: {source} verified ({manifest['size']:,} bytes, SHA-256 matches {store.uri(key)})")
+        say(f"would restore it ({len(manifest.get('tables', {}))} tables) into database {target!r} on {connection.host}")
+        if current.exists:
+            say(f"would keep the current {target!r} ({current.tables} tables) as {kept!r}")
+        say("nothing was changed")
+        return
+    dump = fetch(store, manifest, scratch)
+    try:
+        pg.query(connection, "postgres", f"CREATE DATABASE {_identifier(staging)}")
+        try:
+            pg_restore(connection, staging, dump, jobs, privileges=True)
+            found = pg.row_counts(connection, staging)
+            wrong = differences(manifest.get("tables", {}), found)
+            if wrong:
+                raise Corrupt(f"the restored copy of {source} does not match its manifest: " + "; ".join(wrong[:20]))
+        except BaseException:
+            pg.query(connection, "postgres", f"DROP DATABASE IF EXISTS {_identifier(staging)} WITH (FORCE)")
+            raise
+    finally:
+        dump.unlink(missing_ok=True)
+    if current.exists:
+        pg.query(
+            connection,
+            "postgres",
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{target.replace(chr(39), chr(39) * 2)}' AND pid <> pg_backend_pid()",
+        )
+        pg.query(connection, "postgres", f"ALTER DATABASE {_identifier(target)} RENAME TO {_identifier(kept)}")
+    pg.query(connection, "postgres", f"ALTER DATABASE {_identifier(staging)} RENAME TO {_identifier(target)}")
+    rows = sum(found.values())
+    event("restore", kind=PREFIX, source=source, database=target, host=connection.host, tables=len(found), rows=rows, kept=kept if current.exists else None, result="ok")
+    say(f"restored {source} into database {target!r} on {connection.host}: {len(found)} tables, {rows:,} rows, matching its manifest")
+    if current.exists:
+        say(f"the previous {target!r} is kept as {kept!r}; when satisfied: DROP DATABASE {_identifier(kept)};")
+    globals_key = manifest.get("globals", {}).get("key")
+    if globals_key:
+        say(f"roles and tablespaces (without passwords) are in {store.uri(globals_key)}, if the target lacks them")
+
+
+def databases_with_backups(store: Store) -> list[str]:
+    """The databases that have at least one manifest under ``postgresql/``."""
+    names = set()
+    for key, _ in store.keys(f"{PREFIX}/"):
+        parts = key.split("/")
+        if len(parts) == 3 and parts[2].endswith(".manifest.json") and parts[1] != GLOBALS:
+            names.add(parts[1])
+    return sorted(names)
+
+
+def query_create(connection: pg.Connection, database: str) -> None:
+    """Create an empty database (the restore test's target)."""
+    pg.query(connection, "postgres", f"CREATE DATABASE {_identifier(database)}")

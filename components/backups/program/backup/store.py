@@ -1,0 +1,440 @@
+"""The backups bucket: streamed multipart uploads, manifests written once, claims, verified
+downloads.
+
+Write discipline (nothing lost): data objects first, the manifest last and only when it does
+not exist yet (a conditional PUT); a backup without its manifest does not count. A failed
+upload is aborted, so no partial object appears. Nothing here deletes: retention is the
+bucket's lifecycle (and Object Lock in prod); the jobs' roles may not delete at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from backup.errors import BackupError, Corrupt, InvalidInput
+
+MiB = 1024 * 1024
+PART_SIZE = int(os.environ.get("BACKUP_PART_MB", "32")) * MiB
+"""Multipart part size: 32 MiB parts reach 312 GiB within S3's 10,000 parts."""
+PARTS_IN_FLIGHT = 3
+"""Parts uploading while the next is read: memory is about (this + 1) x PART_SIZE."""
+READ_CHUNK = 4 * MiB
+
+
+def client(service: str) -> Any:
+    """A boto3 client with bounded retries and timeouts (the endpoint comes from the
+    standard ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_<SERVICE>`` settings when set)."""
+    config = Config(
+        retries={"max_attempts": 5, "mode": "standard"},
+        connect_timeout=10,
+        read_timeout=120,
+    )
+    return boto3.client(service, config=config)
+
+
+def describe(error: Exception) -> str:
+    """One line for an AWS error: its code and message."""
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        return f"{info.get('Code', 'error')}: {info.get('Message', '')}".strip()
+    return str(error) or type(error).__name__
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _status(error: ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+@dataclass(frozen=True)
+class Written:
+    """What an upload wrote: its key, size and SHA-256 (hex)."""
+
+    key: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    """``s3://bucket/key``."""
+
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, text: str) -> S3Uri:
+        if not text.startswith("s3://") or "/" not in text[5:] or text.endswith("/"):
+            raise InvalidInput(f"{text!r} is not an S3 object URI (expected s3://bucket/key)")
+        bucket, key = text[5:].split("/", 1)
+        return cls(bucket, key)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+class MultipartWriter:
+    """A write-only stream to one S3 object through a multipart upload: parts upload in
+    background threads while the caller writes the next, the SHA-256 and size of everything
+    written are kept, ``close()`` completes, ``abort()`` (or an error) leaves no object."""
+
+    def __init__(self, store: Store, key: str, *, part_size: int = PART_SIZE) -> None:
+        self._store = store
+        self.key = key
+        self._part_size = max(part_size, 5 * MiB)
+        self._buffer = bytearray()
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._parts: list[Future[dict[str, Any]]] = []
+        self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT)
+        self._slots = threading.BoundedSemaphore(PARTS_IN_FLIGHT)
+        try:
+            upload = store.s3.create_multipart_upload(Bucket=store.bucket, Key=key)
+        except (ClientError, BotoCoreError) as error:
+            self._pool.shutdown()
+            raise BackupError(f"cannot start the upload of {store.uri(key)}: {describe(error)}")
+        self._upload_id: str = upload["UploadId"]
+        self._done = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._hash.update(data)
+        self._size += len(data)
+        self._buffer += data
+        while len(self._buffer) >= self._part_size:
+            part = bytes(self._buffer[: self._part_size])
+            del self._buffer[: self._part_size]
+            self._submit(part)
+        return len(data)
+
+    def _submit(self, body: bytes) -> None:
+        for future in self._parts:
+            if future.done() and future.exception():
+                self._fail(future.exception())
+        number = len(self._parts) + 1
+        self._slots.acquire()
+
+        def upload() -> dict[str, Any]:
+            try:
+                reply = self._store.s3.upload_part(
+                    Bucket=self._store.bucket,
+                    Key=self.key,
+                    UploadId=self._upload_id,
+                    PartNumber=number,
+                    Body=body,
+                )
+                return {"PartNumber": number, "ETag": reply["ETag"]}
+            finally:
+                self._slots.release()
+
+        self._parts.append(self._pool.submit(upload))
+
+    def _fail(self, error: BaseException | None) -> None:
+        self.abort()
+        detail = describe(error) if isinstance(error, Exception) else str(error)
+        raise BackupError(f"upload of {self._store.uri(self.key)} failed: {detail}")
+
+    def close(self, *, if_none_match: bool = False) -> Written:
+        """Upload the rest and complete the object (only if absent when ``if_none_match``)."""
+        if self._buffer or not self._parts:
+            self._submit(bytes(self._buffer))
+            self._buffer.clear()
+        parts = []
+        for future in self._parts:
+            error = future.exception()
+            if error is not None:
+                self._fail(error)
+            parts.append(future.result())
+        extra = {"IfNoneMatch": "*"} if if_none_match else {}
+        try:
+            self._store.s3.complete_multipart_upload(
+                Bucket=self._store.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": parts},
+                **extra,
+            )
+        except (ClientError, BotoCoreError) as error:
+            self._fail(error)
+        self._done = True
+        self._pool.shutdown()
+        return Written(self.key, self._size, self._hash.hexdigest())
+
+    def abort(self) -> None:
+        """Abandon the upload: S3 discards its parts; no object appears."""
+        if self._done:
+            return
+        self._done = True
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self._store.s3.abort_multipart_upload(
+                Bucket=self._store.bucket, Key=self.key, UploadId=self._upload_id
+            )
+        except (ClientError, BotoCoreError):
+            pass  # the bucket's lifecycle removes incomplete uploads (abortIncompleteUploadDays)
+
+
+class Store:
+    """One bucket, by name, through one S3 client."""
+
+    def __init__(self, bucket: str, s3: Any | None = None) -> None:
+        if not bucket:
+            raise InvalidInput("no bucket named (BACKUP_BUCKET or --bucket)")
+        self.bucket = bucket
+        self.s3 = s3 if s3 is not None else client("s3")
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def writer(self, key: str) -> MultipartWriter:
+        return MultipartWriter(self, key)
+
+    def put_json(self, key: str, document: dict[str, Any], *, only_if_absent: bool) -> bool:
+        """Write a JSON document; with ``only_if_absent`` a conditional PUT that returns False
+        (and writes nothing) when the key already exists."""
+        body = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
+        extra = {"IfNoneMatch": "*"} if only_if_absent else {}
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                **extra,
+            )
+        except ClientError as error:
+            if only_if_absent and (_code(error) in ("PreconditionFailed", "412") or _status(error) == 412):
+                return False
+            raise BackupError(f"cannot write {self.uri(key)}: {describe(error)}") from None
+        except BotoCoreError as error:
+            raise BackupError(f"cannot write {self.uri(key)}: {describe(error)}") from None
+        return True
+
+    def put_bytes(self, key: str, body: bytes, *, only_if_absent: bool) -> bool:
+        """Write a small object; with ``only_if_absent`` False (nothing written) when it exists."""
+        extra = {"IfNoneMatch": "*"} if only_if_absent else {}
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+        except ClientError as error:
+            if only_if_absent and (_code(error) in ("PreconditionFailed", "412") or _status(error) == 412):
+                return False
+            raise BackupError(f"cannot write {self.uri(key)}: {describe(error)}") from None
+        except BotoCoreError as error:
+            raise BackupError(f"cannot write {self.uri(key)}: {describe(error)}") from None
+        return True
+
+    def read(self, key: str) -> bytes:
+        """A small object's bytes."""
+        body = self.stream(key)
+        try:
+            return body.read()
+        except (BotoCoreError, OSError) as error:
+            raise BackupError(f"reading {self.uri(key)} failed: {describe(error)}") from None
+
+    def get_json(self, key: str) -> dict[str, Any] | None:
+        """A JSON document, or None when the key does not exist."""
+        found = self.get_json_tagged(key)
+        return None if found is None else found[0]
+
+    def get_json_tagged(self, key: str) -> tuple[dict[str, Any], str] | None:
+        """A JSON document and its ETag, or None when the key does not exist."""
+        try:
+            reply = self.s3.get_object(Bucket=self.bucket, Key=key)
+            body = reply["Body"].read()
+        except ClientError as error:
+            if _code(error) in ("NoSuchKey", "404") or _status(error) == 404:
+                return None
+            raise BackupError(f"cannot read {self.uri(key)}: {describe(error)}") from None
+        except BotoCoreError as error:
+            raise BackupError(f"cannot read {self.uri(key)}: {describe(error)}") from None
+        try:
+            document = json.loads(body)
+        except ValueError:
+            raise Corrupt(f"{self.uri(key)} is not JSON: the manifest is damaged") from None
+        if not isinstance(document, dict):
+            raise Corrupt(f"{self.uri(key)} is not a JSON object: the manifest is damaged")
+        return document, str(reply.get("ETag", ""))
+
+    def replace_json(self, key: str, document: dict[str, Any], etag: str) -> bool:
+        """Overwrite a JSON document only if it is still the version ``etag`` names."""
+        body = json.dumps(document, sort_keys=True).encode()
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfMatch=etag)
+        except ClientError as error:
+            if _code(error) in ("PreconditionFailed", "412", "ConditionalRequestConflict") or _status(
+                error
+            ) in (409, 412):
+                return False
+            raise BackupError(f"cannot write {self.uri(key)}: {describe(error)}") from None
+        return True
+
+    def keys(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """Every key under ``prefix`` with its size, in key order."""
+        try:
+            pages = self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield item["Key"], int(item["Size"])
+        except (ClientError, BotoCoreError) as error:
+            raise BackupError(f"cannot list {self.uri(prefix)}: {describe(error)}") from None
+
+    def size(self, key: str) -> int | None:
+        try:
+            return int(self.s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as error:
+            if _code(error) in ("NoSuchKey", "404", "NotFound") or _status(error) == 404:
+                return None
+            raise BackupError(f"cannot read {self.uri(key)}: {describe(error)}") from None
+
+    def stream(self, key: str) -> IO[bytes]:
+        """The object's bytes as a stream."""
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]  # type: ignore[no-any-return]
+        except ClientError as error:
+            if _code(error) in ("NoSuchKey", "404"):
+                raise InvalidInput(f"{self.uri(key)} does not exist") from None
+            raise BackupError(f"cannot read {self.uri(key)}: {describe(error)}") from None
+        except BotoCoreError as error:
+            raise BackupError(f"cannot read {self.uri(key)}: {describe(error)}") from None
+
+    def verify(self, key: str, *, size: int, sha256: str, into: Path | None = None) -> None:
+        """Read the object (into ``into`` when given) and check its size and SHA-256 against
+        the manifest's; Corrupt when either differs (the file, if any, is removed)."""
+        digest = hashlib.sha256()
+        count = 0
+        body = self.stream(key)
+        target = open(into, "wb") if into else None  # noqa: SIM115 - closed below
+        try:
+            while chunk := _read(body, key, self):
+                digest.update(chunk)
+                count += len(chunk)
+                if target:
+                    _write(target, chunk, into)
+        except BaseException:
+            if target:
+                target.close()
+                Path(into or "").unlink(missing_ok=True)
+            raise
+        if target:
+            target.close()
+        if count != size or digest.hexdigest() != sha256:
+            if into:
+                into.unlink(missing_ok=True)
+            raise Corrupt(
+                f"{self.uri(key)} does not match its manifest: {count} bytes, SHA-256 "
+                f"{digest.hexdigest()[:16]}..., expected {size} bytes, {sha256[:16]}... "
+                "(truncated or damaged; nothing was restored)"
+            )
+
+
+def _read(body: IO[bytes], key: str, store: Store) -> bytes:
+    try:
+        return body.read(READ_CHUNK)
+    except (BotoCoreError, OSError) as error:
+        raise BackupError(f"reading {store.uri(key)} failed: {describe(error)}") from None
+
+
+def _write(target: IO[bytes], chunk: bytes, path: Path | None) -> None:
+    try:
+        target.write(chunk)
+    except OSError as error:
+        raise BackupError(f"cannot write {path}: {error.strerror} (is the scratch volume full?)") from None
+
+
+class Claim:
+    """The right to write one backup (one prefix and timestamp), so two runs of a schedule
+    never both write: a small object created only if absent, with the holder and a heartbeat
+    the holder renews while it works.
+
+    A run that finds another holder's fresh claim changes nothing and reports it. A claim whose
+    heartbeat is older than ``lease`` seconds (its holder died), or one held by an earlier pod
+    of the same Job (a retry), is taken over with a conditional overwrite, so of two runs
+    taking over at once only one succeeds. The holder that sees its claim overwritten stops
+    before writing its manifest."""
+
+    def __init__(self, store: Store, key: str, job: str, lease: float = 600.0) -> None:
+        self._store = store
+        self.key = key
+        self._job = job
+        self._lease = lease
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+        self._etag = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost = False
+
+    def _document(self) -> dict[str, Any]:
+        return {"holder": self._holder, "job": self._job, "heartbeat": time.time()}
+
+    def acquire(self) -> str | None:
+        """Take the claim; returns None when taken, else who holds it."""
+        if self._store.put_json(self.key, self._document(), only_if_absent=True):
+            found = self._store.get_json_tagged(self.key)
+            if found and found[0].get("holder") == self._holder:
+                self._etag = found[1]
+                return None
+        found = self._store.get_json_tagged(self.key)
+        if found is None:
+            return "a run that vanished meanwhile; try again"
+        document, etag = found
+        fresh = time.time() - float(document.get("heartbeat", 0)) < self._lease
+        same_job = bool(self._job) and document.get("job") == self._job
+        if fresh and not same_job:
+            return f"{document.get('holder')} (job {document.get('job') or 'none'})"
+        if not self._store.replace_json(self.key, self._document(), etag):
+            return "another run that took it over at the same moment"
+        found = self._store.get_json_tagged(self.key)
+        if not found or found[0].get("holder") != self._holder:
+            return "another run that took it over at the same moment"
+        self._etag = found[1]
+        return None
+
+    def keep(self, every: float = 60.0) -> None:
+        """Renew the heartbeat in the background until ``release``."""
+
+        def beat() -> None:
+            while not self._stop.wait(every):
+                if not self._store.replace_json(self.key, self._document(), self._etag):
+                    self.lost = True
+                    return
+                found = self._store.get_json_tagged(self.key)
+                if not found or found[0].get("holder") != self._holder:
+                    self.lost = True
+                    return
+                self._etag = found[1]
+
+        self._thread = threading.Thread(target=beat, daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        """Stop renewing (the claim object stays: the jobs may not delete)."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+
+def sha256_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(READ_CHUNK):
+            digest.update(chunk)
+            if progress:
+                progress(len(chunk))
+    return digest.hexdigest()
