@@ -16,6 +16,7 @@ from components.aws.images import Images, ImagesArgs
 from components.aws.keys import Keys, KeysArgs
 from components.aws.network import Network, NetworkArgs
 from components.aws.storage import Storage, StorageArgs
+from components.backups.backups import Backups, BackupsArgs
 from components.eks.addons import ClusterAddons, ClusterAddonsArgs
 from components.eks.cluster import Cluster, ClusterArgs
 from components.eks.nodes import NodeGroup, NodeGroupArgs, node_pools
@@ -287,6 +288,30 @@ Ingress(
     opts=pulumi.ResourceOptions(providers=[aws, kubernetes], depends_on=[load_balancers, edge]),
 )
 
+# ── Backups: CronJobs in the application's namespace, beside its database credentials ─────
+backups = Backups(
+    "backups",
+    BackupsArgs(
+        settings=settings.backups,
+        naming=naming,
+        region=account.region,
+        account_id=account.account_id,
+        oidc=cluster.oidc,
+        kubernetes=kubernetes,
+        image=images.ref("backup"),
+        namespace=workloads.namespace,
+        database=database.connection,
+        cache_group_id=cache.replication_group_id,
+        cache_key_arn=keys.data_key_arn,
+        backups_bucket=storage.backups_bucket,
+        backups_bucket_arn=storage.backups_bucket_arn,
+        backups_key_arn=keys.backups_key_arn,
+        media=storage.app_buckets,
+        data_cidrs=network.subnet_cidrs[Tier.ISOLATED],
+    ),
+    opts=on_cluster(workloads),
+)
+
 # ── Exports ─────────────────────────────────────────────────────────────────────────────────
 for key, value in {
     "region": account.region,
@@ -318,6 +343,7 @@ for key, value in {
     "images": images.refs,
     "appNamespace": workloads.namespace,
     "appHost": app.host,
+    "backupCronJobs": backups.cron_jobs,
     "githubPreviewRoleArn": deploy_access.preview_role_arn,
     "githubDeployRoleArn": deploy_access.deploy_role_arn,
 }.items():

@@ -18,7 +18,16 @@ from tools import render
 from tools.plan import Plan
 from tools.reachability import Endpoint, Policies
 
-WORKLOAD_KINDS = ("Deployment", "Job", "StatefulSet", "DaemonSet")
+WORKLOAD_KINDS = ("Deployment", "Job", "StatefulSet", "DaemonSet", "CronJob")
+BACKUP_JOBS = ("backup-postgres", "backup-redis", "backup-media", "restore-test")
+
+
+def _template(document: dict[str, Any]) -> dict[str, Any]:
+    """The pod template of a workload (a CronJob's is inside its job template)."""
+    spec = document["spec"]
+    if document["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return dict(spec["template"])
 
 
 def _subnet_host(settings: StackSettings, tier: Tier, host: int) -> str:
@@ -45,7 +54,7 @@ def endpoints(documents: list[dict[str, Any]], settings: StackSettings) -> dict[
     for document in documents:
         if document["kind"] not in WORKLOAD_KINDS:
             continue
-        template = document["spec"]["template"]
+        template = _template(document)
         name = template["metadata"]["labels"]["app.kubernetes.io/name"]
         ports = {
             port["name"]: port["containerPort"]
@@ -83,7 +92,7 @@ def endpoints(documents: list[dict[str, Any]], settings: StackSettings) -> dict[
     }
 
 
-OURS = {"edge", "server", "migrate", "cluster-autoscaler", "external-secrets"}
+OURS = {"edge", "server", "migrate", "cluster-autoscaler", "external-secrets", *BACKUP_JOBS}
 """Workloads the program runs (the charts' pods included): the matrix is every pair with one
 of these on at least one side."""
 PORTS: dict[str, tuple[tuple[int, str], ...]] = {
@@ -92,6 +101,7 @@ PORTS: dict[str, tuple[tuple[int, str], ...]] = {
     "migrate": ((8000, "TCP"),),
     "cluster-autoscaler": ((8085, "TCP"),),
     "external-secrets": ((10250, "TCP"), (8080, "TCP")),
+    **{job: ((8080, "TCP"), (443, "TCP")) for job in BACKUP_JOBS},  # they listen on nothing
     "prometheus": ((9090, "TCP"),),
     "coredns": ((53, "UDP"), (53, "TCP")),
     "other-pod": ((8080, "TCP"),),
@@ -133,6 +143,11 @@ INTENDED = {
     *{("external-secrets", *dns) for dns in DNS},
     *{("external-secrets", target, 443, "TCP") for target in HTTPS_ANYWHERE},
     *{(source, "external-secrets", 10250, "TCP") for source in PRIVATE_SUBNET_SOURCES},
+    # the backups: S3, STS and ElastiCache over HTTPS; the PostgreSQL dump the database too;
+    # the restore test's servers run in its own pod. Nothing reaches them.
+    *{(job, *dns) for job in BACKUP_JOBS for dns in DNS},
+    *{(job, target, 443, "TCP") for job in BACKUP_JOBS for target in HTTPS_ANYWHERE},
+    ("backup-postgres", "database", 5432, "TCP"),
 }
 
 
@@ -171,12 +186,10 @@ def test_every_namespace_we_create_denies_by_default(documents: list[dict[str, A
 def test_every_workload_is_selected_by_a_policy(documents: list[dict[str, Any]]) -> None:
     policies = [d for d in documents if d["kind"] == "NetworkPolicy"]
     workloads = [d for d in documents if d["kind"] in WORKLOAD_KINDS]
-    names = {
-        d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] for d in workloads
-    }
-    assert {"edge", "server", "migrate", "cluster-autoscaler"} <= names, sorted(names)
+    names = {_template(d)["metadata"]["labels"]["app.kubernetes.io/name"] for d in workloads}
+    assert {"edge", "server", "migrate", "cluster-autoscaler", *BACKUP_JOBS} <= names, sorted(names)
     for document in workloads:
-        labels = document["spec"]["template"]["metadata"]["labels"]
+        labels = _template(document)["metadata"]["labels"]
         named = [
             p for p in policies
             if p["metadata"]["namespace"] == document["metadata"]["namespace"]

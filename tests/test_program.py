@@ -152,12 +152,20 @@ def _differences(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[tuple[str, 
         ]
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         return [found for i, (x, y) in enumerate(zip(a, b, strict=True))
-                for found in _differences(x, y, (*path, str(i)))]  # fmt: skip
+                for found in _differences(x, y, (*path, _item(x, i)))]  # fmt: skip
     if isinstance(a, str) and isinstance(b, str) and path[-1:] in _RENDERED_SIZES:
         # configuration files that carry sizes as numbers (the edge's rates, bursts and
         # connection limits per pod): equal once the numbers are set aside
         return [] if _NUMBER.sub("N", a) == _NUMBER.sub("N", b) else [path]
     return [] if a == b else [path]
+
+
+def _item(value: Any, index: int) -> str:
+    """A list item's place in a path: its name when it has one (an environment variable, a
+    container), else its index."""
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        return str(value["name"])
+    return str(index)
 
 
 _NUMBER = re.compile(r"\d+")
@@ -177,6 +185,8 @@ def test_stacks_differ_only_in_sizes_counts_and_retention(plans: dict[str, Plan]
         # Kubernetes: quota, requests and limits, replica bounds, scale-down window, log level
         "hard", "resources", "default", "defaultRequest", "maxAllowed", "minReplicas",
         "maxReplicas", "stabilizationWindowSeconds", "DJANGO_LOG_LEVEL",
+        # the backups' volumes and the restore test's pg_restore workers (from its CPU)
+        "sizeLimit", "RESTORE_TEST_JOBS",
     }  # fmt: skip
     staging = {r.urn.split("::", 2)[2]: r for r in plans["staging"].resources}
     prod = {r.urn.split("::", 2)[2]: r for r in plans["prod"].resources}
