@@ -28,7 +28,9 @@ token volume. The EKS pod identity webhook sees the ``eks.amazonaws.com/role-arn
 of the pod's service account and adds its own projected token (audience ``sts.amazonaws.com``)
 and ``AWS_ROLE_ARN``/``AWS_WEB_IDENTITY_TOKEN_FILE`` to the pod, which the AWS SDKs use; the
 ``sts-regional-endpoints`` annotation makes them call the regional STS (the VPC's interface
-endpoint) rather than the global one.
+endpoint) rather than the global one. The projected token is readable by the pod's non-root
+user because the pod sets ``fsGroup`` (aws/amazon-eks-pod-identity-webhook#8: without it, a
+non-root container cannot read the token).
 
 The program's contract: each pod gets ``BACKUP_BUCKET``, ``AWS_REGION``, ``BACKUP_SCRATCH`` and
 ``BACKUP_JOB_NAME`` (the Job's name, ``<cronjob>-<minutes since the epoch of the scheduled
