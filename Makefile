@@ -11,6 +11,7 @@ CHECKOV_STAMP := .venv-checkov/.installed-3.3.30
 NODE_TOOLS_STAMP := tools/crd-validate/node_modules/.installed
 WORKFLOW_TOOLS_STAMP := $(VENV)/.workflow-tools-installed
 EDGE_TOOLS_STAMP := $(VENV)/.edge-tools-installed
+BACKUP_TOOLS_STAMP := $(VENV)/.backup-tools-installed
 
 .PHONY: preview test lint typecheck unit bench clean
 
@@ -32,6 +33,11 @@ $(WORKFLOW_TOOLS_STAMP): scripts/install-workflow-tools.sh
 $(EDGE_TOOLS_STAMP): scripts/install-edge-tools.sh
 	bash scripts/install-edge-tools.sh
 
+## PostgreSQL and Redis programs (Debian's, where missing): the backup program's tests run a
+## real PostgreSQL and redis-server on loopback; bench/backup.py dumps and restores 1 GB
+$(BACKUP_TOOLS_STAMP): scripts/install-backup-tools.sh
+	bash scripts/install-backup-tools.sh
+
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -51,13 +57,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP) $(CHECKOV_STAMP) $(NODE_TOOLS_STAMP) $(WORKFLOW_TOOLS_STAMP) $(EDGE_TOOLS_STAMP)
+unit: $(STAMP) $(CHECKOV_STAMP) $(NODE_TOOLS_STAMP) $(WORKFLOW_TOOLS_STAMP) $(EDGE_TOOLS_STAMP) $(BACKUP_TOOLS_STAMP)
 	$(VENV)/bin/pytest
 
 ## Benchmarks (not part of the tests: they print ratios measured in one run)
-bench: $(STAMP) $(EDGE_TOOLS_STAMP)
+bench: $(STAMP) $(EDGE_TOOLS_STAMP) $(BACKUP_TOOLS_STAMP)
 	$(PY) bench/preview.py
 	$(PY) bench/edge.py
+	$(PY) bench/backup.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -21,13 +21,13 @@ class BackupError(Exception):
     code = FAILED
 
 
-class InvalidInput(BackupError):
+class InvalidInputError(BackupError):
     """Bad input or a refused target: nothing was changed."""
 
     code = INVALID
 
 
-class Corrupt(BackupError):
+class CorruptBackupError(BackupError):
     """A backup that does not match its manifest: nothing was changed."""
 
     code = CORRUPT

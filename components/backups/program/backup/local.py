@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from backup import pg
-from backup.errors import BackupError, InvalidInput
+from backup.errors import BackupError, InvalidInputError
 
 
 def _free_port() -> int:
@@ -32,7 +32,9 @@ def _as_server_user(command: list[str]) -> list[str]:
     user = os.environ.get("RESTORE_TEST_OS_USER", "postgres")
     runuser = shutil.which("runuser")
     if not runuser:
-        raise BackupError("running as root, PostgreSQL must run as another user, and runuser is missing")
+        raise BackupError(
+            "running as root, PostgreSQL must run as another user, and runuser is missing"
+        )
     return [runuser, "-u", user, "--", *command]
 
 
@@ -56,19 +58,47 @@ class LocalPostgres:
             shutil.rmtree(self.folder)
         self.folder.mkdir(parents=True)
         _chown_for_server(self.folder)
-        self._run([pg.binary("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"], "initdb")
+        self._run(
+            [
+                pg.binary("initdb"),
+                "-D",
+                str(self.data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            "initdb",
+        )
         options = (
             f"-c listen_addresses='' -c unix_socket_directories='{self.folder}' -p {self.port} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
         self._run(
-            [pg.binary("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.folder / "server.log"), "-w", "-t", "60", "start"],
+            [
+                pg.binary("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-o",
+                options,
+                "-l",
+                str(self.folder / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
             "pg_ctl start",
         )
         return self
 
     def _run(self, command: list[str], what: str) -> None:
-        result = subprocess.run(_as_server_user(command), capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            _as_server_user(command), capture_output=True, text=True, check=False
+        )
         if result.returncode != 0:
             log = self.folder / "server.log"
             tail = log.read_text()[-2000:] if log.exists() else ""
@@ -79,11 +109,20 @@ class LocalPostgres:
 
     @property
     def connection(self) -> pg.Connection:
-        return pg.Connection(host=str(self.folder), port=self.port, user="postgres", password="", sslmode="disable")
+        return pg.Connection(
+            host=str(self.folder), port=self.port, user="postgres", password="", sslmode="disable"
+        )
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         subprocess.run(
-            _as_server_user([pg.binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]),
+            _as_server_user(
+                [pg.binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]
+            ),
             capture_output=True,
             check=False,
         )
@@ -116,7 +155,11 @@ class LocalRedis:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                log = (self.folder / "redis.log").read_text()[-2000:] if (self.folder / "redis.log").exists() else ""
+                log = (
+                    (self.folder / "redis.log").read_text()[-2000:]
+                    if (self.folder / "redis.log").exists()
+                    else ""
+                )
                 raise BackupError(f"redis-server could not load the export: {log.strip()}")
             reply = self.cli("PING", check=False)
             if reply == "PONG":
@@ -127,8 +170,10 @@ class LocalRedis:
     def cli(self, *command: str, check: bool = True) -> str:
         tool = shutil.which("redis-cli")
         if not tool:
-            raise InvalidInput("redis-cli not found (the backup image installs it)")
-        result = subprocess.run([tool, "-s", str(self.socket), *command], capture_output=True, text=True, check=False)
+            raise InvalidInputError("redis-cli not found (the backup image installs it)")
+        result = subprocess.run(
+            [tool, "-s", str(self.socket), *command], capture_output=True, text=True, check=False
+        )
         if check and result.returncode != 0:
             raise BackupError(f"redis-cli {' '.join(command)}: {result.stderr.strip()}")
         return result.stdout.strip()
@@ -143,7 +188,12 @@ class LocalRedis:
                 counts[name] = int(values["keys"])
         return counts
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         if self._process and self._process.poll() is None:
             self._process.terminate()
             try:

@@ -5,21 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from backup.errors import Corrupt, InvalidInput
+from backup.errors import CorruptBackupError, InvalidInputError
 from backup.store import S3Uri, Store
 
 REQUIRED = ("kind", "scheduled", "key", "size", "sha256")
 
 
 def check(document: dict[str, Any], uri: str, kind: str) -> dict[str, Any]:
-    """The manifest, when it has the fields of a ``kind`` backup; Corrupt otherwise."""
+    """The manifest, when it has the fields of a ``kind`` backup; CorruptBackupError otherwise."""
     missing = [name for name in REQUIRED if name not in document]
     if missing:
-        raise Corrupt(f"{uri} lacks {', '.join(missing)}: not a complete backup manifest")
+        raise CorruptBackupError(
+            f"{uri} lacks {', '.join(missing)}: not a complete backup manifest"
+        )
     if document["kind"] != kind:
-        raise InvalidInput(f"{uri} is a {document['kind']} backup, not {kind}")
+        raise InvalidInputError(f"{uri} is a {document['kind']} backup, not {kind}")
     if not isinstance(document["size"], int) or not isinstance(document["sha256"], str):
-        raise Corrupt(f"{uri}: size or sha256 has the wrong type")
+        raise CorruptBackupError(f"{uri}: size or sha256 has the wrong type")
     return document
 
 
@@ -32,7 +34,7 @@ def newest(store: Store, prefix: str, kind: str) -> tuple[str, dict[str, Any]] |
     document = store.get_json(key)
     if document is None:
         return None
-    return store, key, check(document, store.uri(key), kind)
+    return key, check(document, store.uri(key), kind)
 
 
 def resolve(
@@ -44,7 +46,7 @@ def resolve(
     if source == "latest":
         found = newest(store, prefix, kind)
         if found is None:
-            raise InvalidInput(f"no {kind} backup with a manifest under {store.uri(prefix)}")
+            raise InvalidInputError(f"no {kind} backup with a manifest under {store.uri(prefix)}")
         return store, found[0], found[1]
     uri = S3Uri.parse(source)
     if uri.bucket != store.bucket:
@@ -52,9 +54,15 @@ def resolve(
     key = uri.key
     if not key.endswith("manifest.json"):
         if not key.endswith(suffix):
-            raise InvalidInput(f"{source} is not a {kind} backup (expected a key ending {suffix} or manifest.json)")
-        key = key[: -len(suffix)] + (".manifest.json" if suffix.startswith(".") else "manifest.json")
+            raise InvalidInputError(
+                f"{source} is not a {kind} backup (expected a key ending {suffix} or manifest.json)"
+            )
+        key = key[: -len(suffix)] + (
+            ".manifest.json" if suffix.startswith(".") else "manifest.json"
+        )
     document = store.get_json(key)
     if document is None:
-        raise InvalidInput(f"{store.uri(key)} does not exist: a backup without its manifest does not count")
+        raise InvalidInputError(
+            f"{store.uri(key)} does not exist: a backup without its manifest does not count"
+        )
     return store, key, check(document, store.uri(key), kind)

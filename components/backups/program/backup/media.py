@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from backup.errors import BackupError, Corrupt, InvalidInput
+from backup.errors import BackupError, CorruptBackupError, InvalidInputError
 from backup.log import event, say
 from backup.pg_restore import check_free_space
 from backup.schedule import stamp
@@ -61,9 +61,11 @@ def run(store: Store, media: Store, when: datetime, *, job: str = "") -> str:
     moment = stamp(when)
     manifest = manifest_key(moment)
     if store.get_json(manifest) is not None:
-        event("backup", kind=PREFIX, scheduled=moment, result="exists", manifest=store.uri(manifest))
+        event(
+            "backup", kind=PREFIX, scheduled=moment, result="exists", manifest=store.uri(manifest)
+        )
         return "exists"
-    claim = Claim(store, f"{PREFIX}/{moment}/claim.json", job)
+    claim = Claim(store, f"{PREFIX}/{moment}/claim.json", job, done=manifest)
     holder = claim.acquire()
     if holder is not None:
         event("backup", kind=PREFIX, scheduled=moment, result="held", holder=holder)
@@ -81,7 +83,9 @@ def run(store: Store, media: Store, when: datetime, *, job: str = "") -> str:
                 info.mtime = int(time.time())
                 archive.addfile(info, io.BufferedReader(body, buffer_size=READ_CHUNK))
                 if body.size != size:
-                    raise BackupError(f"{media.uri(key)} changed while being archived ({body.size} of {size} bytes)")
+                    raise BackupError(
+                        f"{media.uri(key)} changed while being archived ({body.size} of {size} bytes)"
+                    )
                 objects.append({"key": key, "size": size, "sha256": body.digest.hexdigest()})
         written = writer.close()
     except (ClientError, BotoCoreError) as error:
@@ -94,7 +98,9 @@ def run(store: Store, media: Store, when: datetime, *, job: str = "") -> str:
         raise
     claim.release()
     if claim.lost:
-        raise BackupError(f"another run took over the media backup of {moment}: no manifest written")
+        raise BackupError(
+            f"another run took over the media backup of {moment}: no manifest written"
+        )
     document = {
         "kind": PREFIX,
         "scheduled": moment,
@@ -107,7 +113,15 @@ def run(store: Store, media: Store, when: datetime, *, job: str = "") -> str:
     }
     if not store.put_json(manifest, document, only_if_absent=True):
         return "exists"
-    event("backup", kind=PREFIX, scheduled=moment, result="ok", key=store.uri(written.key), size=written.size, objects=len(objects))
+    event(
+        "backup",
+        kind=PREFIX,
+        scheduled=moment,
+        result="ok",
+        key=store.uri(written.key),
+        size=written.size,
+        objects=len(objects),
+    )
     return "ok"
 
 
@@ -120,20 +134,24 @@ def verify_archive(path: Path, manifest: dict[str, Any]) -> int:
             for member in archive:
                 item = expected.get(member.name)
                 if item is None or not member.isfile():
-                    raise Corrupt(f"{path.name}: {member.name!r} is not in the manifest")
+                    raise CorruptBackupError(f"{path.name}: {member.name!r} is not in the manifest")
                 handle = archive.extractfile(member)
                 assert handle is not None
                 digest = hashlib.sha256()
                 while chunk := handle.read(READ_CHUNK):
                     digest.update(chunk)
                 if member.size != item["size"] or digest.hexdigest() != item["sha256"]:
-                    raise Corrupt(f"{path.name}: {member.name!r} does not match its checksum in the manifest")
+                    raise CorruptBackupError(
+                        f"{path.name}: {member.name!r} does not match its checksum in the manifest"
+                    )
                 seen.add(member.name)
     except (tarfile.TarError, EOFError, OSError) as error:
-        raise Corrupt(f"{path.name} is not a readable archive: {error}") from None
+        raise CorruptBackupError(f"{path.name} is not a readable archive: {error}") from None
     missing = sorted(set(expected) - seen)
     if missing:
-        raise Corrupt(f"{path.name} lacks {len(missing)} objects of its manifest, e.g. {missing[0]!r}")
+        raise CorruptBackupError(
+            f"{path.name} lacks {len(missing)} objects of its manifest, e.g. {missing[0]!r}"
+        )
     return len(seen)
 
 
@@ -144,11 +162,20 @@ def fetch(store: Store, manifest: dict[str, Any], scratch: Path) -> Path:
     return path
 
 
-def restore(store: Store, key: str, manifest: dict[str, Any], target: Store, *, replace: bool, dry_run: bool, scratch: Path) -> int:
+def restore(
+    store: Store,
+    key: str,
+    manifest: dict[str, Any],
+    target: Store,
+    *,
+    replace: bool,
+    dry_run: bool,
+    scratch: Path,
+) -> int:
     """Write the archive's objects into ``target``; the number written."""
     present = next(iter(target.keys("")), None)
     if present and not replace:
-        raise InvalidInput(
+        raise InvalidInputError(
             f"bucket {target.bucket} is not empty (e.g. {present[0]!r}): pass --replace to write "
             "the archive's objects over it (their current versions are kept as older versions)"
         )
@@ -156,7 +183,9 @@ def restore(store: Store, key: str, manifest: dict[str, Any], target: Store, *, 
     try:
         count = verify_archive(path, manifest)
         if dry_run:
-            say(f"dry run: {store.uri(manifest['key'])} verified: {count} objects would be written to s3://{target.bucket}")
+            say(
+                f"dry run: {store.uri(manifest['key'])} verified: {count} objects would be written to s3://{target.bucket}"
+            )
             say("nothing was changed")
             return 0
         expected = {item["key"]: item for item in manifest["objects"]}
@@ -166,13 +195,26 @@ def restore(store: Store, key: str, manifest: dict[str, Any], target: Store, *, 
                 assert handle is not None
                 body = _Hashing(handle)
                 try:
-                    target.s3.upload_fileobj(io.BufferedReader(body, buffer_size=READ_CHUNK), target.bucket, member.name)
+                    target.s3.upload_fileobj(
+                        io.BufferedReader(body, buffer_size=READ_CHUNK), target.bucket, member.name
+                    )
                 except (ClientError, BotoCoreError) as error:
-                    raise BackupError(f"writing {target.uri(member.name)} failed: {describe(error)}") from None
+                    raise BackupError(
+                        f"writing {target.uri(member.name)} failed: {describe(error)}"
+                    ) from None
                 if body.digest.hexdigest() != expected[member.name]["sha256"]:
-                    raise Corrupt(f"{member.name!r} changed on the scratch disk while restoring: restore stopped")
+                    raise CorruptBackupError(
+                        f"{member.name!r} changed on the scratch disk while restoring: restore stopped"
+                    )
     finally:
         path.unlink(missing_ok=True)
-    event("restore", kind=PREFIX, source=store.uri(manifest["key"]), bucket=target.bucket, objects=count, result="ok")
+    event(
+        "restore",
+        kind=PREFIX,
+        source=store.uri(manifest["key"]),
+        bucket=target.bucket,
+        objects=count,
+        result="ok",
+    )
     say(f"restored {count} objects from {store.uri(manifest['key'])} into s3://{target.bucket}")
     return count

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from backup.errors import BackupError, InvalidInput
+from backup.errors import BackupError, InvalidInputError
 
 SYSTEM_DATABASES = ("template0", "template1", "rdsadmin")
 
@@ -36,13 +36,13 @@ class Connection:
         env = dict(os.environ if env is None else env)
         host = env.get("DATABASE_HOST", "")
         if not host:
-            raise InvalidInput("DATABASE_HOST is not set (the PostgreSQL server's address)")
+            raise InvalidInputError("DATABASE_HOST is not set (the PostgreSQL server's address)")
         port_text = env.get("DATABASE_PORT", "5432")
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise InvalidInput(f"DATABASE_PORT {port_text!r} is not a port number")
+            raise InvalidInputError(f"DATABASE_PORT {port_text!r} is not a port number")
         folder = env.get("DATABASE_CREDENTIALS_DIR", "")
         if not folder:
-            raise InvalidInput(
+            raise InvalidInputError(
                 "DATABASE_CREDENTIALS_DIR is not set (a folder with the files username and "
                 "password: the database Secret)"
             )
@@ -86,12 +86,12 @@ def _credential(folder: Path, name: str) -> str:
     try:
         value = path.read_text().strip()
     except OSError as error:
-        raise InvalidInput(
+        raise InvalidInputError(
             f"cannot read {path} ({error.strerror}): DATABASE_CREDENTIALS_DIR must hold the "
             "files username and password"
         ) from None
     if not value:
-        raise InvalidInput(f"{path} is empty: expected the database {name}")
+        raise InvalidInputError(f"{path} is empty: expected the database {name}")
     return value
 
 
@@ -102,7 +102,7 @@ def binary(name: str) -> str:
     if folder:
         path = Path(folder) / name
         if not path.exists():
-            raise InvalidInput(f"PG_BINDIR {folder} has no {name}")
+            raise InvalidInputError(f"PG_BINDIR {folder} has no {name}")
         return str(path)
     found = shutil.which(name)
     if found:
@@ -174,7 +174,9 @@ def row_counts(connection: Connection, database: str) -> dict[str, int]:
     tables = [row[0] for row in query(connection, database, TABLES_SQL)]
     if not tables:
         return {}
-    sql = " UNION ALL ".join(f"SELECT '{t.replace(chr(39), chr(39) * 2)}', count(*) FROM {t}" for t in tables)
+    sql = " UNION ALL ".join(
+        f"SELECT '{t.replace(chr(39), chr(39) * 2)}', count(*) FROM {t}" for t in tables
+    )
     return {name: int(count) for name, count in query(connection, database, sql)}
 
 

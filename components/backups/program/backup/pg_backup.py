@@ -70,9 +70,18 @@ def run(
     outcomes = []
     for name in names:
         try:
-            outcomes.append(_database(store, connection, name, moment, version, globals_written, job))
+            outcomes.append(
+                _database(store, connection, name, moment, version, globals_written, job)
+            )
         except BackupError as error:
-            event("backup", kind=PREFIX, database=name, scheduled=moment, result="failed", error=str(error))
+            event(
+                "backup",
+                kind=PREFIX,
+                database=name,
+                scheduled=moment,
+                result="failed",
+                error=str(error),
+            )
             outcomes.append(Outcome(name, "failed", str(error)))
     return outcomes
 
@@ -91,7 +100,11 @@ def _globals(store: Store, connection: pg.Connection, moment: str) -> dict[str, 
     if not store.put_bytes(key, result.stdout, only_if_absent=True):
         existing = store.read(key)  # this schedule's, from an earlier run: keep it
         return {"key": key, "size": len(existing), "sha256": hashlib.sha256(existing).hexdigest()}
-    return {"key": key, "size": len(result.stdout), "sha256": hashlib.sha256(result.stdout).hexdigest()}
+    return {
+        "key": key,
+        "size": len(result.stdout),
+        "sha256": hashlib.sha256(result.stdout).hexdigest(),
+    }
 
 
 def _database(
@@ -105,12 +118,21 @@ def _database(
 ) -> Outcome:
     manifest = manifest_key(database, moment)
     if store.get_json(manifest) is not None:
-        event("backup", kind=PREFIX, database=database, scheduled=moment, result="exists", manifest=store.uri(manifest))
+        event(
+            "backup",
+            kind=PREFIX,
+            database=database,
+            scheduled=moment,
+            result="exists",
+            manifest=store.uri(manifest),
+        )
         return Outcome(database, "exists")
-    claim = Claim(store, f"{PREFIX}/{database}/{moment}.claim", job)
+    claim = Claim(store, f"{PREFIX}/{database}/{moment}.claim", job, done=manifest)
     holder = claim.acquire()
     if holder is not None:
-        event("backup", kind=PREFIX, database=database, scheduled=moment, result="held", holder=holder)
+        event(
+            "backup", kind=PREFIX, database=database, scheduled=moment, result="held", holder=holder
+        )
         return Outcome(database, "held", holder)
     claim.keep()
     try:
@@ -177,7 +199,14 @@ def _dump(
     }
     manifest = manifest_key(database, moment)
     if not store.put_json(manifest, document, only_if_absent=True):
-        event("backup", kind=PREFIX, database=database, scheduled=moment, result="exists", manifest=store.uri(manifest))
+        event(
+            "backup",
+            kind=PREFIX,
+            database=database,
+            scheduled=moment,
+            result="exists",
+            manifest=store.uri(manifest),
+        )
         return Outcome(database, "exists", "another run wrote the manifest first")
     event(
         "backup",
@@ -226,5 +255,7 @@ def _stream_dump(
 
 
 def _version(program: str) -> str:
-    result = subprocess.run([pg.binary(program), "--version"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [pg.binary(program), "--version"], capture_output=True, text=True, check=False
+    )
     return result.stdout.strip()

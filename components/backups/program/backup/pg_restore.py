@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from backup import pg
-from backup.errors import BackupError, Corrupt, InvalidInput
+from backup.errors import BackupError, CorruptBackupError, InvalidInputError
 from backup.log import event, say
 from backup.pg_backup import GLOBALS, PREFIX
 from backup.store import Store
@@ -45,18 +45,43 @@ def fetch(store: Store, manifest: dict[str, Any], scratch: Path) -> Path:
     return path
 
 
-def pg_restore(connection: pg.Connection, database: str, dump: Path, jobs: int, *, privileges: bool) -> None:
+def pg_restore(
+    connection: pg.Connection, database: str, dump: Path, jobs: int, *, privileges: bool
+) -> None:
     """``pg_restore -j`` into an existing empty database, stopping at the first error."""
-    command = [pg.binary("pg_restore"), "-w", "--exit-on-error", "--no-owner", "-j", str(jobs), "-d", database]
+    command = [
+        pg.binary("pg_restore"),
+        "-w",
+        "--exit-on-error",
+        "--no-owner",
+        "-j",
+        str(jobs),
+        "-d",
+        database,
+    ]
     if not privileges:
         command.append("--no-privileges")
-    result = subprocess.run([*command, str(dump)], capture_output=True, text=True, env=connection.environment(database), check=False)
+    result = subprocess.run(
+        [*command, str(dump)],
+        capture_output=True,
+        text=True,
+        env=connection.environment(database),
+        check=False,
+    )
     if result.returncode != 0:
         detail = result.stderr.strip()
         if "No space left on device" in detail or "could not extend file" in detail:
-            raise BackupError(f"the disk of {connection.host} is full while restoring into {database!r}: {detail[-500:]}")
-        if "could not read input file" in detail or "input file appears to be" in detail or "unexpected end of file" in detail:
-            raise Corrupt(f"{dump} is not a readable custom-format dump: {detail[-500:]}")
+            raise BackupError(
+                f"the disk of {connection.host} is full while restoring into {database!r}: {detail[-500:]}"
+            )
+        if (
+            "could not read input file" in detail
+            or "input file appears to be" in detail
+            or "unexpected end of file" in detail
+        ):
+            raise CorruptBackupError(
+                f"{dump} is not a readable custom-format dump: {detail[-500:]}"
+            )
         raise pg.connect_error(detail, connection, database)
 
 
@@ -86,7 +111,13 @@ class Target:
 
 
 def inspect(connection: pg.Connection, name: str) -> Target:
-    exists = bool(pg.query(connection, "postgres", f"SELECT 1 FROM pg_database WHERE datname = '{name.replace(chr(39), chr(39) * 2)}'"))
+    exists = bool(
+        pg.query(
+            connection,
+            "postgres",
+            f"SELECT 1 FROM pg_database WHERE datname = '{name.replace(chr(39), chr(39) * 2)}'",
+        )
+    )
     tables = len(pg.query(connection, name, pg.TABLES_SQL)) if exists else 0
     return Target(name, exists, tables)
 
@@ -108,10 +139,12 @@ def restore(
     kept = f"{target}_before_{when.lower()}"
     staging = f"{target}_restore_{secrets.token_hex(3)}"
     if len(kept) > MAX_NAME or len(staging) > MAX_NAME:
-        raise InvalidInput(f"database name {target!r} is too long to keep the previous copy beside it ({MAX_NAME} characters at most)")
+        raise InvalidInputError(
+            f"database name {target!r} is too long to keep the previous copy beside it ({MAX_NAME} characters at most)"
+        )
     current = inspect(connection, target)
     if current.tables and not replace:
-        raise InvalidInput(
+        raise InvalidInputError(
             f"database {target!r} on {connection.host} is not empty ({current.tables} tables): "
             "pass --replace to restore over it (the current database is kept as "
             f"{kept!r}), or --target-database to restore beside it"
@@ -119,8 +152,12 @@ def restore(
     source = store.uri(manifest["key"])
     if dry_run:
         store.verify(manifest["key"], size=int(manifest["size"]), sha256=manifest["sha256"])
-        say(f"dry run: {source} verified ({manifest['size']:,} bytes, SHA-256 matches {store.uri(key)})")
-        say(f"would restore it ({len(manifest.get('tables', {}))} tables) into database {target!r} on {connection.host}")
+        say(
+            f"dry run: {source} verified ({manifest['size']:,} bytes, SHA-256 matches {store.uri(key)})"
+        )
+        say(
+            f"would restore it ({len(manifest.get('tables', {}))} tables) into database {target!r} on {connection.host}"
+        )
         if current.exists:
             say(f"would keep the current {target!r} ({current.tables} tables) as {kept!r}")
         say("nothing was changed")
@@ -133,9 +170,16 @@ def restore(
             found = pg.row_counts(connection, staging)
             wrong = differences(manifest.get("tables", {}), found)
             if wrong:
-                raise Corrupt(f"the restored copy of {source} does not match its manifest: " + "; ".join(wrong[:20]))
+                raise CorruptBackupError(
+                    f"the restored copy of {source} does not match its manifest: "
+                    + "; ".join(wrong[:20])
+                )
         except BaseException:
-            pg.query(connection, "postgres", f"DROP DATABASE IF EXISTS {_identifier(staging)} WITH (FORCE)")
+            pg.query(
+                connection,
+                "postgres",
+                f"DROP DATABASE IF EXISTS {_identifier(staging)} WITH (FORCE)",
+            )
             raise
     finally:
         dump.unlink(missing_ok=True)
@@ -145,16 +189,40 @@ def restore(
             "postgres",
             f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{target.replace(chr(39), chr(39) * 2)}' AND pid <> pg_backend_pid()",
         )
-        pg.query(connection, "postgres", f"ALTER DATABASE {_identifier(target)} RENAME TO {_identifier(kept)}")
-    pg.query(connection, "postgres", f"ALTER DATABASE {_identifier(staging)} RENAME TO {_identifier(target)}")
+        pg.query(
+            connection,
+            "postgres",
+            f"ALTER DATABASE {_identifier(target)} RENAME TO {_identifier(kept)}",
+        )
+    pg.query(
+        connection,
+        "postgres",
+        f"ALTER DATABASE {_identifier(staging)} RENAME TO {_identifier(target)}",
+    )
     rows = sum(found.values())
-    event("restore", kind=PREFIX, source=source, database=target, host=connection.host, tables=len(found), rows=rows, kept=kept if current.exists else None, result="ok")
-    say(f"restored {source} into database {target!r} on {connection.host}: {len(found)} tables, {rows:,} rows, matching its manifest")
+    event(
+        "restore",
+        kind=PREFIX,
+        source=source,
+        database=target,
+        host=connection.host,
+        tables=len(found),
+        rows=rows,
+        kept=kept if current.exists else None,
+        result="ok",
+    )
+    say(
+        f"restored {source} into database {target!r} on {connection.host}: {len(found)} tables, {rows:,} rows, matching its manifest"
+    )
     if current.exists:
-        say(f"the previous {target!r} is kept as {kept!r}; when satisfied: DROP DATABASE {_identifier(kept)};")
+        say(
+            f"the previous {target!r} is kept as {kept!r}; when satisfied: DROP DATABASE {_identifier(kept)};"
+        )
     globals_key = manifest.get("globals", {}).get("key")
     if globals_key:
-        say(f"roles and tablespaces (without passwords) are in {store.uri(globals_key)}, if the target lacks them")
+        say(
+            f"roles and tablespaces (without passwords) are in {store.uri(globals_key)}, if the target lacks them"
+        )
 
 
 def databases_with_backups(store: Store) -> list[str]:

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from backup.errors import BackupError, Corrupt
+from backup.errors import BackupError, CorruptBackupError
 
 
 @dataclass(frozen=True)
@@ -31,5 +31,5 @@ def check(path: Path) -> RdbCheck:
     expires = re.search(r"\[info\] (\d+) expires", output)
     if result.returncode != 0 or not keys or not expires:
         lines = [line for line in output.splitlines() if line.strip()]
-        raise Corrupt(f"{path.name} is not a valid RDB file: {' / '.join(lines[-3:])}")
+        raise CorruptBackupError(f"{path.name} is not a valid RDB file: {' / '.join(lines[-3:])}")
     return RdbCheck(int(keys.group(1)), int(expires.group(1)))

@@ -24,7 +24,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from backup import rdb
-from backup.errors import BackupError, InvalidInput
+from backup.errors import BackupError, InvalidInputError
 from backup.log import event, say
 from backup.pg_restore import check_free_space
 from backup.schedule import stamp
@@ -82,22 +82,38 @@ def _wait_available(elasticache: Any, name: str, waiter: Waiter) -> dict[str, An
         if status in ("failed", "missing", "deleting"):
             raise BackupError(f"ElastiCache snapshot {name} is {status}")
         if time.monotonic() > deadline:
-            raise BackupError(f"ElastiCache snapshot {name} still {status} after {waiter.limit:.0f} s")
+            raise BackupError(
+                f"ElastiCache snapshot {name} still {status} after {waiter.limit:.0f} s"
+            )
         time.sleep(waiter.interval)
 
 
-def _source(elasticache: Any, group: str, moment: str, waiter: Waiter, now: datetime) -> tuple[str, bool]:
+def _source(
+    elasticache: Any, group: str, moment: str, waiter: Waiter, now: datetime
+) -> tuple[str, bool]:
     """The snapshot to export and whether this run created it."""
     automatic = _call(
-        "DescribeSnapshots", elasticache.describe_snapshots, ReplicationGroupId=group, SnapshotSource="system"
+        "DescribeSnapshots",
+        elasticache.describe_snapshots,
+        ReplicationGroupId=group,
+        SnapshotSource="system",
     )["Snapshots"]
-    ready = [s for s in automatic if s.get("SnapshotStatus") == "available" and now - _created(s) < RECENT]
+    ready = [
+        s
+        for s in automatic
+        if s.get("SnapshotStatus") == "available" and now - _created(s) < RECENT
+    ]
     if ready:
         newest = max(ready, key=_created)
         return str(newest["SnapshotName"]), False
     name = f"{group}-backup-{moment.lower()}"
     if _snapshot(elasticache, name) is None:
-        _call("CreateSnapshot", elasticache.create_snapshot, ReplicationGroupId=group, SnapshotName=name)
+        _call(
+            "CreateSnapshot",
+            elasticache.create_snapshot,
+            ReplicationGroupId=group,
+            SnapshotName=name,
+        )
     _wait_available(elasticache, name, waiter)
     return name, True
 
@@ -118,9 +134,11 @@ def run(
     moment = stamp(when)
     manifest = manifest_key(moment)
     if store.get_json(manifest) is not None:
-        event("backup", kind=PREFIX, scheduled=moment, result="exists", manifest=store.uri(manifest))
+        event(
+            "backup", kind=PREFIX, scheduled=moment, result="exists", manifest=store.uri(manifest)
+        )
         return "exists"
-    claim = Claim(store, f"{PREFIX}/{moment}/claim.json", job)
+    claim = Claim(store, f"{PREFIX}/{moment}/claim.json", job, done=manifest)
     holder = claim.acquire()
     if holder is not None:
         event("backup", kind=PREFIX, scheduled=moment, result="held", holder=holder)
@@ -142,10 +160,14 @@ def run(
             _wait_available(elasticache, name, waiter)  # "exporting" until the copy is written
             exported = [key for key, _ in store.keys(f"{PREFIX}/{moment}/") if key.endswith(".rdb")]
         if not exported:
-            raise BackupError(f"the export of snapshot {name} wrote no .rdb under {store.uri(PREFIX + '/' + moment + '/')}")
+            raise BackupError(
+                f"the export of snapshot {name} wrote no .rdb under {store.uri(PREFIX + '/' + moment + '/')}"
+            )
         files = [_checked(store, key, scratch) for key in sorted(exported)]
         if claim.lost:
-            raise BackupError(f"another run took over the Redis backup of {moment}: no manifest written")
+            raise BackupError(
+                f"another run took over the Redis backup of {moment}: no manifest written"
+            )
         first = files[0]
         document = {
             "kind": PREFIX,
@@ -167,7 +189,16 @@ def run(
             _call("DeleteSnapshot", elasticache.delete_snapshot, SnapshotName=name)
     finally:
         claim.release()
-    event("backup", kind=PREFIX, scheduled=moment, result="ok", snapshot=name, files=len(files), keys=document["keys"], key=store.uri(first["key"]))
+    event(
+        "backup",
+        kind=PREFIX,
+        scheduled=moment,
+        result="ok",
+        snapshot=name,
+        files=len(files),
+        keys=document["keys"],
+        key=store.uri(first["key"]),
+    )
     return "ok"
 
 
@@ -186,7 +217,13 @@ def _checked(store: Store, key: str, scratch: Path) -> dict[str, Any]:
         counts = rdb.check(path)
     finally:
         path.unlink(missing_ok=True)
-    return {"key": key, "size": size, "sha256": digest.hexdigest(), "keys": counts.keys, "expires": counts.expires}
+    return {
+        "key": key,
+        "size": size,
+        "sha256": digest.hexdigest(),
+        "keys": counts.keys,
+        "expires": counts.expires,
+    }
 
 
 def restore(
@@ -202,20 +239,34 @@ def restore(
 ) -> dict[str, Any]:
     """Create ``target_group`` from the export, with the settings of the group ``like``."""
     if not target_group:
-        raise InvalidInput("--target-group is required: ElastiCache restores into a new replication group")
+        raise InvalidInputError(
+            "--target-group is required: ElastiCache restores into a new replication group"
+        )
     try:
         elasticache.describe_replication_groups(ReplicationGroupId=target_group)
-        raise InvalidInput(f"replication group {target_group!r} exists: ElastiCache restores only into a new group (choose another --target-group)")
+        raise InvalidInputError(
+            f"replication group {target_group!r} exists: ElastiCache restores only into a new group (choose another --target-group)"
+        )
     except ClientError as error:
         if "ReplicationGroupNotFound" not in describe(error):
-            raise BackupError(f"ElastiCache DescribeReplicationGroups failed: {describe(error)}") from None
+            raise BackupError(
+                f"ElastiCache DescribeReplicationGroups failed: {describe(error)}"
+            ) from None
     for item in manifest.get("files", [manifest]):
         store.verify(item["key"], size=int(item["size"]), sha256=item["sha256"])
-    template = _call("DescribeReplicationGroups", elasticache.describe_replication_groups, ReplicationGroupId=like)["ReplicationGroups"][0]
+    template = _call(
+        "DescribeReplicationGroups",
+        elasticache.describe_replication_groups,
+        ReplicationGroupId=like,
+    )["ReplicationGroups"][0]
     members = template.get("MemberClusters") or []
     if not members:
-        raise BackupError(f"replication group {like!r} has no member clusters to copy settings from")
-    cluster = _call("DescribeCacheClusters", elasticache.describe_cache_clusters, CacheClusterId=members[0])["CacheClusters"][0]
+        raise BackupError(
+            f"replication group {like!r} has no member clusters to copy settings from"
+        )
+    cluster = _call(
+        "DescribeCacheClusters", elasticache.describe_cache_clusters, CacheClusterId=members[0]
+    )["CacheClusters"][0]
     request: dict[str, Any] = {
         "ReplicationGroupId": target_group,
         "ReplicationGroupDescription": f"restored from {store.uri(key)}",
@@ -227,17 +278,24 @@ def restore(
         "MultiAZEnabled": template.get("MultiAZ") == "enabled",
         "CacheSubnetGroupName": cluster.get("CacheSubnetGroupName"),
         "SecurityGroupIds": [g["SecurityGroupId"] for g in cluster.get("SecurityGroups", [])],
-        "CacheParameterGroupName": (cluster.get("CacheParameterGroup") or {}).get("CacheParameterGroupName"),
+        "CacheParameterGroupName": (cluster.get("CacheParameterGroup") or {}).get(
+            "CacheParameterGroupName"
+        ),
         "AtRestEncryptionEnabled": bool(template.get("AtRestEncryptionEnabled")),
         "TransitEncryptionEnabled": bool(template.get("TransitEncryptionEnabled")),
         "KmsKeyId": template.get("KmsKeyId"),
         "SnapshotRetentionLimit": int(template.get("SnapshotRetentionLimit") or 0),
-        "SnapshotArns": [f"arn:aws:s3:::{store.bucket}/{item['key']}" for item in manifest.get("files", [manifest])],
+        "SnapshotArns": [
+            f"arn:aws:s3:::{store.bucket}/{item['key']}"
+            for item in manifest.get("files", [manifest])
+        ],
     }
     request = {k: v for k, v in request.items() if v not in (None, "")}
     if template.get("AuthTokenEnabled"):
         if not auth_token:
-            raise InvalidInput(f"{like!r} requires AUTH: pass --auth-token-file with the token for the new group")
+            raise InvalidInputError(
+                f"{like!r} requires AUTH: pass --auth-token-file with the token for the new group"
+            )
         request["AuthToken"] = auth_token
     shown = {k: v for k, v in request.items() if k != "AuthToken"}
     if dry_run:
@@ -247,8 +305,18 @@ def restore(
         say("nothing was changed")
         return shown
     _call("CreateReplicationGroup", elasticache.create_replication_group, **request)
-    event("restore", kind=PREFIX, source=store.uri(key), replication_group=target_group, result="started")
-    say(f"creating replication group {target_group!r} from {store.uri(key)} ({manifest.get('keys', '?')} keys)")
-    say("next: wait until it is available (aws elasticache wait replication-group-available "
-        f"--replication-group-id {target_group}), then follow docs/runbooks/restore-redis.md to switch over")
+    event(
+        "restore",
+        kind=PREFIX,
+        source=store.uri(key),
+        replication_group=target_group,
+        result="started",
+    )
+    say(
+        f"creating replication group {target_group!r} from {store.uri(key)} ({manifest.get('keys', '?')} keys)"
+    )
+    say(
+        "next: wait until it is available (aws elasticache wait replication-group-available "
+        f"--replication-group-id {target_group}), then follow docs/runbooks/restore-redis.md to switch over"
+    )
     return shown

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backup import manifests, media, pg_restore, rdb, redis_backup
-from backup.errors import CORRUPT, FAILED, BackupError, Corrupt
+from backup import manifests, media, pg, pg_restore, rdb, redis_backup
+from backup.errors import CORRUPT, FAILED, BackupError, CorruptBackupError
 from backup.local import LocalPostgres, LocalRedis
 from backup.log import event
 from backup.pg_backup import PREFIX as PG_PREFIX
@@ -44,7 +44,7 @@ def run(store: Store, scratch: Path, *, jobs: int, only: tuple[str, ...] = STORE
             results[name] = {"result": "ok", **detail}
         except BackupError as error:
             results[name] = {"result": "failed", "error": str(error)}
-            worst = max(worst, CORRUPT if isinstance(error, Corrupt) else FAILED)
+            worst = max(worst, CORRUPT if isinstance(error, CorruptBackupError) else FAILED)
         results[name]["seconds"] = round(time.monotonic() - begun, 3)
         event("restore-test-check", store=name, **results[name])
     event(
@@ -59,45 +59,60 @@ def run(store: Store, scratch: Path, *, jobs: int, only: tuple[str, ...] = STORE
 def _postgres(store: Store, scratch: Path, jobs: int) -> dict[str, Any]:
     names = pg_restore.databases_with_backups(store)
     if not names:
-        raise BackupError(f"no PostgreSQL backup with a manifest under {store.uri(PG_PREFIX + '/')}")
+        raise BackupError(
+            f"no PostgreSQL backup with a manifest under {store.uri(PG_PREFIX + '/')}"
+        )
     tested = {}
     with LocalPostgres(scratch / "postgresql") as server:
-        for database in names:
+        for number, database in enumerate(names):
+            into = f"restore_test_{number}"  # the throw-away server has its own "postgres"
             found = manifests.newest(store, f"{PG_PREFIX}/{database}/", PG_PREFIX)
             assert found is not None
             key, manifest = found
             dump = pg_restore.fetch(store, manifest, scratch)
             try:
-                pg_restore.query_create(server.connection, database)
-                pg_restore.pg_restore(server.connection, database, dump, jobs, privileges=False)
+                pg_restore.query_create(server.connection, into)
+                pg_restore.pg_restore(server.connection, into, dump, jobs, privileges=False)
             finally:
                 dump.unlink(missing_ok=True)
-            counts = pg_restore.pg.row_counts(server.connection, database)
+            counts = pg.row_counts(server.connection, into)
             wrong = pg_restore.differences(manifest.get("tables", {}), counts)
             if wrong:
-                raise Corrupt(f"{store.uri(key)}: the restored database differs: " + "; ".join(wrong[:20]))
-            tested[database] = {"backup": manifest["scheduled"], "tables": len(counts), "rows": sum(counts.values())}
+                raise CorruptBackupError(
+                    f"{store.uri(key)}: the restored database differs: " + "; ".join(wrong[:20])
+                )
+            tested[database] = {
+                "backup": manifest["scheduled"],
+                "tables": len(counts),
+                "rows": sum(counts.values()),
+            }
     return {"databases": tested}
 
 
 def _redis(store: Store, scratch: Path, jobs: int) -> dict[str, Any]:
     found = manifests.newest(store, f"{redis_backup.PREFIX}/", redis_backup.PREFIX)
     if found is None:
-        raise BackupError(f"no Redis backup with a manifest under {store.uri(redis_backup.PREFIX + '/')}")
+        raise BackupError(
+            f"no Redis backup with a manifest under {store.uri(redis_backup.PREFIX + '/')}"
+        )
     key, manifest = found
     files = manifest.get("files") or [manifest]
     loaded = 0
     for item in files:
-        pg_restore.check_free_space(scratch, int(item["size"]) * 2, f"the export {store.uri(item['key'])}")
+        pg_restore.check_free_space(
+            scratch, int(item["size"]) * 2, f"the export {store.uri(item['key'])}"
+        )
         path = scratch / "export.rdb"
         store.verify(item["key"], size=int(item["size"]), sha256=item["sha256"], into=path)
         counted = rdb.check(path)
         if counted.keys != item.get("keys", counted.keys):
-            raise Corrupt(f"{store.uri(item['key'])} holds {counted.keys} keys, its manifest {item['keys']}")
+            raise CorruptBackupError(
+                f"{store.uri(item['key'])} holds {counted.keys} keys, its manifest {item['keys']}"
+            )
         with LocalRedis(scratch / "redis", path) as server:
             held = sum(server.keys_per_db().values())
         if not counted.keys - counted.expires <= held <= counted.keys:
-            raise Corrupt(
+            raise CorruptBackupError(
                 f"{store.uri(item['key'])} loaded {held} keys; expected {counted.keys} "
                 f"(at least {counted.keys - counted.expires}: {counted.expires} have a time to live)"
             )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from backup.errors import InvalidInput
+from backup.errors import InvalidInputError
 
 STAMP_FORMAT = "%Y%m%dT%H%MZ"
 """``20261130T0200Z``: sorts in time order, which is how "newest" is found."""
@@ -27,9 +27,11 @@ def stamp(moment: datetime) -> str:
 
 
 def parse_stamp(text: str) -> datetime:
-    """The moment a stamp names; InvalidInput when it is not one."""
+    """The moment a stamp names; InvalidInputError when it is not one."""
     if not STAMP_PATTERN.match(text):
-        raise InvalidInput(f"{text!r} is not a backup timestamp (expected like 20261130T0200Z)")
+        raise InvalidInputError(
+            f"{text!r} is not a backup timestamp (expected like 20261130T0200Z)"
+        )
     return datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=UTC)
 
 
@@ -40,7 +42,7 @@ def scheduled_time(at: str | None, job_name: str | None, now: datetime | None = 
         try:
             moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
         except ValueError:
-            raise InvalidInput(
+            raise InvalidInputError(
                 f"--at {at!r} is not a time (expected ISO 8601, e.g. 2026-11-30T02:00Z)"
             ) from None
         if moment.tzinfo is None:
@@ -49,7 +51,7 @@ def scheduled_time(at: str | None, job_name: str | None, now: datetime | None = 
     if job_name:
         match = _JOB_SUFFIX.search(job_name)
         if not match:
-            raise InvalidInput(
+            raise InvalidInputError(
                 f"BACKUP_JOB_NAME {job_name!r} does not end in the CronJob's scheduled minute "
                 "(expected <cronjob>-<minutes since the epoch>); pass --at for a manual run"
             )

@@ -25,7 +25,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from backup.errors import BackupError, Corrupt, InvalidInput
+from backup.errors import BackupError, CorruptBackupError, InvalidInputError
 
 MiB = 1024 * 1024
 PART_SIZE = int(os.environ.get("BACKUP_PART_MB", "32")) * MiB
@@ -81,7 +81,7 @@ class S3Uri:
     @classmethod
     def parse(cls, text: str) -> S3Uri:
         if not text.startswith("s3://") or "/" not in text[5:] or text.endswith("/"):
-            raise InvalidInput(f"{text!r} is not an S3 object URI (expected s3://bucket/key)")
+            raise InvalidInputError(f"{text!r} is not an S3 object URI (expected s3://bucket/key)")
         bucket, key = text[5:].split("/", 1)
         return cls(bucket, key)
 
@@ -194,7 +194,7 @@ class Store:
 
     def __init__(self, bucket: str, s3: Any | None = None) -> None:
         if not bucket:
-            raise InvalidInput("no bucket named (BACKUP_BUCKET or --bucket)")
+            raise InvalidInputError("no bucket named (BACKUP_BUCKET or --bucket)")
         self.bucket = bucket
         self.s3 = s3 if s3 is not None else client("s3")
 
@@ -218,7 +218,9 @@ class Store:
                 **extra,
             )
         except ClientError as error:
-            if only_if_absent and (_code(error) in ("PreconditionFailed", "412") or _status(error) == 412):
+            if only_if_absent and (
+                _code(error) in ("PreconditionFailed", "412") or _status(error) == 412
+            ):
                 return False
             raise BackupError(f"cannot write {self.uri(key)}: {describe(error)}") from None
         except BotoCoreError as error:
@@ -231,7 +233,9 @@ class Store:
         try:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
         except ClientError as error:
-            if only_if_absent and (_code(error) in ("PreconditionFailed", "412") or _status(error) == 412):
+            if only_if_absent and (
+                _code(error) in ("PreconditionFailed", "412") or _status(error) == 412
+            ):
                 return False
             raise BackupError(f"cannot write {self.uri(key)}: {describe(error)}") from None
         except BotoCoreError as error:
@@ -265,9 +269,13 @@ class Store:
         try:
             document = json.loads(body)
         except ValueError:
-            raise Corrupt(f"{self.uri(key)} is not JSON: the manifest is damaged") from None
+            raise CorruptBackupError(
+                f"{self.uri(key)} is not JSON: the manifest is damaged"
+            ) from None
         if not isinstance(document, dict):
-            raise Corrupt(f"{self.uri(key)} is not a JSON object: the manifest is damaged")
+            raise CorruptBackupError(
+                f"{self.uri(key)} is not a JSON object: the manifest is damaged"
+            )
         return document, str(reply.get("ETag", ""))
 
     def replace_json(self, key: str, document: dict[str, Any], etag: str) -> bool:
@@ -276,9 +284,11 @@ class Store:
         try:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfMatch=etag)
         except ClientError as error:
-            if _code(error) in ("PreconditionFailed", "412", "ConditionalRequestConflict") or _status(
-                error
-            ) in (409, 412):
+            if _code(error) in (
+                "PreconditionFailed",
+                "412",
+                "ConditionalRequestConflict",
+            ) or _status(error) in (409, 412):
                 return False
             raise BackupError(f"cannot write {self.uri(key)}: {describe(error)}") from None
         return True
@@ -309,14 +319,14 @@ class Store:
             return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]  # type: ignore[no-any-return]
         except ClientError as error:
             if _code(error) in ("NoSuchKey", "404"):
-                raise InvalidInput(f"{self.uri(key)} does not exist") from None
+                raise InvalidInputError(f"{self.uri(key)} does not exist") from None
             raise BackupError(f"cannot read {self.uri(key)}: {describe(error)}") from None
         except BotoCoreError as error:
             raise BackupError(f"cannot read {self.uri(key)}: {describe(error)}") from None
 
     def verify(self, key: str, *, size: int, sha256: str, into: Path | None = None) -> None:
         """Read the object (into ``into`` when given) and check its size and SHA-256 against
-        the manifest's; Corrupt when either differs (the file, if any, is removed)."""
+        the manifest's; CorruptBackupError when either differs (the file, if any, is removed)."""
         digest = hashlib.sha256()
         count = 0
         body = self.stream(key)
@@ -337,7 +347,7 @@ class Store:
         if count != size or digest.hexdigest() != sha256:
             if into:
                 into.unlink(missing_ok=True)
-            raise Corrupt(
+            raise CorruptBackupError(
                 f"{self.uri(key)} does not match its manifest: {count} bytes, SHA-256 "
                 f"{digest.hexdigest()[:16]}..., expected {size} bytes, {sha256[:16]}... "
                 "(truncated or damaged; nothing was restored)"
@@ -355,25 +365,29 @@ def _write(target: IO[bytes], chunk: bytes, path: Path | None) -> None:
     try:
         target.write(chunk)
     except OSError as error:
-        raise BackupError(f"cannot write {path}: {error.strerror} (is the scratch volume full?)") from None
+        raise BackupError(
+            f"cannot write {path}: {error.strerror} (is the scratch volume full?)"
+        ) from None
 
 
 class Claim:
     """The right to write one backup (one prefix and timestamp), so two runs of a schedule
-    never both write: a small object created only if absent, with the holder and a heartbeat
-    the holder renews while it works.
+    never both write: a small object created only if absent, holding its holder and a
+    heartbeat the holder renews every ``lease / 4`` seconds while it works.
 
-    A run that finds another holder's fresh claim changes nothing and reports it. A claim whose
-    heartbeat is older than ``lease`` seconds (its holder died), or one held by an earlier pod
-    of the same Job (a retry), is taken over with a conditional overwrite, so of two runs
-    taking over at once only one succeeds. The holder that sees its claim overwritten stops
-    before writing its manifest."""
+    A run that finds the claim taken watches it for up to one ``lease``: when the backup's
+    manifest appears, or the holder keeps renewing, it gives way and changes nothing; when the
+    heartbeat stops (its holder died: a killed pod, a lost node), it takes the claim over with
+    a conditional overwrite, so of two runs taking over at once only one succeeds. A holder
+    whose claim was taken over stops before writing its manifest. A retried pod of the same
+    Job (same keys) waits at most one lease for its predecessor's claim to go stale."""
 
-    def __init__(self, store: Store, key: str, job: str, lease: float = 600.0) -> None:
+    def __init__(self, store: Store, key: str, job: str, *, done: str, lease: float | None = None) -> None:
         self._store = store
         self.key = key
+        self._done = done
         self._job = job
-        self._lease = lease
+        self._lease = lease if lease is not None else float(os.environ.get("BACKUP_CLAIM_LEASE_SECONDS", "120"))
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
         self._etag = ""
         self._stop = threading.Event()
@@ -383,42 +397,48 @@ class Claim:
     def _document(self) -> dict[str, Any]:
         return {"holder": self._holder, "job": self._job, "heartbeat": time.time()}
 
-    def acquire(self) -> str | None:
-        """Take the claim; returns None when taken, else who holds it."""
-        if self._store.put_json(self.key, self._document(), only_if_absent=True):
-            found = self._store.get_json_tagged(self.key)
-            if found and found[0].get("holder") == self._holder:
-                self._etag = found[1]
-                return None
+    def _mine(self) -> bool:
         found = self._store.get_json_tagged(self.key)
-        if found is None:
-            return "a run that vanished meanwhile; try again"
-        document, etag = found
-        fresh = time.time() - float(document.get("heartbeat", 0)) < self._lease
-        same_job = bool(self._job) and document.get("job") == self._job
-        if fresh and not same_job:
-            return f"{document.get('holder')} (job {document.get('job') or 'none'})"
-        if not self._store.replace_json(self.key, self._document(), etag):
-            return "another run that took it over at the same moment"
-        found = self._store.get_json_tagged(self.key)
-        if not found or found[0].get("holder") != self._holder:
-            return "another run that took it over at the same moment"
-        self._etag = found[1]
-        return None
+        if found and found[0].get("holder") == self._holder:
+            self._etag = found[1]
+            return True
+        return False
 
-    def keep(self, every: float = 60.0) -> None:
+    def acquire(self) -> str | None:
+        """Take the claim; None when taken, else why this run gives way (another holder, or
+        the backup finished meanwhile)."""
+        if self._store.put_json(self.key, self._document(), only_if_absent=True) and self._mine():
+            return None
+        deadline = time.monotonic() + self._lease
+        poll = max(min(self._lease / 8, 5.0), 0.05)
+        while True:
+            if self._store.get_json(self._done) is not None:
+                return "the backup was completed by another run meanwhile"
+            found = self._store.get_json_tagged(self.key)
+            if found is None:
+                if self._store.put_json(self.key, self._document(), only_if_absent=True) and self._mine():
+                    return None
+                continue
+            document, etag = found
+            holder = f"{document.get('holder')} (job {document.get('job') or 'none'})"
+            stale = time.time() - float(document.get("heartbeat", 0)) > self._lease
+            if stale:
+                if self._store.replace_json(self.key, self._document(), etag) and self._mine():
+                    return None
+                return f"{holder}, which another run took over at the same moment"
+            if time.monotonic() > deadline:
+                return f"{holder}, alive (its heartbeat was renewed for a whole lease)"
+            time.sleep(poll)
+
+    def keep(self) -> None:
         """Renew the heartbeat in the background until ``release``."""
+        every = self._lease / 4
 
         def beat() -> None:
             while not self._stop.wait(every):
-                if not self._store.replace_json(self.key, self._document(), self._etag):
+                if not self._store.replace_json(self.key, self._document(), self._etag) or not self._mine():
                     self.lost = True
                     return
-                found = self._store.get_json_tagged(self.key)
-                if not found or found[0].get("holder") != self._holder:
-                    self.lost = True
-                    return
-                self._etag = found[1]
 
         self._thread = threading.Thread(target=beat, daemon=True)
         self._thread.start()
