@@ -53,7 +53,8 @@ def _scratch(given: str | None) -> Iterator[Path]:
         path = Path(folder)
         if not path.is_dir() or not os.access(path, os.W_OK):
             raise InvalidInputError(
-                f"scratch folder {path} does not exist or is not writable (--scratch, BACKUP_SCRATCH)"
+                f"scratch folder {path} does not exist or is not writable "
+                "(--scratch, BACKUP_SCRATCH)"
             )
         yield path
         return
@@ -125,7 +126,9 @@ def _backup_media(args: argparse.Namespace) -> int:
 def _restore_test(args: argparse.Namespace) -> int:
     jobs = args.jobs or int(_env("RESTORE_TEST_JOBS") or 2)
     with _scratch(args.scratch) as scratch:
-        return restore_test.run(_store(args), scratch, jobs=jobs, only=tuple(args.only or restore_test.STORES))
+        return restore_test.run(
+            _store(args), scratch, jobs=jobs, only=tuple(args.only or restore_test.STORES)
+        )
 
 
 def _restore_postgres(args: argparse.Namespace) -> int:
@@ -230,9 +233,21 @@ def parser() -> argparse.ArgumentParser:
     def scheduled(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--at",
-            help="the time this backup belongs to, ISO 8601 (default: the CronJob's scheduled time from BACKUP_JOB_NAME, else now)",
+            help="the time this backup belongs to, ISO 8601 (default: the CronJob's scheduled "
+            "time from BACKUP_JOB_NAME, else now)",
         )
 
+    _backup_commands(commands, common, scheduled)
+    _restore_commands(commands, common)
+    return top
+
+
+Common = Callable[[argparse.ArgumentParser, Callable[[argparse.Namespace], int]], None]
+
+
+def _backup_commands(
+    commands: Any, common: Common, scheduled: Callable[[argparse.ArgumentParser], None]
+) -> None:
     backup = commands.add_parser("backup", help="take a backup").add_subparsers(
         dest="store", required=True
     )
@@ -275,7 +290,8 @@ def parser() -> argparse.ArgumentParser:
     )
     sub.add_argument(
         "--scratch",
-        help="folder for downloads and the throw-away servers (default: BACKUP_SCRATCH or a temporary one)",
+        help="folder for downloads and the throw-away servers "
+        "(default: BACKUP_SCRATCH or a temporary one)",
     )
     sub.add_argument(
         "--only",
@@ -285,6 +301,8 @@ def parser() -> argparse.ArgumentParser:
     )
     common(sub, _restore_test)
 
+
+def _restore_commands(commands: Any, common: Common) -> None:
     restore = commands.add_parser("restore", help="restore a backup (operators)").add_subparsers(
         dest="store", required=True
     )
@@ -359,7 +377,6 @@ def parser() -> argparse.ArgumentParser:
         "--scratch", help="folder for the download (default: BACKUP_SCRATCH or a temporary one)"
     )
     common(sub, _restore_media)
-    return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:

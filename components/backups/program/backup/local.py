@@ -147,7 +147,8 @@ class LocalRedis:
         shutil.move(str(self.rdb), self.folder / "dump.rdb")
         self._process = subprocess.Popen(
             [server, "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-             "--dir", str(self.folder), "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder), "--dbfilename", "dump.rdb", "--save", "",
+             "--appendonly", "no",
              "--logfile", str(self.folder / "redis.log")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -84,7 +84,8 @@ def run(store: Store, media: Store, when: datetime, *, job: str = "") -> str:
                 archive.addfile(info, io.BufferedReader(body, buffer_size=READ_CHUNK))
                 if body.size != size:
                     raise BackupError(
-                        f"{media.uri(key)} changed while being archived ({body.size} of {size} bytes)"
+                        f"{media.uri(key)} changed while being archived ({body.size} of {size} "
+                        "bytes)"
                     )
                 objects.append({"key": key, "size": size, "sha256": body.digest.hexdigest()})
         written = writer.close()
@@ -136,7 +137,8 @@ def verify_archive(path: Path, manifest: dict[str, Any]) -> int:
                 if item is None or not member.isfile():
                     raise CorruptBackupError(f"{path.name}: {member.name!r} is not in the manifest")
                 handle = archive.extractfile(member)
-                assert handle is not None
+                if handle is None:
+                    raise CorruptBackupError(f"{path.name}: {member.name!r} has no contents")
                 digest = hashlib.sha256()
                 while chunk := handle.read(READ_CHUNK):
                     digest.update(chunk)
@@ -184,7 +186,8 @@ def restore(
         count = verify_archive(path, manifest)
         if dry_run:
             say(
-                f"dry run: {store.uri(manifest['key'])} verified: {count} objects would be written to s3://{target.bucket}"
+                f"dry run: {store.uri(manifest['key'])} verified: {count} objects would be "
+                f"written to s3://{target.bucket}"
             )
             say("nothing was changed")
             return 0
@@ -192,7 +195,8 @@ def restore(
         with tarfile.open(path, mode="r|gz") as archive:
             for member in archive:
                 handle = archive.extractfile(member)
-                assert handle is not None
+                if handle is None:
+                    raise CorruptBackupError(f"{path.name}: {member.name!r} has no contents")
                 body = _Hashing(handle)
                 try:
                     target.s3.upload_fileobj(
@@ -204,7 +208,8 @@ def restore(
                     ) from None
                 if body.digest.hexdigest() != expected[member.name]["sha256"]:
                     raise CorruptBackupError(
-                        f"{member.name!r} changed on the scratch disk while restoring: restore stopped"
+                        f"{member.name!r} changed on the scratch disk while restoring: restore "
+                        "stopped"
                     )
     finally:
         path.unlink(missing_ok=True)

@@ -175,7 +175,9 @@ def row_counts(connection: Connection, database: str) -> dict[str, int]:
     if not tables:
         return {}
     sql = " UNION ALL ".join(
-        f"SELECT '{t.replace(chr(39), chr(39) * 2)}', count(*) FROM {t}" for t in tables
+        # the names are the server's own quote_ident output (TABLES_SQL)
+        f"SELECT '{t.replace(chr(39), chr(39) * 2)}', count(*) FROM {t}"  # noqa: S608
+        for t in tables
     )
     return {name: int(count) for name, count in query(connection, database, sql)}
 
@@ -199,16 +201,17 @@ class Session:
         )
 
     def run(self, sql: str) -> list[list[str]]:
-        process = self._process
-        assert process.stdin and process.stdout
+        stdin, stdout = self._process.stdin, self._process.stdout
+        if stdin is None or stdout is None:
+            raise BackupError("psql was started without pipes")
         try:
-            process.stdin.write(f"{sql.strip().rstrip(';')};\n\\echo {self.MARK}\n")
-            process.stdin.flush()
+            stdin.write(f"{sql.strip().rstrip(';')};\n\\echo {self.MARK}\n")
+            stdin.flush()
         except (BrokenPipeError, OSError):
             raise self._failure() from None
         rows: list[list[str]] = []
-        for line in process.stdout:
-            line = line.rstrip("\n")
+        for raw in stdout:
+            line = raw.rstrip("\n")
             if line == self.MARK:
                 return rows
             if line:
@@ -222,10 +225,12 @@ class Session:
 
     def close(self) -> None:
         if self._process.poll() is None:
+            stdin = self._process.stdin
             try:
-                assert self._process.stdin
-                self._process.stdin.write("COMMIT;\n\\q\n")
-                self._process.stdin.close()
+                if stdin is None:
+                    raise OSError("no pipe")
+                stdin.write("COMMIT;\n\\q\n")
+                stdin.close()
                 self._process.wait(timeout=30)
             except (OSError, subprocess.TimeoutExpired):
                 self._process.kill()

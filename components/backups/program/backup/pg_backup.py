@@ -71,7 +71,15 @@ def run(
     for name in names:
         try:
             outcomes.append(
-                _database(store, connection, name, moment, version, globals_written, job)
+                _database(
+                    store,
+                    connection=connection,
+                    database=name,
+                    moment=moment,
+                    version=version,
+                    globals_written=globals_written,
+                    job=job,
+                )
             )
         except BackupError as error:
             event(
@@ -109,6 +117,7 @@ def _globals(store: Store, connection: pg.Connection, moment: str) -> dict[str, 
 
 def _database(
     store: Store,
+    *,
     connection: pg.Connection,
     database: str,
     moment: str,
@@ -136,13 +145,22 @@ def _database(
         return Outcome(database, "held", holder)
     claim.keep()
     try:
-        return _dump(store, connection, database, moment, version, globals_written, claim)
+        return _dump(
+            store,
+            connection=connection,
+            database=database,
+            moment=moment,
+            version=version,
+            globals_written=globals_written,
+            claim=claim,
+        )
     finally:
         claim.release()
 
 
 def _dump(
     store: Store,
+    *,
     connection: pg.Connection,
     database: str,
     moment: str,
@@ -164,14 +182,17 @@ def _dump(
                 tables = [row[0] for row in session.run(pg.TABLES_SQL)]
                 for table in tables:
                     quoted = table.replace("'", "''")
-                    rows = session.run(f"SELECT '{quoted}', count(*) FROM {table}")
+                    # the names are the server's own quote_ident output (TABLES_SQL)
+                    rows = session.run(f"SELECT '{quoted}', count(*) FROM {table}")  # noqa: S608
                     counts[rows[0][0]] = int(rows[0][1])
             except BaseException as error:  # reported after the dump
                 failure.append(error)
 
         counter = threading.Thread(target=count, daemon=True)
         counter.start()
-        written = _stream_dump(store, connection, database, moment, snapshot, claim)
+        written = _stream_dump(
+            store, connection, database=database, moment=moment, snapshot=snapshot, claim=claim
+        )
         counter.join()
         if failure:
             raise BackupError(f"counting the rows of {database!r} failed: {failure[0]}")
@@ -225,7 +246,13 @@ def _dump(
 
 
 def _stream_dump(
-    store: Store, connection: pg.Connection, database: str, moment: str, snapshot: str, claim: Claim
+    store: Store,
+    connection: pg.Connection,
+    *,
+    database: str,
+    moment: str,
+    snapshot: str,
+    claim: Claim,
 ) -> Written:
     """pg_dump's output into a multipart upload; aborted on any failure."""
     key = dump_key(database, moment)
@@ -236,7 +263,8 @@ def _stream_dump(
             stderr=errors,
             env=connection.environment(database),
         )
-        assert process.stdout
+        if process.stdout is None:
+            raise BackupError("pg_dump was started without a pipe")
         writer = store.writer(key)
         try:
             while chunk := process.stdout.read(READ_CHUNK):

@@ -72,7 +72,8 @@ def pg_restore(
         detail = result.stderr.strip()
         if "No space left on device" in detail or "could not extend file" in detail:
             raise BackupError(
-                f"the disk of {connection.host} is full while restoring into {database!r}: {detail[-500:]}"
+                f"the disk of {connection.host} is full while restoring into {database!r}: "
+                f"{detail[-500:]}"
             )
         if (
             "could not read input file" in detail
@@ -115,7 +116,8 @@ def inspect(connection: pg.Connection, name: str) -> Target:
         pg.query(
             connection,
             "postgres",
-            f"SELECT 1 FROM pg_database WHERE datname = '{name.replace(chr(39), chr(39) * 2)}'",
+            # a literal with its quotes doubled
+            f"SELECT 1 FROM pg_database WHERE datname = '{name.replace(chr(39), chr(39) * 2)}'",  # noqa: S608
         )
     )
     tables = len(pg.query(connection, name, pg.TABLES_SQL)) if exists else 0
@@ -140,7 +142,8 @@ def restore(
     staging = f"{target}_restore_{secrets.token_hex(3)}"
     if len(kept) > MAX_NAME or len(staging) > MAX_NAME:
         raise InvalidInputError(
-            f"database name {target!r} is too long to keep the previous copy beside it ({MAX_NAME} characters at most)"
+            f"database name {target!r} is too long to keep the previous copy beside it "
+            f"({MAX_NAME} characters at most)"
         )
     current = inspect(connection, target)
     if current.tables and not replace:
@@ -153,10 +156,12 @@ def restore(
     if dry_run:
         store.verify(manifest["key"], size=int(manifest["size"]), sha256=manifest["sha256"])
         say(
-            f"dry run: {source} verified ({manifest['size']:,} bytes, SHA-256 matches {store.uri(key)})"
+            f"dry run: {source} verified ({manifest['size']:,} bytes, SHA-256 matches "
+            f"{store.uri(key)})"
         )
         say(
-            f"would restore it ({len(manifest.get('tables', {}))} tables) into database {target!r} on {connection.host}"
+            f"would restore it ({len(manifest.get('tables', {}))} tables) into database "
+            f"{target!r} on {connection.host}"
         )
         if current.exists:
             say(f"would keep the current {target!r} ({current.tables} tables) as {kept!r}")
@@ -187,7 +192,9 @@ def restore(
         pg.query(
             connection,
             "postgres",
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{target.replace(chr(39), chr(39) * 2)}' AND pid <> pg_backend_pid()",
+            # a literal with its quotes doubled
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "  # noqa: S608
+            f"'{target.replace(chr(39), chr(39) * 2)}' AND pid <> pg_backend_pid()",
         )
         pg.query(
             connection,
@@ -212,16 +219,19 @@ def restore(
         result="ok",
     )
     say(
-        f"restored {source} into database {target!r} on {connection.host}: {len(found)} tables, {rows:,} rows, matching its manifest"
+        f"restored {source} into database {target!r} on {connection.host}: {len(found)} tables, "
+        f"{rows:,} rows, matching its manifest"
     )
     if current.exists:
         say(
-            f"the previous {target!r} is kept as {kept!r}; when satisfied: DROP DATABASE {_identifier(kept)};"
+            f"the previous {target!r} is kept as {kept!r}; when satisfied: DROP DATABASE "
+            f"{_identifier(kept)};"
         )
     globals_key = manifest.get("globals", {}).get("key")
     if globals_key:
         say(
-            f"roles and tablespaces (without passwords) are in {store.uri(globals_key)}, if the target lacks them"
+            f"roles and tablespaces (without passwords) are in {store.uri(globals_key)}, if the "
+            "target lacks them"
         )
 
 

@@ -161,7 +161,8 @@ def run(
             exported = [key for key, _ in store.keys(f"{PREFIX}/{moment}/") if key.endswith(".rdb")]
         if not exported:
             raise BackupError(
-                f"the export of snapshot {name} wrote no .rdb under {store.uri(PREFIX + '/' + moment + '/')}"
+                f"the export of snapshot {name} wrote no .rdb under "
+                f"{store.uri(PREFIX + '/' + moment + '/')}"
             )
         files = [_checked(store, key, scratch) for key in sorted(exported)]
         if claim.lost:
@@ -245,7 +246,8 @@ def restore(
     try:
         elasticache.describe_replication_groups(ReplicationGroupId=target_group)
         raise InvalidInputError(
-            f"replication group {target_group!r} exists: ElastiCache restores only into a new group (choose another --target-group)"
+            f"replication group {target_group!r} exists: ElastiCache restores only into a new "
+            "group (choose another --target-group)"
         )
     except ClientError as error:
         if "ReplicationGroupNotFound" not in describe(error):
@@ -313,10 +315,12 @@ def restore(
         result="started",
     )
     say(
-        f"creating replication group {target_group!r} from {store.uri(key)} ({manifest.get('keys', '?')} keys)"
+        f"creating replication group {target_group!r} from {store.uri(key)} "
+        f"({manifest.get('keys', '?')} keys)"
     )
     say(
         "next: wait until it is available (aws elasticache wait replication-group-available "
-        f"--replication-group-id {target_group}), then follow docs/runbooks/restore-redis.md to switch over"
+        f"--replication-group-id {target_group}), then follow docs/runbooks/restore-redis.md to "
+        "switch over"
     )
     return shown

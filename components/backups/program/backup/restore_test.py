@@ -67,7 +67,8 @@ def _postgres(store: Store, scratch: Path, jobs: int) -> dict[str, Any]:
         for number, database in enumerate(names):
             into = f"restore_test_{number}"  # the throw-away server has its own "postgres"
             found = manifests.newest(store, f"{PG_PREFIX}/{database}/", PG_PREFIX)
-            assert found is not None
+            if found is None:  # listed a moment ago: its manifest vanished or is unreadable
+                raise BackupError(f"no readable manifest for database {database!r}")
             key, manifest = found
             dump = pg_restore.fetch(store, manifest, scratch)
             try:
@@ -95,7 +96,7 @@ def _redis(store: Store, scratch: Path, jobs: int) -> dict[str, Any]:
         raise BackupError(
             f"no Redis backup with a manifest under {store.uri(redis_backup.PREFIX + '/')}"
         )
-    key, manifest = found
+    _, manifest = found
     files = manifest.get("files") or [manifest]
     loaded = 0
     for item in files:
@@ -114,7 +115,8 @@ def _redis(store: Store, scratch: Path, jobs: int) -> dict[str, Any]:
         if not counted.keys - counted.expires <= held <= counted.keys:
             raise CorruptBackupError(
                 f"{store.uri(item['key'])} loaded {held} keys; expected {counted.keys} "
-                f"(at least {counted.keys - counted.expires}: {counted.expires} have a time to live)"
+                f"(at least {counted.keys - counted.expires}: {counted.expires} have a time to "
+                "live)"
             )
         loaded += held
     return {"backup": manifest["scheduled"], "keys": loaded, "manifest_keys": manifest.get("keys")}

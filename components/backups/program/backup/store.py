@@ -9,6 +9,7 @@ bucket's lifecycle (and Object Lock in prod); the jobs' roles may not delete at 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -108,7 +109,9 @@ class MultipartWriter:
             upload = store.s3.create_multipart_upload(Bucket=store.bucket, Key=key)
         except (ClientError, BotoCoreError) as error:
             self._pool.shutdown()
-            raise BackupError(f"cannot start the upload of {store.uri(key)}: {describe(error)}")
+            raise BackupError(
+                f"cannot start the upload of {store.uri(key)}: {describe(error)}"
+            ) from None
         self._upload_id: str = upload["UploadId"]
         self._done = False
 
@@ -181,12 +184,11 @@ class MultipartWriter:
             return
         self._done = True
         self._pool.shutdown(wait=True, cancel_futures=True)
-        try:
+        # if this fails too, the bucket's lifecycle removes the parts (abortIncompleteUploadDays)
+        with contextlib.suppress(ClientError, BotoCoreError):
             self._store.s3.abort_multipart_upload(
                 Bucket=self._store.bucket, Key=self.key, UploadId=self._upload_id
             )
-        except (ClientError, BotoCoreError):
-            pass  # the bucket's lifecycle removes incomplete uploads (abortIncompleteUploadDays)
 
 
 class Store:
@@ -382,12 +384,18 @@ class Claim:
     whose claim was taken over stops before writing its manifest. A retried pod of the same
     Job (same keys) waits at most one lease for its predecessor's claim to go stale."""
 
-    def __init__(self, store: Store, key: str, job: str, *, done: str, lease: float | None = None) -> None:
+    def __init__(
+        self, store: Store, key: str, job: str, *, done: str, lease: float | None = None
+    ) -> None:
         self._store = store
         self.key = key
         self._done = done
         self._job = job
-        self._lease = lease if lease is not None else float(os.environ.get("BACKUP_CLAIM_LEASE_SECONDS", "120"))
+        self._lease = (
+            lease
+            if lease is not None
+            else float(os.environ.get("BACKUP_CLAIM_LEASE_SECONDS", "120"))
+        )
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
         self._etag = ""
         self._stop = threading.Event()
@@ -416,7 +424,10 @@ class Claim:
                 return "the backup was completed by another run meanwhile"
             found = self._store.get_json_tagged(self.key)
             if found is None:
-                if self._store.put_json(self.key, self._document(), only_if_absent=True) and self._mine():
+                if (
+                    self._store.put_json(self.key, self._document(), only_if_absent=True)
+                    and self._mine()
+                ):
                     return None
                 continue
             document, etag = found
@@ -436,7 +447,10 @@ class Claim:
 
         def beat() -> None:
             while not self._stop.wait(every):
-                if not self._store.replace_json(self.key, self._document(), self._etag) or not self._mine():
+                if (
+                    not self._store.replace_json(self.key, self._document(), self._etag)
+                    or not self._mine()
+                ):
                     self.lost = True
                     return
 
