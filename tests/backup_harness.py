@@ -6,6 +6,7 @@ and the CronJobs do: ``python -m backup`` in a subprocess with the jobs' environ
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -18,9 +19,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
+from moto.server import ThreadedMotoServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = REPO_ROOT / "components" / "backups" / "program"
@@ -39,10 +41,24 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@functools.cache
+def tool(name: str) -> str:
+    """The full path of ``name``, one of the programs scripts/install-backup-tools.sh installs."""
+    path = shutil.which(name)
+    assert path, f"{name} missing: scripts/install-backup-tools.sh installs it (make test does)"
+    return path
+
+
 def pg_bindir() -> Path:
     config = shutil.which("pg_config")
-    assert config, "pg_config missing: scripts/install-backup-tools.sh installs PostgreSQL (make test does)"
-    bindir = Path(subprocess.run([config, "--bindir"], capture_output=True, text=True, check=True).stdout.strip())
+    assert config, (
+        "pg_config missing: scripts/install-backup-tools.sh installs PostgreSQL (make test does)"
+    )
+    bindir = Path(
+        subprocess.run(
+            [config, "--bindir"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     assert (bindir / "initdb").exists(), f"{bindir}/initdb missing: install the postgresql package"
     return bindir
 
@@ -81,7 +97,8 @@ class Postgres:
             check=True, capture_output=True,
         )  # fmt: skip
         options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='{self.folder}' "
+            f"-c listen_addresses=127.0.0.1 -p {self.port} "
+            f"-c unix_socket_directories='{self.folder}' "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
         subprocess.run(
@@ -94,7 +111,8 @@ class Postgres:
 
     def stop(self) -> None:
         subprocess.run(
-            as_postgres([str(pg_bindir() / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "stop"]),
+            as_postgres([str(pg_bindir() / "pg_ctl"), "-D", str(self.folder / "data"),
+                         "-m", "immediate", "stop"]),
             check=False, capture_output=True,
         )  # fmt: skip
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -104,9 +122,15 @@ class Postgres:
         return self.psql(sql, database, user="postgres", host=str(self.folder))
 
     def psql(self, sql: str, database: str, *, user: str = PG_ROLE, host: str = "127.0.0.1") -> str:
-        env = {**os.environ, "PGPASSWORD": PG_PASSWORD, "PGHOST": host, "PGPORT": str(self.port), "PGUSER": user}
+        env = {
+            **os.environ,
+            "PGPASSWORD": PG_PASSWORD,
+            "PGHOST": host,
+            "PGPORT": str(self.port),
+            "PGUSER": user,
+        }
         result = subprocess.run(
-            ["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql],
+            [tool("psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql],
             capture_output=True, text=True, env=env, check=False,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
@@ -119,8 +143,10 @@ class Postgres:
             "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
             database,
         ).splitlines()
+        digest = "count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '')"
+        # the table names are the ones pg_tables lists, each through quote_ident
         return {
-            table: self.psql(f"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t", database)
+            table: self.psql(f"SELECT {digest} FROM {table} t", database)  # noqa: S608
             for table in tables
         }
 
@@ -143,19 +169,23 @@ CREATE TABLE library.paper_authors (
     author_id int REFERENCES library.authors, position smallint,
     PRIMARY KEY (paper_id, author_id)
 );
-CREATE TABLE public.events (id bigserial PRIMARY KEY, at timestamptz DEFAULT now(), kind text, payload jsonb);
+CREATE TABLE public.events (
+    id bigserial PRIMARY KEY, at timestamptz DEFAULT now(), kind text, payload jsonb
+);
 CREATE TABLE public.empty_table (id int);
 CREATE INDEX papers_title ON library.papers (title);
 CREATE VIEW library.recent AS SELECT id, title FROM library.papers WHERE published > '2020-01-01';
 INSERT INTO library.authors (name, orcid)
-    SELECT 'Author ' || g || ' Ñoño 学者', '0000-0002-' || lpad(g::text, 4, '0') FROM generate_series(1, 300) g;
+    SELECT 'Author ' || g || ' Ñoño 学者', '0000-0002-' || lpad(g::text, 4, '0')
+    FROM generate_series(1, 300) g;
 INSERT INTO library.papers (title, abstract, published, score, tags, meta, pdf)
     SELECT 'Paper ' || g, CASE WHEN g % 7 = 0 THEN NULL ELSE repeat(md5(g::text), 20) END,
            date '2000-01-01' + g, g / 7.0, ARRAY['t' || (g % 5), 'x'],
            jsonb_build_object('n', g, 'quote', 'it''s "quoted"'), decode(md5(g::text), 'hex')
     FROM generate_series(1, 4000) g;
 INSERT INTO library.paper_authors SELECT g, 1 + g % 300, 1 FROM generate_series(1, 4000) g;
-INSERT INTO public.events (kind, payload) SELECT 'view', jsonb_build_object('paper', g) FROM generate_series(1, 2500) g;
+INSERT INTO public.events (kind, payload)
+    SELECT 'view', jsonb_build_object('paper', g) FROM generate_series(1, 2500) g;
 """
 
 
@@ -163,8 +193,6 @@ class Moto:
     """moto's server on loopback: S3 and ElastiCache."""
 
     def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
-
         self.port = free_port()
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -188,9 +216,12 @@ class Moto:
     def client(self, service: str) -> Any:
         env = self.environment()
         return boto3.client(
-            service, endpoint_url=self.url, region_name=REGION,
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        )  # fmt: skip
+            service,
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def bucket(self, name: str, *, versioned: bool = True) -> str:
         s3 = self.client("s3")
@@ -217,11 +248,23 @@ def objects(s3: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
     return found
 
 
-def run_program(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_program(
+    *args: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """``python -m backup ARGS`` as the image runs it, with only ``env`` (plus PATH)."""
-    full = {"PATH": os.environ["PATH"], "PYTHONPATH": str(PROGRAM), "HOME": os.environ.get("HOME", "/root"), **env}
+    full = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(PROGRAM),
+        "HOME": os.environ.get("HOME", "/root"),
+        **env,
+    }
     return subprocess.run(
-        [sys.executable, "-m", "backup", *args], capture_output=True, text=True, env=full, timeout=timeout, check=False
+        [sys.executable, "-m", "backup", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -239,11 +282,13 @@ class Redis:
 
     def start(self) -> Redis:
         server = shutil.which("redis-server")
-        assert server, "redis-server missing: scripts/install-backup-tools.sh installs it (make test does)"
+        assert server, (
+            "redis-server missing: scripts/install-backup-tools.sh installs it (make test does)"
+        )
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.folder), "--dbfilename", "dump.rdb"],
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder), "--dbfilename", "dump.rdb"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         for _ in range(100):
@@ -254,13 +299,16 @@ class Redis:
 
     def cli(self, *command: str, check: bool = True, db: int = 0) -> str:
         result = subprocess.run(
-            ["redis-cli", "-p", str(self.port), "-n", str(db), *command], capture_output=True, text=True, check=False
+            [tool("redis-cli"), "-p", str(self.port), "-n", str(db), *command],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if check:
             assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
-    READ = {
+    READ: ClassVar[dict[str, tuple[str, ...]]] = {
         "string": ("GET",),
         "hash": ("HGETALL",),
         "list": ("LRANGE", "0", "-1"),
@@ -270,7 +318,9 @@ class Redis:
 
     def raw(self, *command: str, db: int = 0) -> bytes:
         return subprocess.run(
-            ["redis-cli", "-p", str(self.port), "-n", str(db), *command], capture_output=True, check=True
+            [tool("redis-cli"), "-p", str(self.port), "-n", str(db), *command],
+            capture_output=True,
+            check=True,
         ).stdout
 
     def contents(self, dbs: tuple[int, ...] = (0, 1)) -> dict[str, tuple[str, bytes, bool]]:
@@ -284,7 +334,9 @@ class Redis:
                 if kind in ("set", "hash"):
                     lines = value.split(b"\n")
                     if kind == "hash":
-                        lines = [b"=".join(pair) for pair in zip(lines[::2], lines[1::2], strict=False)]
+                        lines = [
+                            b"=".join(pair) for pair in zip(lines[::2], lines[1::2], strict=False)
+                        ]
                     value = b"\n".join(sorted(lines))
                 ttl = int(self.cli("TTL", key, db=db))
                 found[f"{db}/{key}"] = (kind, value, ttl > 0)
@@ -322,9 +374,19 @@ class FakeElastiCache:
             snapshot["SnapshotStatus"] = "available"  # moto's snapshots stay "creating"
         return reply
 
-    def copy_snapshot(self, *, SourceSnapshotName: str, TargetSnapshotName: str, TargetBucket: str) -> Any:  # noqa: N803 - boto3's names
-        self.exports.append({"source": SourceSnapshotName, "target": TargetSnapshotName, "bucket": TargetBucket})
-        self._s3.put_object(Bucket=TargetBucket, Key=f"{TargetSnapshotName}-0001.rdb", Body=self.rdb.read_bytes())
+    def copy_snapshot(  # boto3's parameter names
+        self,
+        *,
+        SourceSnapshotName: str,  # noqa: N803
+        TargetSnapshotName: str,  # noqa: N803
+        TargetBucket: str,  # noqa: N803
+    ) -> Any:
+        self.exports.append(
+            {"source": SourceSnapshotName, "target": TargetSnapshotName, "bucket": TargetBucket}
+        )
+        self._s3.put_object(
+            Bucket=TargetBucket, Key=f"{TargetSnapshotName}-0001.rdb", Body=self.rdb.read_bytes()
+        )
         return {"Snapshot": {"SnapshotName": TargetSnapshotName, "SnapshotStatus": "exporting"}}
 
     def delete_snapshot(self, *, SnapshotName: str) -> Any:  # noqa: N803 - boto3's names

@@ -6,8 +6,10 @@ injected with its outcome asserted. The program runs as the CronJobs and operato
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import shutil
 import subprocess
 import threading
 import uuid
@@ -18,6 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backup import media as media_backup  # the program, from components/backups/program
+from backup import pg_restore, redis_backup, restore_test
+from backup.errors import CORRUPT, FAILED, INVALID
+from backup.schedule import scheduled_time, stamp
+from backup.store import Store
+
 from tests.backup_harness import (
     PG_ROLE,
     SEED_SQL,
@@ -33,12 +41,6 @@ from tests.backup_harness import (
     shared_folder,
     versions,
 )
-
-from backup import media as media_backup  # the program, from components/backups/program
-from backup import redis_backup, restore_test
-from backup.errors import CORRUPT, FAILED, INVALID
-from backup.schedule import scheduled_time, stamp
-from backup.store import Store
 
 DB = "exposcholar"
 AT = "2026-11-30T02:00Z"
@@ -62,7 +64,9 @@ def postgres() -> Iterator[Postgres]:
 @pytest.fixture
 def seeded(postgres: Postgres) -> Postgres:
     """A fresh ``exposcholar`` database owned by the jobs' role, with data of many types."""
-    for name in postgres.admin("SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'").split():
+    for name in postgres.admin(
+        "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'"
+    ).split():
         postgres.admin(f'DROP DATABASE "{name}" WITH (FORCE)')
     postgres.admin(f"CREATE DATABASE {DB} OWNER {PG_ROLE}")
     postgres.psql(SEED_SQL, DB)
@@ -78,7 +82,7 @@ def bucket(moto: Moto) -> str:
 def scratch() -> Iterator[Path]:
     folder = shared_folder("backup-test-scratch-")
     yield folder
-    subprocess.run(["rm", "-rf", str(folder)], check=False)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -103,7 +107,9 @@ def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 
-def test_postgres_backup_wipe_restore_is_identical(seeded: Postgres, moto: Moto, env: dict[str, str], bucket: str) -> None:
+def test_postgres_backup_wipe_restore_is_identical(
+    seeded: Postgres, moto: Moto, env: dict[str, str], bucket: str
+) -> None:
     before = seeded.checksums(DB)
     result = ok(run_program("backup", "postgres", "--at", AT, env=env))
     s3 = moto.client("s3")
@@ -117,7 +123,10 @@ def test_postgres_backup_wipe_restore_is_identical(seeded: Postgres, moto: Moto,
     assert manifest["tables"] == {t: int(v.split(":")[0]) for t, v in before.items()}
     assert manifest["duration_seconds"] >= 0
     globals_sql = stored[manifest["globals"]["key"]].decode()
-    assert f"CREATE ROLE {PG_ROLE}" in globals_sql and "PASSWORD" not in globals_sql.upper().replace("NOPASSWORD", "")
+    assert (
+        f"CREATE ROLE {PG_ROLE}" in globals_sql
+        and "PASSWORD" not in globals_sql.upper().replace("NOPASSWORD", "")
+    )
     assert [e["result"] for e in events(result.stdout) if e.get("database") == DB] == ["ok"]
 
     seeded.admin(f"DROP DATABASE {DB} WITH (FORCE)")  # the wipe
@@ -126,7 +135,9 @@ def test_postgres_backup_wipe_restore_is_identical(seeded: Postgres, moto: Moto,
     assert "matching its manifest" in restored.stderr
 
 
-def test_restore_into_another_database_and_by_uri(seeded: Postgres, env: dict[str, str], bucket: str) -> None:
+def test_restore_into_another_database_and_by_uri(
+    seeded: Postgres, env: dict[str, str], bucket: str
+) -> None:
     before = seeded.checksums(DB)
     ok(run_program("backup", "postgres", "--at", AT, env=env))
     uri = f"s3://{bucket}/postgresql/{DB}/{STAMP}.dump"
@@ -135,7 +146,9 @@ def test_restore_into_another_database_and_by_uri(seeded: Postgres, env: dict[st
     assert seeded.checksums(DB) == before  # the source untouched
 
 
-def test_a_non_empty_target_is_refused_without_replace(seeded: Postgres, env: dict[str, str]) -> None:
+def test_a_non_empty_target_is_refused_without_replace(
+    seeded: Postgres, env: dict[str, str]
+) -> None:
     ok(run_program("backup", "postgres", "--at", AT, env=env))
     seeded.psql("DELETE FROM public.events WHERE id > 100", DB)  # today's state, after the backup
     today = seeded.checksums(DB)
@@ -144,7 +157,11 @@ def test_a_non_empty_target_is_refused_without_replace(seeded: Postgres, env: di
     assert "not empty" in refused.stderr and "--replace" in refused.stderr
     assert seeded.checksums(DB) == today
 
-    dry = ok(run_program("restore", "postgres", "latest", "--database", DB, "--replace", "--dry-run", env=env))
+    dry = ok(
+        run_program(
+            "restore", "postgres", "latest", "--database", DB, "--replace", "--dry-run", env=env
+        )
+    )
     assert "nothing was changed" in dry.stderr and seeded.checksums(DB) == today
 
     ok(run_program("restore", "postgres", "latest", "--database", DB, "--replace", env=env))
@@ -153,7 +170,9 @@ def test_a_non_empty_target_is_refused_without_replace(seeded: Postgres, env: di
     assert seeded.checksums(kept) == today, "the replaced database is kept, not dropped"
 
 
-def test_a_repeated_run_of_one_schedule_changes_nothing(seeded: Postgres, moto: Moto, env: dict[str, str], bucket: str) -> None:
+def test_a_repeated_run_of_one_schedule_changes_nothing(
+    seeded: Postgres, moto: Moto, env: dict[str, str], bucket: str
+) -> None:
     job = {**env, "BACKUP_JOB_NAME": "backup-postgres-29407800"}  # 29407800 min = 2025-11-30T02:00Z
     ok(run_program("backup", "postgres", env=job))
     s3 = moto.client("s3")
@@ -165,11 +184,22 @@ def test_a_repeated_run_of_one_schedule_changes_nothing(seeded: Postgres, moto: 
     assert versions(s3, bucket) == first
 
 
-def test_two_runs_at_once_one_wins_the_other_changes_nothing(seeded: Postgres, moto: Moto, env: dict[str, str], bucket: str) -> None:
-    seeded.psql("INSERT INTO public.events (kind, payload) SELECT 'bulk', to_jsonb(md5(g::text)) FROM generate_series(1, 200000) g", DB)
+def test_two_runs_at_once_one_wins_the_other_changes_nothing(
+    seeded: Postgres, moto: Moto, env: dict[str, str], bucket: str
+) -> None:
+    seeded.psql(
+        "INSERT INTO public.events (kind, payload) "
+        "SELECT 'bulk', to_jsonb(md5(g::text)) FROM generate_series(1, 200000) g",
+        DB,
+    )
     job = {**env, "BACKUP_JOB_NAME": "backup-postgres-29407800"}
     runs: list[subprocess.CompletedProcess[str]] = []
-    threads = [threading.Thread(target=lambda: runs.append(run_program("backup", "postgres", "--database", DB, env=job))) for _ in range(2)]
+    threads = [
+        threading.Thread(
+            target=lambda: runs.append(run_program("backup", "postgres", "--database", DB, env=job))
+        )
+        for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -191,8 +221,6 @@ class FailingS3(BaseHTTPRequestHandler):
     parts = 0
 
     def _forward(self) -> None:
-        import http.client
-
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         if "partNumber=" in self.path and self.command == "PUT":
@@ -216,7 +244,7 @@ class FailingS3(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815 - the handler's names
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -228,13 +256,22 @@ def test_s3_failing_mid_upload_leaves_no_manifest_and_earlier_backups_untouched(
     ok(run_program("backup", "postgres", "--database", DB, "--at", "2026-11-29T02:00Z", env=env))
     s3 = moto.client("s3")
     earlier = versions(s3, bucket)
-    seeded.psql("INSERT INTO public.events (kind, payload) SELECT 'bulk', to_jsonb(md5(g::text) || md5((g * 7)::text)) FROM generate_series(1, 300000) g", DB)
+    seeded.psql(
+        "INSERT INTO public.events (kind, payload) "
+        "SELECT 'bulk', to_jsonb(md5(g::text) || md5((g * 7)::text)) "
+        "FROM generate_series(1, 300000) g",
+        DB,
+    )
     FailingS3.upstream = f"127.0.0.1:{moto.port}"
     FailingS3.parts = 0
     proxy = ThreadingHTTPServer(("127.0.0.1", 0), FailingS3)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
-        failing = {**env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.server_address[1]}", "BACKUP_PART_MB": "5"}
+        failing = {
+            **env,
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.server_address[1]}",
+            "BACKUP_PART_MB": "5",
+        }
         result = run_program("backup", "postgres", "--database", DB, "--at", AT, env=failing)
     finally:
         proxy.shutdown()
@@ -242,26 +279,41 @@ def test_s3_failing_mid_upload_leaves_no_manifest_and_earlier_backups_untouched(
     assert "failed" in result.stderr and "500" in result.stderr
     after = versions(s3, bucket)
     assert set(earlier) <= set(after), "earlier backups untouched"
-    assert not [k for k, _ in after if k.startswith(f"postgresql/{DB}/{STAMP}.") and not k.endswith(".claim")], (
-        "neither a dump nor a manifest of the failed run"
-    )
+    assert not [
+        k
+        for k, _ in after
+        if k.startswith(f"postgresql/{DB}/{STAMP}.") and not k.endswith(".claim")
+    ], "neither a dump nor a manifest of the failed run"
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads"), "the upload was aborted"
 
 
 def test_s3_unreachable_is_a_clear_failure(seeded: Postgres, env: dict[str, str]) -> None:
     closed = {**env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_MAX_ATTEMPTS": "2"}
-    result = run_program("backup", "postgres", "--database", DB, "--at", AT, env=closed, timeout=120)
+    result = run_program(
+        "backup", "postgres", "--database", DB, "--at", AT, env=closed, timeout=120
+    )
     assert result.returncode == FAILED
     assert "error:" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_database_down_or_wrong_credentials_are_clear_errors(seeded: Postgres, env: dict[str, str], tmp_path: Path) -> None:
-    down = run_program("backup", "postgres", "--at", AT, env={**env, "DATABASE_PORT": str(free_port())})
+def test_database_down_or_wrong_credentials_are_clear_errors(
+    seeded: Postgres, env: dict[str, str], tmp_path: Path
+) -> None:
+    down = run_program(
+        "backup", "postgres", "--at", AT, env={**env, "DATABASE_PORT": str(free_port())}
+    )
     assert down.returncode == FAILED and "unreachable or down" in down.stderr, down.stderr
-    wrong = {**env, "DATABASE_CREDENTIALS_DIR": str(seeded.credentials(tmp_path / "wrong", "not-the-password"))}
+    wrong = {
+        **env,
+        "DATABASE_CREDENTIALS_DIR": str(seeded.credentials(tmp_path / "wrong", "not-the-password")),
+    }
     refused = run_program("backup", "postgres", "--at", AT, env=wrong)
-    assert refused.returncode == FAILED and "refused the credentials" in refused.stderr, refused.stderr
-    missing = run_program("backup", "postgres", env={**env, "DATABASE_CREDENTIALS_DIR": str(tmp_path / "none")})
+    assert refused.returncode == FAILED and "refused the credentials" in refused.stderr, (
+        refused.stderr
+    )
+    missing = run_program(
+        "backup", "postgres", env={**env, "DATABASE_CREDENTIALS_DIR": str(tmp_path / "none")}
+    )
     assert missing.returncode == INVALID and "DATABASE_CREDENTIALS_DIR" in missing.stderr
 
 
@@ -279,32 +331,41 @@ def test_a_corrupt_or_truncated_dump_is_refused_before_the_target_is_touched(
         assert result.returncode == CORRUPT, result.stderr
         assert "does not match its manifest" in result.stderr
         assert DB not in seeded.admin("SELECT datname FROM pg_database"), "nothing was created"
-    no_manifest = run_program("restore", "postgres", f"s3://{bucket}/postgresql/{DB}/20200101T0000Z.dump", env=env)
+    no_manifest = run_program(
+        "restore", "postgres", f"s3://{bucket}/postgresql/{DB}/20200101T0000Z.dump", env=env
+    )
     assert no_manifest.returncode == INVALID and "without its manifest" in no_manifest.stderr
 
 
-def test_a_full_scratch_disk_is_a_clear_error(seeded: Postgres, env: dict[str, str], scratch: Path) -> None:
+def test_a_full_scratch_disk_is_a_clear_error(
+    seeded: Postgres, env: dict[str, str], scratch: Path
+) -> None:
     ok(run_program("backup", "postgres", "--database", DB, "--at", AT, env=env))
     seeded.admin(f"DROP DATABASE {DB} WITH (FORCE)")
     (scratch / f"{DB}-{STAMP}.dump").symlink_to("/dev/full")  # every write: ENOSPC
-    result = run_program("restore", "postgres", "latest", "--database", DB, "--scratch", str(scratch), env=env)
+    result = run_program(
+        "restore", "postgres", "latest", "--database", DB, "--scratch", str(scratch), env=env
+    )
     assert result.returncode == FAILED
     assert "No space left on device" in result.stderr and "scratch" in result.stderr, result.stderr
     assert DB not in seeded.admin("SELECT datname FROM pg_database")
 
 
-def test_too_little_scratch_space_is_refused_before_downloading(
-    seeded: Postgres, moto: Moto, bucket: str, env: dict[str, str], scratch: Path, monkeypatch: pytest.MonkeyPatch
+def test_too_little_scratch_space_is_refused_before_downloading(  # noqa: PLR0917 - fixtures
+    seeded: Postgres,
+    moto: Moto,
+    bucket: str,
+    env: dict[str, str],
+    scratch: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import shutil
-
-    from backup import pg_restore
-
     ok(run_program("backup", "postgres", "--database", DB, "--at", AT, env=env))
     store = Store(bucket, moto.client("s3"))
     manifest = store.get_json(f"postgresql/{DB}/{STAMP}.manifest.json")
     assert manifest
-    monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**9, 10**9 - 100, 100))  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**9, 10**9 - 100, 100)
+    )
     with pytest.raises(Exception, match="too small for the dump") as raised:
         pg_restore.fetch(store, manifest, scratch)
     assert getattr(raised.value, "code", None) == FAILED
@@ -334,22 +395,35 @@ def group(moto: Moto) -> str:
     name = f"cache-{uuid.uuid4().hex[:8]}"
     elasticache = moto.client("elasticache")
     elasticache.create_replication_group(
-        ReplicationGroupId=name, ReplicationGroupDescription="test", Engine="redis", CacheNodeType="cache.t4g.small", NumCacheClusters=1
+        ReplicationGroupId=name,
+        ReplicationGroupDescription="test",
+        Engine="redis",
+        CacheNodeType="cache.t4g.small",
+        NumCacheClusters=1,
     )
     # moto lists the member cluster without creating it; the restore reads its settings
     elasticache.create_cache_cluster(
-        CacheClusterId=f"{name}-001", ReplicationGroupId=name, Engine="redis", CacheNodeType="cache.t4g.small", NumCacheNodes=1
+        CacheClusterId=f"{name}-001",
+        ReplicationGroupId=name,
+        Engine="redis",
+        CacheNodeType="cache.t4g.small",
+        NumCacheNodes=1,
     )
     return name
 
 
-def test_redis_export_backup_restore_is_identical(moto: Moto, bucket: str, redis: Redis, scratch: Path, tmp_path: Path) -> None:
+def test_redis_export_backup_restore_is_identical(
+    moto: Moto, bucket: str, redis: Redis, scratch: Path, tmp_path: Path
+) -> None:
     before = redis.contents()
     fake = FakeElastiCache(moto, redis.save())
     cache = group(moto)
     store = Store(bucket, moto.client("s3"))
     when = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
-    assert redis_backup.run(store, fake, cache, when, scratch, waiter=redis_backup.Waiter(0.01, 5)) == "ok"
+    assert (
+        redis_backup.run(store, fake, cache, when, scratch, waiter=redis_backup.Waiter(0.01, 5))
+        == "ok"
+    )
     (export,) = fake.exports
     assert export["target"].startswith(f"redis/{STAMP}/") and export["bucket"] == bucket
     assert fake.deleted == [export["source"]], "the manual snapshot taken for the export is removed"
@@ -370,18 +444,54 @@ def test_redis_export_backup_restore_is_identical(moto: Moto, bucket: str, redis
         restored.stop()
 
 
-def test_restore_redis_creates_a_new_group_from_the_export(moto: Moto, bucket: str, redis: Redis, scratch: Path, env: dict[str, str]) -> None:
+def test_restore_redis_creates_a_new_group_from_the_export(
+    moto: Moto, bucket: str, redis: Redis, scratch: Path, env: dict[str, str]
+) -> None:
     fake = FakeElastiCache(moto, redis.save())
     cache = group(moto)
     store = Store(bucket, moto.client("s3"))
-    redis_backup.run(store, fake, cache, datetime(2026, 11, 30, 2, 0, tzinfo=UTC), scratch, waiter=redis_backup.Waiter(0.01, 5))
-    dry = ok(run_program("restore", "redis", "latest", "--target-group", "cache-restored", "--like", cache, "--dry-run", env=env))
+    redis_backup.run(
+        store,
+        fake,
+        cache,
+        datetime(2026, 11, 30, 2, 0, tzinfo=UTC),
+        scratch,
+        waiter=redis_backup.Waiter(0.01, 5),
+    )
+    dry = ok(
+        run_program(
+            "restore",
+            "redis",
+            "latest",
+            "--target-group",
+            "cache-restored",
+            "--like",
+            cache,
+            "--dry-run",
+            env=env,
+        )
+    )
     assert "SnapshotArns" in dry.stderr and f"arn:aws:s3:::{bucket}/redis/{STAMP}/" in dry.stderr
     assert "nothing was changed" in dry.stderr
-    taken = run_program("restore", "redis", "latest", "--target-group", cache, "--like", cache, env=env)
+    taken = run_program(
+        "restore", "redis", "latest", "--target-group", cache, "--like", cache, env=env
+    )
     assert taken.returncode == INVALID and "only into a new group" in taken.stderr
-    ok(run_program("restore", "redis", "latest", "--target-group", "cache-restored", "--like", cache, env=env))
-    groups = moto.client("elasticache").describe_replication_groups(ReplicationGroupId="cache-restored")
+    ok(
+        run_program(
+            "restore",
+            "redis",
+            "latest",
+            "--target-group",
+            "cache-restored",
+            "--like",
+            cache,
+            env=env,
+        )
+    )
+    groups = moto.client("elasticache").describe_replication_groups(
+        ReplicationGroupId="cache-restored"
+    )
     assert groups["ReplicationGroups"][0]["ReplicationGroupId"] == "cache-restored"
 
 
@@ -396,15 +506,23 @@ MEDIA = {
 }
 
 
-def test_media_backup_wipe_restore_is_identical(moto: Moto, env: dict[str, str], bucket: str) -> None:
+def test_media_backup_wipe_restore_is_identical(
+    moto: Moto, env: dict[str, str], bucket: str
+) -> None:
     s3 = moto.client("s3")
     media = moto.bucket(f"media-{uuid.uuid4().hex[:8]}")
     for key, body in MEDIA.items():
         s3.put_object(Bucket=media, Key=key, Body=body)
     job = {**env, "MEDIA_BUCKET": media}
     ok(run_program("backup", "media", "--at", AT, env=job))
-    manifest = json.loads(objects(s3, bucket, f"application/{STAMP}/manifest.json")[f"application/{STAMP}/manifest.json"])
-    assert {o["key"]: o["sha256"] for o in manifest["objects"]} == {k: sha256(v) for k, v in MEDIA.items()}
+    manifest = json.loads(
+        objects(s3, bucket, f"application/{STAMP}/manifest.json")[
+            f"application/{STAMP}/manifest.json"
+        ]
+    )
+    assert {o["key"]: o["sha256"] for o in manifest["objects"]} == {
+        k: sha256(v) for k, v in MEDIA.items()
+    }
     for key in MEDIA:
         s3.delete_object(Bucket=media, Key=key)  # the wipe
     ok(run_program("restore", "media", "latest", env=job))
@@ -413,11 +531,22 @@ def test_media_backup_wipe_restore_is_identical(moto: Moto, env: dict[str, str],
     refused = run_program("restore", "media", "latest", env=job)
     assert refused.returncode == INVALID and "not empty" in refused.stderr
     other = moto.bucket(f"media-copy-{uuid.uuid4().hex[:8]}")
-    ok(run_program("restore", "media", f"s3://{bucket}/application/{STAMP}/media.tar.gz", "--target-bucket", other, env=job))
+    ok(
+        run_program(
+            "restore",
+            "media",
+            f"s3://{bucket}/application/{STAMP}/media.tar.gz",
+            "--target-bucket",
+            other,
+            env=job,
+        )
+    )
     assert objects(s3, other) == MEDIA
 
 
-def test_a_corrupt_media_archive_is_refused_before_the_bucket_is_touched(moto: Moto, env: dict[str, str], bucket: str) -> None:
+def test_a_corrupt_media_archive_is_refused_before_the_bucket_is_touched(
+    moto: Moto, env: dict[str, str], bucket: str
+) -> None:
     s3 = moto.client("s3")
     media = moto.bucket(f"media-{uuid.uuid4().hex[:8]}")
     s3.put_object(Bucket=media, Key="a.bin", Body=os.urandom(50_000))
@@ -433,7 +562,7 @@ def test_a_corrupt_media_archive_is_refused_before_the_bucket_is_touched(moto: M
 # --- the restore test -------------------------------------------------------------------------
 
 
-def test_restore_test_restores_every_store_and_catches_a_bad_backup(
+def test_restore_test_restores_every_store_and_catches_a_bad_backup(  # noqa: PLR0917 - fixtures
     seeded: Postgres, moto: Moto, env: dict[str, str], bucket: str, redis: Redis, scratch: Path
 ) -> None:
     s3 = moto.client("s3")
@@ -443,7 +572,14 @@ def test_restore_test_restores_every_store_and_catches_a_bad_backup(
     ok(run_program("backup", "postgres", "--at", AT, env=env))
     ok(run_program("backup", "media", "--at", AT, env={**env, "MEDIA_BUCKET": media}))
     store = Store(bucket, s3)
-    redis_backup.run(store, FakeElastiCache(moto, redis.save()), group(moto), datetime(2026, 11, 30, 2, 0, tzinfo=UTC), scratch, waiter=redis_backup.Waiter(0.01, 5))
+    redis_backup.run(
+        store,
+        FakeElastiCache(moto, redis.save()),
+        group(moto),
+        datetime(2026, 11, 30, 2, 0, tzinfo=UTC),
+        scratch,
+        waiter=redis_backup.Waiter(0.01, 5),
+    )
 
     result = ok(run_program("restore-test", "--scratch", str(scratch), "--jobs", "2", env=env))
     final = events(result.stdout)[-1]
@@ -475,8 +611,9 @@ def test_restore_test_fails_when_a_store_has_no_backup(env: dict[str, str], scra
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["backup"], ["backup", "postgres"], ["backup", "redis"], ["backup", "media"], ["restore-test"],
-     ["restore"], ["restore", "postgres"], ["restore", "redis"], ["restore", "media"]],
+    [[], ["backup"], ["backup", "postgres"], ["backup", "redis"], ["backup", "media"],
+     ["restore-test"], ["restore"], ["restore", "postgres"], ["restore", "redis"],
+     ["restore", "media"]],
 )  # fmt: skip
 def test_every_command_has_help(command: list[str]) -> None:
     result = run_program(*command, "--help", env={})
@@ -486,13 +623,15 @@ def test_every_command_has_help(command: list[str]) -> None:
 def test_bad_arguments_and_settings_name_what_is_wrong(env: dict[str, str]) -> None:
     bad_time = run_program("backup", "postgres", "--at", "yesterday", env=env)
     assert bad_time.returncode == INVALID and "--at 'yesterday'" in bad_time.stderr
-    no_bucket = run_program("backup", "postgres", env={k: v for k, v in env.items() if k != "BACKUP_BUCKET"})
+    no_bucket = run_program(
+        "backup", "postgres", env={k: v for k, v in env.items() if k != "BACKUP_BUCKET"}
+    )
     assert no_bucket.returncode == INVALID and "BACKUP_BUCKET" in no_bucket.stderr
     no_media = run_program("backup", "media", env=env)
     assert no_media.returncode == INVALID and "MEDIA_BUCKET" in no_media.stderr
     bad_job = run_program("backup", "postgres", env={**env, "BACKUP_JOB_NAME": "manual-run"})
     assert bad_job.returncode == INVALID and "BACKUP_JOB_NAME" in bad_job.stderr
-    bad_uri = run_program("restore", "postgres", "/tmp/x.dump", env=env)
+    bad_uri = run_program("restore", "postgres", "/tmp/x.dump", env=env)  # noqa: S108 - not opened
     assert bad_uri.returncode == INVALID and "s3://bucket/key" in bad_uri.stderr
     bad_jobs = run_program("restore", "postgres", "latest", "--jobs", "0", env=env)
     assert bad_jobs.returncode == INVALID and "--jobs" in bad_jobs.stderr
@@ -502,11 +641,17 @@ def test_the_scheduled_time_comes_from_the_cronjobs_job_name() -> None:
     # the CronJob controller names a Job <cronjob>-<scheduled time in minutes since the epoch>
     moment = scheduled_time(None, "backup-postgres-29407800")
     assert stamp(moment) == "20251130T0200Z"
-    assert scheduled_time("2026-11-30T02:00:59+01:00", "ignored-1") == datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
+    assert scheduled_time("2026-11-30T02:00:59+01:00", "ignored-1") == datetime(
+        2026, 11, 30, 1, 0, tzinfo=UTC
+    )
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert scheduled_time(None, None, now) == datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
 
 
 def test_modules_are_importable_from_the_image_layout() -> None:
     # the Dockerfile copies backup/ to /opt/backup and runs `python3 -m backup`
-    assert media_backup.PREFIX == "application" and restore_test.STORES == ("postgresql", "redis", "application")
+    assert media_backup.PREFIX == "application" and restore_test.STORES == (
+        "postgresql",
+        "redis",
+        "application",
+    )
