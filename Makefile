@@ -34,7 +34,7 @@ $(EDGE_TOOLS_STAMP): scripts/install-edge-tools.sh
 	bash scripts/install-edge-tools.sh
 
 ## PostgreSQL and Redis programs (Debian's, where missing): the backup program's tests run a
-## real PostgreSQL and redis-server on loopback; bench/backup.py dumps and restores 1 GB
+## real PostgreSQL and redis-server on loopback; bench/backups.py dumps and restores 1 GB
 $(BACKUP_TOOLS_STAMP): scripts/install-backup-tools.sh
 	bash scripts/install-backup-tools.sh
 
@@ -64,7 +64,7 @@ unit: $(STAMP) $(CHECKOV_STAMP) $(NODE_TOOLS_STAMP) $(WORKFLOW_TOOLS_STAMP) $(ED
 bench: $(STAMP) $(EDGE_TOOLS_STAMP) $(BACKUP_TOOLS_STAMP)
 	$(PY) bench/preview.py
 	$(PY) bench/edge.py
-	$(PY) bench/backup.py
+	$(PY) bench/backups.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -75,7 +75,11 @@ class LocalPostgres:
         )
         options = (
             f"-c listen_addresses='' -c unix_socket_directories='{self.folder}' -p {self.port} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            # a pod's /dev/shm is 64 MiB: parallel index builds use files in the data folder
+            "-c dynamic_shared_memory_type=mmap "
+            # nothing replicates from it: restored tables are written without WAL
+            "-c wal_level=minimal -c max_wal_senders=0 -c max_wal_size=4GB"
         )
         self._run(
             [

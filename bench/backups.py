@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: the backup pipeline against a bare ``pg_dump``, and restores with -j 2 and -j 1.
 
-    python bench/backup.py [--scale 45] [--text-mb 420] [--rounds 3]
+    python bench/backups.py [--scale 45] [--text-mb 420] [--rounds 3]
 
 What runs, on loopback on this machine: a PostgreSQL cluster (Debian's, started like the tests
 start it, ``tests/backup_harness.Postgres``), an S3 API (moto's server), and a generated
