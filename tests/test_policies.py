@@ -778,29 +778,31 @@ def rbac_role(*rules: Mapping[str, Any], cluster: bool = False) -> R:
 READ_PODS = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
 
 
-def binding(role: str = "web", kind: str = "Role", **subject: str) -> R:
-    found = subject or {"kind": "ServiceAccount", "name": "web", "namespace": "app"}
-    cluster_wide = kind == "ClusterRole" and role in ("cluster-admin", "web-cluster")
+def binding(
+    role: str = "web", role_kind: str = "Role", subject: Mapping[str, str] | None = None
+) -> R:
+    found = dict(subject or {"kind": "ServiceAccount", "name": "web", "namespace": "app"})
+    cluster_wide = role_kind == "ClusterRole" and role in ("cluster-admin", "web-cluster")
     binding_kind = "ClusterRoleBinding" if cluster_wide else "RoleBinding"
     return R(
         f"{RBAC}:{binding_kind}",
         {
             "metadata": {"name": "web"} if cluster_wide else meta(),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
             "subjects": [found],
         },
         "web-binding",
     )
 
 
-def rbac(**subject: str) -> list[R]:
+def rbac(subject: Mapping[str, str] | None = None) -> list[R]:
     """The web workload's ServiceAccount, a Role and its binding (to ``subject``)."""
     account = R(
         "kubernetes:core/v1:ServiceAccount",
         {"metadata": meta(), "automountServiceAccountToken": False},
         "web-account",
     )
-    return [account, rbac_role(READ_PODS), binding(**subject)]
+    return [account, rbac_role(READ_PODS), binding(subject=subject)]
 
 
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -1108,7 +1110,7 @@ CASES = [
     Case(
         "k8s-rbac-subjects",
         combined(COMPLIANT_STACK, rbac()),
-        combined(COMPLIANT_STACK, rbac(kind="User", name="alice@exposcholar.org")),
+        combined(COMPLIANT_STACK, rbac({"kind": "User", "name": "alice@exposcholar.org"})),
     ),
     # NetworkPolicy
     Case("k8s-netpol-no-admit-all", network_policy(), network_policy(ingress=[{}])),
@@ -1983,3 +1985,83 @@ def test_iam_and_rbac_exemptions_come_from_the_stack_config() -> None:
     assert all(e["reason"].strip() for e in entries)
     egress = config["k8s-netpol-internet-egress"]["allowedPorts"]
     assert [(e["port"], e["protocol"]) for e in egress] == [(443, "TCP")]
+
+
+EXEMPTIONS: list[tuple[str, R | list[R], dict[str, Any]]] = [
+    (
+        "iam-web-identity-trust-pinned",
+        aws(ROLE, ROLE_PROPS, assumeRolePolicy=irsa_trust(aud="sts.amazonaws.com")),
+        {"allowed": [{"role": "exposcholar-test-app-*", "reason": "test"}]},
+    ),
+    (
+        "iam-no-wildcard-principals",
+        aws(KMS, KEY_POLICY_PROPS, policy=document({"Effect": "Allow", "Principal": "*"})),
+        {"allowed": [{"resource": "subject", "reason": "test"}]},
+    ),
+    (
+        "iam-no-wildcard-actions",
+        aws(ROLE_POLICY, ROLE_POLICY_PROPS, policy=document(allow("s3:*"))),
+        {"allowed": [{"holder": "exposcholar-test-*", "action": "s3:*", "reason": "test"}]},
+    ),
+    (
+        "k8s-rbac-no-wildcards",
+        rbac_role({**READ_PODS, "resources": ["*"]}),
+        {"allowed": [{"object": "app/web", "reason": "test"}]},
+    ),
+    (
+        "k8s-rbac-powerful-bindings",
+        binding("admin", "ClusterRole"),
+        {
+            "allowedSubjects": [
+                {"kind": "ServiceAccount", "name": "web", "role": "admin", "reason": "test"}
+            ]
+        },
+    ),
+    (
+        "k8s-netpol-no-admit-all",
+        network_policy(ingress=[{}]),
+        {"allowed": [{"object": "app/allow-*", "reason": "test"}]},
+    ),
+    (
+        "k8s-netpol-internet-egress",
+        network_policy(egress=[{**HTTPS_OUT, "ports": [{"protocol": "TCP", "port": 22}]}]),
+        {"allowedPorts": [{"port": 22, "protocol": "TCP", "reason": "test"}]},
+    ),
+    (
+        "k8s-netpol-default-deny",
+        combined(storage(), network(), cluster(netpol=False), [network_policy()]),
+        {"exempt": [{"namespace": "app", "reason": "test"}]},
+    ),
+    (
+        "k8s-rbac-subjects",
+        combined(COMPLIANT_STACK, rbac({"kind": "Group", "name": "exposcholar:viewers"})),
+        {"allowedGroups": [{"group": "exposcholar:viewers", "reason": "test"}]},
+    ),
+    (
+        "nodes-ebs-encrypted",
+        aws(LAUNCH_TEMPLATE, LAUNCH_TEMPLATE_PROPS, blockDeviceMappings=DROP),
+        {"allowed": [{"resource": "subject", "reason": "test"}]},
+    ),
+    (
+        "logs-kms-encrypted",
+        aws(LOG_GROUP, LOG_GROUP_PROPS, kmsKeyId=DROP),
+        {"exempt": [{"pattern": "/aws/vpc/*", "reason": "test"}]},
+    ),
+]
+"""A failing fixture of each new policy and a configuration entry (with its reason) that
+exempts exactly it."""
+
+
+@pytest.mark.parametrize(("policy", "subject", "entry"), EXEMPTIONS, ids=[e[0] for e in EXEMPTIONS])
+def test_exemptions_are_configured_with_their_reasons(
+    policy: str, subject: R | list[R], entry: dict[str, Any]
+) -> None:
+    assert reporting(subject) == {policy}
+    assert reporting(subject, {**TEST_CONFIG, policy: entry}) == set()
+    schema = SPECS[policy].config_schema()
+    assert schema is not None
+    for key, value in entry.items():
+        jsonschema.validate(value, schema.properties[key])
+        without_reason = [{k: v for k, v in e.items() if k != "reason"} for e in value]
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(without_reason, schema.properties[key])

@@ -8,7 +8,7 @@ from typing import Any
 
 from pulumi_policy import ResourceValidationArgs
 
-from .policy_config import CUSTOMER_KEY, STRINGS, Config, Setting
+from .policy_config import CUSTOMER_KEY, STRINGS, Config, Setting, exempted, exemptions
 from .registry import CRITICAL, HIGH, LOW, MEDIUM, resource_policy
 from .resources import (
     flag,
@@ -170,11 +170,18 @@ def _encrypted(device: Mapping[str, Any]) -> bool:
             STRINGS,
             list(ROOT_DEVICE_NAMES),
             "Device names that are the root device of the images the stack uses.",
-        )
+        ),
+        exemptions(
+            "allowed",
+            "resource",
+            "Templates, instances or volumes (logical-name patterns) that may be unencrypted.",
+        ),
     ],
 )
 def nodes_ebs_encrypted(args: ResourceValidationArgs, config: Config) -> Iterator[str]:
     props = args.props
+    if exempted(config, "allowed", "resource", args.name):
+        return
     if args.resource_type == VOLUME:
         if not _encrypted(props):
             yield "the volume is not encrypted."

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from pulumi_policy import ResourceValidationArgs
 
-from .policy_config import CUSTOMER_KEY, PRODUCTION, Config, Setting
+from .policy_config import CUSTOMER_KEY, PRODUCTION, Config, Setting, exempted, exemptions
 from .registry import CRITICAL, HIGH, LOW, MEDIUM, resource_policy
 from .resources import flag, get, is_map, maps, number, present, strings, text
 from .tokens import is_s3
@@ -391,7 +391,14 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
     "components.lib.aws.retained_log_group takes it. The key's policy must let "
     "logs.<region>.amazonaws.com use it for this account's log groups (encryption context "
     "kms:EncryptionContext:aws:logs:arn).",
+    settings=[
+        exemptions(
+            "exempt", "pattern", "Log groups (name patterns) that may use the AWS-owned key."
+        )
+    ],
 )
-def logs_kms_encrypted(args: ResourceValidationArgs, _: Config) -> Iterator[str]:
-    if args.resource_type == LOG_GROUP and not present(args.props, "kmsKeyId"):
+def logs_kms_encrypted(args: ResourceValidationArgs, config: Config) -> Iterator[str]:
+    if args.resource_type != LOG_GROUP or present(args.props, "kmsKeyId"):
+        return
+    if not exempted(config, "exempt", "pattern", text(args.props, "name")):
         yield "kmsKeyId is not set: the log group uses the AWS-owned key."

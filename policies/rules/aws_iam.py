@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from pulumi_policy import ResourceValidationArgs
 
-from .policy_config import STRINGS, Config, Setting, reasoned_list
+from .policy_config import STRINGS, Config, Setting, exempted, exemptions, reasoned_list
 from .registry import CRITICAL, HIGH, resource_policy
 from .resources import get, is_list, is_map, json_document, maps, text
 from .tokens import type_parts
@@ -291,9 +291,14 @@ WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
     remediation="Build the trust policy with components.lib.irsa (StringEquals on :aud "
     "sts.amazonaws.com and :sub system:serviceaccount:<namespace>:<name>) or, for GitHub, "
     "pin :sub to the repository and ref.",
+    settings=[
+        exemptions("allowed", "role", "Roles (name patterns) whose trust may leave one open.")
+    ],
 )
-def iam_web_identity_trust_pinned(args: ResourceValidationArgs, _: Config) -> Iterator[str]:
+def iam_web_identity_trust_pinned(args: ResourceValidationArgs, config: Config) -> Iterator[str]:
     if args.resource_type != ROLE:
+        return
+    if exempted(config, "allowed", "role", text(args.props, "name") or args.name):
         return
     for s in statements(get(args.props, "assumeRolePolicy")):
         if not s.allows or not any(action_matches(a, WEB_IDENTITY) for a in s.actions):
@@ -343,10 +348,17 @@ def policy_documents(args: ResourceValidationArgs) -> list[tuple[str, Any]]:
             STRINGS,
             sorted(ACCOUNT_PINNING_KEYS),
             "Condition keys that tie 'any principal' to the account or organisation.",
-        )
+        ),
+        exemptions(
+            "allowed",
+            "resource",
+            "Resources (logical-name patterns) whose policy may admit any principal.",
+        ),
     ],
 )
 def iam_no_wildcard_principals(args: ResourceValidationArgs, config: Config) -> Iterator[str]:
+    if exempted(config, "allowed", "resource", args.name):
+        return
     pinning = {k.lower() for k in config.strings("accountConditionKeys")}
     for prop, document in policy_documents(args):
         for s in statements(document):

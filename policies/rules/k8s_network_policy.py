@@ -19,8 +19,8 @@ from typing import Any, Final
 
 from pulumi_policy import PolicyResource, ResourceValidationArgs, StackValidationArgs
 
-from .kube import k8s_kind
-from .policy_config import Config, Setting, reasoned_list
+from .kube import k8s_kind, object_ref
+from .policy_config import Config, Setting, exempted, exemptions, reasoned_list
 from .registry import HIGH, MEDIUM, Violation, resource_policy, stack_policy
 from .resources import (
     each,
@@ -93,9 +93,18 @@ def is_public(cidr: str) -> bool:
     "(0.0.0.0/0, ::/0) in a rule that lists no ports.",
     remediation="Name the peers (pod and namespace selectors, or the subnets' CIDRs) with "
     "components.lib.kube network-policy Allowances; internet egress lists its ports.",
+    settings=[
+        exemptions(
+            "allowed",
+            "object",
+            "NetworkPolicies (namespace/name patterns) that may admit every peer.",
+        )
+    ],
 )
-def k8s_netpol_no_admit_all(args: ResourceValidationArgs, _: Config) -> Iterator[str]:
+def k8s_netpol_no_admit_all(args: ResourceValidationArgs, config: Config) -> Iterator[str]:
     if not _is_network_policy(args.resource_type):
+        return
+    if exempted(config, "allowed", "object", object_ref(args.props)):
         return
     for direction, peers_key, _type in DIRECTIONS:
         for index, rule in enumerate(_rules(args.props, direction)):
@@ -173,14 +182,17 @@ def _denies(policy: PolicyResource) -> set[str]:
     "default (a NetworkPolicy selecting every pod with both policy types and no rules).",
     remediation="Create the namespace's baseline with components.lib.kube.network_policies."
     "namespace_baseline (default-deny plus DNS).",
+    settings=[exemptions("exempt", "namespace", "Namespaces of the stack without a default deny.")],
 )
-def k8s_netpol_default_deny(args: StackValidationArgs, _: Config) -> Iterator[Violation]:
+def k8s_netpol_default_deny(args: StackValidationArgs, config: Config) -> Iterator[Violation]:
     resources = list(args.resources)
     policies = [r for r in resources if _is_network_policy(r.resource_type)]
     namespaces = [r for r in resources if k8s_kind(r.resource_type) == "Namespace"]
 
     def check(namespace: PolicyResource) -> Iterator[Violation]:
         name = known(namespace.props, "metadata", "name")
+        if isinstance(name, str) and exempted(config, "exempt", "namespace", name):
+            return
         denied: set[str] = set()
         for policy in policies:
             if known(policy.props, "metadata", "namespace") == name:

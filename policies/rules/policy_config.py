@@ -4,6 +4,7 @@ applies no schema defaults)."""
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -103,3 +104,17 @@ class Config:
     def entries(self, name: str) -> list[Mapping[str, Any]]:
         """An allowlist: the entries that are objects (malformed ones are ignored)."""
         return [e for e in self.value(name) if isinstance(e, Mapping)]
+
+
+def exemptions(name: str, key: str, what: str) -> Setting:
+    """A list of exemptions, each naming what it exempts under ``key`` (a pattern) with its
+    reason: ``exemptions("allowed", "role", "Roles whose ...")``."""
+    return Setting(name, reasoned_list({key: {"type": "string"}}, [key]), [], what)
+
+
+def exempted(config: Config, setting: str, key: str, value: str) -> bool:
+    """Whether an entry of the exemption list ``setting`` matches ``value`` by its ``key``."""
+    return any(
+        isinstance(e.get(key), str) and fnmatch.fnmatchcase(value, e[key])
+        for e in config.entries(setting)
+    )
