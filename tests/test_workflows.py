@@ -999,3 +999,21 @@ def test_the_bot_comment_with_the_marker_is_the_one_edited(tmp_path: Path) -> No
 
 def test_the_production_role_is_tools_stacks_one() -> None:
     assert PRODUCTION_ROLE in stacks.ROLE_POLICY_CONFIG
+
+
+def test_pull_requests_run_checkov_on_every_stack_after_the_real_preview(
+    preview: dict[str, Any],
+) -> None:
+    """Checkov's AWS and Kubernetes rules (``tools.preview --checkov``) on each stack of the
+    matrix, with Checkov installed by the repository's script, after the real preview (a
+    finding fails the job without skipping it) and with no condition (forks run it too)."""
+    [job] = jobs_running(preview, "pulumi", "preview").values()
+    [(index, command)] = [
+        (i, c) for i, c in job_commands(preview, job) if "--checkov" in c and "tools.preview" in c
+    ]
+    assert command[:4] == [".venv/bin/python", "-m", "tools.preview", "${{ matrix.stack }}"]
+    installs = [i for i, _ in find(preview, job, "bash", "scripts/install-checkov.sh")]
+    assert installs and max(installs) <= index
+    [(real, _)] = find(preview, job, "pulumi", "preview")
+    assert real < index
+    assert "if" not in job["steps"][index]
