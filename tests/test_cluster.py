@@ -143,6 +143,10 @@ def test_irsa_trust_names_issuer_audience_and_exact_service_account(plan: Plan) 
         "lb-controller-role": "system:serviceaccount:kube-system:aws-load-balancer-controller",
         "app-server-role": "system:serviceaccount:exposcholar:server",
         "app-database-credentials-role": "system:serviceaccount:exposcholar:database-credentials",
+        **{
+            f"backups-{job}-role": f"system:serviceaccount:exposcholar:{job}"
+            for job in ("backup-postgres", "backup-redis", "backup-media", "restore-test")
+        },
     }
     assert set(roles) == set(expected)
     for name, subject in expected.items():
