@@ -99,8 +99,6 @@ verification (3): a retry would fail the same way, so the Job fails at once
 retried."""
 TEMP_SPACE_GI = 1
 """Ephemeral storage of a pod besides its scratch: ``/tmp`` and its logs."""
-SHM_SIZE = "512Mi"
-"""The restore test's ``/dev/shm``: PostgreSQL's dynamic shared memory (parallel restore)."""
 STORAGE_CLASS = "gp3"
 """The cluster's default StorageClass (``components.eks.addons``): encrypted gp3, made in the
 pod's zone."""
@@ -161,7 +159,6 @@ class _Job:
     ttl_seconds: int
     egress: tuple[Peer, ...]
     reads_database: bool = False
-    extra_volumes: tuple[tuple[core.VolumeArgs, core.VolumeMountArgs], ...] = ()
 
 
 class Backups(Component):
@@ -296,9 +293,6 @@ def _pod_spec(
     tmp_volume, tmp_mount = writable("tmp", "/tmp", size=TMP_SIZE)  # noqa: S108 - an emptyDir
     volumes = [tmp_volume, job.scratch]
     mounts = [tmp_mount, core.VolumeMountArgs(name="scratch", mount_path=SCRATCH_DIR)]
-    for volume, mount in job.extra_volumes:
-        volumes.append(volume)
-        mounts.append(mount)
     if job.reads_database:
         volumes.append(
             core.VolumeArgs(
@@ -399,13 +393,6 @@ def _jobs(args: BackupsArgs) -> list[_Job]:
     aws_apis = Peer.https_anywhere()
     database_peer = Peer((Port(database.port),), cidrs=args.data_cidrs)
     media = args.media
-    shm = (
-        core.VolumeArgs(
-            name="shm",
-            empty_dir=core.EmptyDirVolumeSourceArgs(medium="Memory", size_limit=SHM_SIZE),
-        ),
-        core.VolumeMountArgs(name="shm", mount_path="/dev/shm"),  # noqa: S108 - its own emptyDir
-    )
 
     def daily_job(
         name: str,
@@ -485,6 +472,5 @@ def _jobs(args: BackupsArgs) -> list[_Job]:
             # its PostgreSQL and Redis run in the pod, on loopback: only the AWS APIs
             egress=(aws_apis,),
             reads_database=True,
-            extra_volumes=(shm,),
         ),
     ]
