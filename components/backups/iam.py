@@ -51,7 +51,15 @@ def _allow(
 
 
 def _list(sid: str, bucket_arn: str, prefixes: Sequence[str]) -> dict[str, Any]:
-    """``s3:ListBucket`` on the bucket, only for keys under ``prefixes``."""
+    """``s3:ListBucket`` on the bucket, only for keys under ``prefixes``.
+
+    A caveat for the program: S3 answers a GET or HEAD of a missing key with 404 only when the
+    caller may list the bucket, else with 403 (S3 API reference, GetObject "Permissions").
+    That check carries no ``s3:prefix``, so a listing grant conditioned on the prefix may not
+    count for it: the program should find out whether a key exists by listing with the key as
+    the prefix (which this grant admits), or the first real run will show whether a missing
+    manifest reads as 403 (then drop the condition: the jobs would see the bucket's key names,
+    never its contents)."""
     return _allow(
         sid,
         ["s3:ListBucket"],
