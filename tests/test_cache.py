@@ -3,6 +3,9 @@ alone with chosen client security groups."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from components.aws.cache import Cache, CacheArgs
@@ -12,10 +15,11 @@ from components.settings import StackSettings
 from tests.conftest import component_plan, key_arn, node_security_group, only
 from tools.mocks import MASK
 from tools.plan import Plan
-from tools.preview import capture
+from tools.preview import capture, run_program
 from tools.project import StackConfig
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -110,3 +114,24 @@ def test_admits_6379_only_from_the_security_groups_passed_in(
     assert (rule.inputs["fromPort"], rule.inputs["toPort"]) == (6379, 6379)
     assert "cidrIpv4" not in rule.inputs
     assert only(plan, GROUP).protect
+
+
+def test_a_restore_rebuilds_the_group_from_an_exported_rdb(
+    stack_configs: dict[str, StackConfig],
+) -> None:
+    """cacheRestoreFrom (docs/runbooks/restore-redis.md): the group is created from the RDB in
+    S3; the group's id is fixed, so the old group goes first; and once restored, clearing the
+    setting does not replace the group again."""
+    arn = "arn:aws:s3:::exposcholar-staging-backups/redis/20261130T0230Z/cache-backup-0001.rdb"
+    config = stack_configs["staging"]
+    values = {**config.values, "exposcholar:cacheRestoreFrom": arn}
+    restoring = run_program(REPO_ROOT, dataclasses.replace(config, values=values))
+    group = only(restoring, GROUP)
+    assert group.inputs["snapshotArns"] == [arn]
+    assert group.options["deleteBeforeReplace"] is True
+    assert "snapshotArns" not in group.options["ignoreChanges"], "setting it replaces the group"
+
+    normal = only(run_program(REPO_ROOT, config), GROUP)
+    assert "snapshotArns" not in normal.inputs
+    assert normal.options["deleteBeforeReplace"] is True
+    assert normal.options["ignoreChanges"] == ["snapshotArns"], "clearing it changes nothing"

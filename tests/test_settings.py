@@ -143,6 +143,8 @@ BAD_VALUES: list[tuple[str, str | None, str]] = [
     ("cacheMaintenanceWindow", "tue:01:30-tue:02:30", "does not overlap cacheSnapshotWindow"),
     ("cacheLogRetentionDays", "31", "CloudWatch Logs retention"),
     ("cacheAuthToken", "short", "16 to 128 printable"),
+    ("cacheRestoreFrom", "s3://backups/redis/x-0001.rdb", "S3 object ARN of an exported RDB"),
+    ("cacheRestoreFrom", "arn:aws:s3:::backups/redis/x.tar.gz", "S3 object ARN of an exported RDB"),
     ("cacheAuthToken", "has a space in the middle of it", "16 to 128 printable"),
     ("backupPostgresRetentionDays", "0", "from 1 to 3650"),
     ("backupRedisRetentionDays", "x", "an integer"),

@@ -380,6 +380,9 @@ class CapturedResource:
     id: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
     """What the mock provider returned (ids, ARNs, endpoints); kept in memory, not in plan.json."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Resource options that change what ``pulumi up`` does with a change (deleteBeforeReplace,
+    ignoreChanges, replaceOnChanges), as the engine receives them; in memory only."""
 
 
 class CapturingMonitor(MockMonitor):
@@ -431,6 +434,11 @@ class CapturingMonitor(MockMonitor):
             inputs=mask(inputs),
             id=response.id or None,
             outputs=mask(rpc.deserialize_properties(response.object, keep_unknowns=True)),
+            options={
+                "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                "ignoreChanges": list(request.ignoreChanges),
+                "replaceOnChanges": list(request.replaceOnChanges),
+            },
         )
         with self._lock:
             self.captured.append(record)

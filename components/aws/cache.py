@@ -149,8 +149,16 @@ class Cache(Component):
                 )
                 for kind, log in logs.items()
             ],
+            # A restore (cacheRestoreFrom): ElastiCache seeds a new group from the RDB in S3,
+            # never a running one, so the change replaces the group. Its id is fixed, so the old
+            # group must go first. Once restored, clearing the setting must not replace it again.
+            snapshot_arns=[settings.restore_from] if settings.restore_from else None,
             tags=naming.tags(COMPONENT, str(settings.engine)),
-            opts=self.child_opts(protect=args.protect),
+            opts=self.child_opts(
+                protect=args.protect,
+                delete_before_replace=True,
+                ignore_changes=[] if settings.restore_from else ["snapshotArns"],
+            ),
         )
 
         self.primary_endpoint = replication_group.primary_endpoint_address

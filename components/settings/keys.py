@@ -60,6 +60,7 @@ _DECLARED = """
     cacheEngine cacheEngineVersion cacheNodeType: string
     cacheNodeCount cacheSnapshotRetentionDays cacheLogRetentionDays: integer
     cacheSnapshotWindow cacheMaintenanceWindow: string
+    cacheRestoreFrom: string
     cacheAuthToken: string secret
     # storage and backups
     backupPostgresRetentionDays backupRedisRetentionDays backupApplicationRetentionDays: integer

@@ -136,6 +136,9 @@ class CacheSettings:
     maintenance_window: str
     log_retention_days: int
     auth_token: Secret
+    restore_from: str | None = None
+    """An exported RDB in S3 (``arn:aws:s3:::bucket/key.rdb``) the replication group is created
+    from; setting it replaces the group (docs/runbooks/restore-redis.md)."""
 
     @property
     def highly_available(self) -> bool:

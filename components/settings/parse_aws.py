@@ -30,6 +30,7 @@ from components.settings.parsers import (
     one_of_ints,
     optional,
     string_list,
+    text,
 )
 from components.settings.reader import Reader
 from components.settings.rules import (
@@ -164,6 +165,12 @@ def database(r: Reader) -> DatabaseSettings:
     )
 
 
+RDB_ARN = text(
+    re.compile(r"^arn:aws:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\s]+\.rdb$"),
+    "the S3 object ARN of an exported RDB file (arn:aws:s3:::BUCKET/redis/STAMP/NAME-0001.rdb)",
+)
+
+
 def cache(r: Reader) -> CacheSettings:
     engine = r.get("cacheEngine", choice(CacheEngine))
     count = r.get("cacheNodeCount", integer(1, 6))
@@ -185,6 +192,7 @@ def cache(r: Reader) -> CacheSettings:
         maintenance_window=maintenance_window,
         log_retention_days=r.get("cacheLogRetentionDays", log_retention_days),
         auth_token=Secret(r.get("cacheAuthToken", cache_auth_token)),
+        restore_from=r.get("cacheRestoreFrom", optional(RDB_ARN)),
     )
 
 
