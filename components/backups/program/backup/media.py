@@ -25,9 +25,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from backup.errors import BackupError, CorruptBackupError, InvalidInputError
 from backup.log import event, say
-from backup.pg_restore import check_free_space
 from backup.schedule import stamp
-from backup.store import READ_CHUNK, Claim, Store, describe
+from backup.store import READ_CHUNK, Store, begin, describe
 
 PREFIX = "application"
 ARCHIVE = "media.tar.gz"
@@ -60,17 +59,16 @@ def run(store: Store, media: Store, when: datetime, *, job: str = "") -> str:
     """Archive the media bucket; returns ``ok``, ``exists`` or ``held``."""
     moment = stamp(when)
     manifest = manifest_key(moment)
-    if store.get_json(manifest) is not None:
-        event(
-            "backup", kind=PREFIX, scheduled=moment, result="exists", manifest=store.uri(manifest)
-        )
-        return "exists"
-    claim = Claim(store, f"{PREFIX}/{moment}/claim.json", job, done=manifest)
-    holder = claim.acquire()
-    if holder is not None:
-        event("backup", kind=PREFIX, scheduled=moment, result="held", holder=holder)
-        return "held"
-    claim.keep()
+    claim = begin(
+        store,
+        manifest=manifest,
+        claim=f"{PREFIX}/{moment}/claim.json",
+        job=job,
+        kind=PREFIX,
+        scheduled=moment,
+    )
+    if isinstance(claim, str):
+        return claim
     started = time.monotonic()
     writer = store.writer(f"{PREFIX}/{moment}/{ARCHIVE}")
     objects = []
@@ -158,10 +156,10 @@ def verify_archive(path: Path, manifest: dict[str, Any]) -> int:
 
 
 def fetch(store: Store, manifest: dict[str, Any], scratch: Path) -> Path:
-    check_free_space(scratch, int(manifest["size"]), f"the archive {store.uri(manifest['key'])}")
-    path = scratch / f"media-{manifest['scheduled']}.tar.gz"
-    store.verify(manifest["key"], size=int(manifest["size"]), sha256=manifest["sha256"], into=path)
-    return path
+    """The archive in ``scratch``, verified against its manifest."""
+    return store.download(
+        manifest, scratch / f"media-{manifest['scheduled']}.tar.gz", "the archive"
+    )
 
 
 def restore(

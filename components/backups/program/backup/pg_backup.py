@@ -26,7 +26,7 @@ from backup import pg
 from backup.errors import BackupError
 from backup.log import event
 from backup.schedule import stamp
-from backup.store import READ_CHUNK, Claim, Store, Written
+from backup.store import READ_CHUNK, Claim, Store, Written, begin
 
 PREFIX = "postgresql"
 GLOBALS = "@globals"
@@ -126,24 +126,17 @@ def _database(
     job: str,
 ) -> Outcome:
     manifest = manifest_key(database, moment)
-    if store.get_json(manifest) is not None:
-        event(
-            "backup",
-            kind=PREFIX,
-            database=database,
-            scheduled=moment,
-            result="exists",
-            manifest=store.uri(manifest),
-        )
-        return Outcome(database, "exists")
-    claim = Claim(store, f"{PREFIX}/{database}/{moment}.claim", job, done=manifest)
-    holder = claim.acquire()
-    if holder is not None:
-        event(
-            "backup", kind=PREFIX, database=database, scheduled=moment, result="held", holder=holder
-        )
-        return Outcome(database, "held", holder)
-    claim.keep()
+    claim = begin(
+        store,
+        manifest=manifest,
+        claim=f"{PREFIX}/{database}/{moment}.claim",
+        job=job,
+        kind=PREFIX,
+        database=database,
+        scheduled=moment,
+    )
+    if isinstance(claim, str):
+        return Outcome(database, claim)
     try:
         return _dump(
             store,

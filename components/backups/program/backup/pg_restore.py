@@ -11,7 +11,6 @@ rename)."""
 from __future__ import annotations
 
 import secrets
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,23 +25,10 @@ from backup.store import Store
 MAX_NAME = 63
 
 
-def check_free_space(folder: Path, needed: int, what: str) -> None:
-    """A clear error before a download that cannot fit."""
-    folder.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(folder).free
-    if free < needed:
-        raise BackupError(
-            f"the scratch folder {folder} is too small for {what}: needs {needed:,} bytes, "
-            f"{free:,} free (raise the restore pod's scratch size)"
-        )
-
-
 def fetch(store: Store, manifest: dict[str, Any], scratch: Path) -> Path:
     """The dump in ``scratch``, verified against its manifest."""
-    check_free_space(scratch, int(manifest["size"]), f"the dump {store.uri(manifest['key'])}")
-    path = scratch / f"{manifest.get('database', 'db')}-{manifest['scheduled']}.dump"
-    store.verify(manifest["key"], size=int(manifest["size"]), sha256=manifest["sha256"], into=path)
-    return path
+    name = f"{manifest.get('database', 'db')}-{manifest['scheduled']}.dump"
+    return store.download(manifest, scratch / name, "the dump")
 
 
 def pg_restore(

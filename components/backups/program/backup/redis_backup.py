@@ -26,9 +26,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from backup import rdb
 from backup.errors import BackupError, InvalidInputError
 from backup.log import event, say
-from backup.pg_restore import check_free_space
 from backup.schedule import stamp
-from backup.store import Claim, Store, describe
+from backup.store import Store, begin, check_free_space, describe
 
 PREFIX = "redis"
 RECENT = timedelta(hours=26)
@@ -133,17 +132,16 @@ def run(
     waiter = waiter or Waiter()
     moment = stamp(when)
     manifest = manifest_key(moment)
-    if store.get_json(manifest) is not None:
-        event(
-            "backup", kind=PREFIX, scheduled=moment, result="exists", manifest=store.uri(manifest)
-        )
-        return "exists"
-    claim = Claim(store, f"{PREFIX}/{moment}/claim.json", job, done=manifest)
-    holder = claim.acquire()
-    if holder is not None:
-        event("backup", kind=PREFIX, scheduled=moment, result="held", holder=holder)
-        return "held"
-    claim.keep()
+    claim = begin(
+        store,
+        manifest=manifest,
+        claim=f"{PREFIX}/{moment}/claim.json",
+        job=job,
+        kind=PREFIX,
+        scheduled=moment,
+    )
+    if isinstance(claim, str):
+        return claim
     started = time.monotonic()
     try:
         name, created = _source(elasticache, group, moment, waiter, now or datetime.now(UTC))

@@ -26,7 +26,7 @@ from backup.errors import CORRUPT, FAILED, BackupError, CorruptBackupError
 from backup.local import LocalPostgres, LocalRedis
 from backup.log import event
 from backup.pg_backup import PREFIX as PG_PREFIX
-from backup.store import Store
+from backup.store import Store, check_free_space
 
 STORES = ("postgresql", "redis", "application")
 
@@ -100,9 +100,7 @@ def _redis(store: Store, scratch: Path, jobs: int) -> dict[str, Any]:
     files = manifest.get("files") or [manifest]
     loaded = 0
     for item in files:
-        pg_restore.check_free_space(
-            scratch, int(item["size"]) * 2, f"the export {store.uri(item['key'])}"
-        )
+        check_free_space(scratch, int(item["size"]) * 2, f"the export {store.uri(item['key'])}")
         path = scratch / "export.rdb"
         store.verify(item["key"], size=int(item["size"]), sha256=item["sha256"], into=path)
         counted = rdb.check(path)

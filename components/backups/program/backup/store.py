@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -27,6 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from backup.errors import BackupError, CorruptBackupError, InvalidInputError
+from backup.log import event
 
 MiB = 1024 * 1024
 PART_SIZE = int(os.environ.get("BACKUP_PART_MB", "32")) * MiB
@@ -210,14 +212,23 @@ class Store:
         """Write a JSON document; with ``only_if_absent`` a conditional PUT that returns False
         (and writes nothing) when the key already exists."""
         body = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
+        return self.put_bytes(
+            key, body, only_if_absent=only_if_absent, content_type="application/json"
+        )
+
+    def put_bytes(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        only_if_absent: bool,
+        content_type: str = "application/octet-stream",
+    ) -> bool:
+        """Write a small object; with ``only_if_absent`` False (nothing written) when it exists."""
         extra = {"IfNoneMatch": "*"} if only_if_absent else {}
         try:
             self.s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=body,
-                ContentType="application/json",
-                **extra,
+                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **extra
             )
         except ClientError as error:
             if only_if_absent and (
@@ -229,20 +240,14 @@ class Store:
             raise BackupError(f"cannot write {self.uri(key)}: {describe(error)}") from None
         return True
 
-    def put_bytes(self, key: str, body: bytes, *, only_if_absent: bool) -> bool:
-        """Write a small object; with ``only_if_absent`` False (nothing written) when it exists."""
-        extra = {"IfNoneMatch": "*"} if only_if_absent else {}
-        try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
-        except ClientError as error:
-            if only_if_absent and (
-                _code(error) in ("PreconditionFailed", "412") or _status(error) == 412
-            ):
-                return False
-            raise BackupError(f"cannot write {self.uri(key)}: {describe(error)}") from None
-        except BotoCoreError as error:
-            raise BackupError(f"cannot write {self.uri(key)}: {describe(error)}") from None
-        return True
+    def download(self, manifest: dict[str, Any], path: Path, what: str) -> Path:
+        """The backup object a manifest names, in ``path``, checked against it; a clear error
+        first when the folder cannot hold it."""
+        check_free_space(path.parent, int(manifest["size"]), f"{what} {self.uri(manifest['key'])}")
+        self.verify(
+            manifest["key"], size=int(manifest["size"]), sha256=manifest["sha256"], into=path
+        )
+        return path
 
     def read(self, key: str) -> bytes:
         """A small object's bytes."""
@@ -462,6 +467,33 @@ class Claim:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
+
+
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    """A clear error before a download that cannot fit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise BackupError(
+            f"the scratch folder {folder} is too small for {what}: needs {needed:,} bytes, "
+            f"{free:,} free (raise the restore pod's scratch size)"
+        )
+
+
+def begin(store: Store, *, manifest: str, claim: str, job: str, **labels: Any) -> Claim | str:
+    """Start writing one backup: ``"exists"`` when its manifest is already there, ``"held"``
+    when another run holds (or just finished) it, both logged with ``labels``; else the claim,
+    taken and being renewed (the caller releases it)."""
+    if store.get_json(manifest) is not None:
+        event("backup", **labels, result="exists", manifest=store.uri(manifest))
+        return "exists"
+    taken = Claim(store, claim, job, done=manifest)
+    holder = taken.acquire()
+    if holder is not None:
+        event("backup", **labels, result="held", holder=holder)
+        return "held"
+    taken.keep()
+    return taken
 
 
 def sha256_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
