@@ -316,30 +316,42 @@ class Redis:
         "zset": ("ZRANGE", "0", "-1", "WITHSCORES"),
     }
 
-    def raw(self, *command: str, db: int = 0) -> bytes:
-        return subprocess.run(
-            [tool("redis-cli"), "-p", str(self.port), "-n", str(db), *command],
-            capture_output=True,
-            check=True,
-        ).stdout
+    def commands(self, batch: list[tuple[str, ...]], db: int = 0) -> list[Any]:
+        """Send commands over one connection (RESP, the bytes as they are) and return the
+        replies: thousands of keys in a fraction of a second, where one redis-cli per command
+        takes seconds."""
+        with socket.create_connection(("127.0.0.1", self.port)) as connection:
+            stream = connection.makefile("rwb")
+            for command in [("SELECT", str(db)), *batch]:
+                parts = [part.encode() for part in command]
+                stream.write(b"*%d\r\n" % len(parts))
+                for part in parts:
+                    stream.write(b"$%d\r\n%s\r\n" % (len(part), part))
+            stream.flush()
+            replies = [_reply(stream) for _ in range(len(batch) + 1)]
+        return replies[1:]
 
     def contents(self, dbs: tuple[int, ...] = (0, 1)) -> dict[str, tuple[str, bytes, bool]]:
         """Every key of ``dbs``: its type, its value (members of sets and hashes sorted, as
         their order is not part of the value) and whether it has a time to live."""
         found = {}
         for db in dbs:
-            for key in self.cli("--scan", db=db).splitlines():
-                kind = self.cli("TYPE", key, db=db)
-                value = self.raw(*self.READ[kind][:1], key, *self.READ[kind][1:], db=db)
-                if kind in ("set", "hash"):
-                    lines = value.split(b"\n")
-                    if kind == "hash":
-                        lines = [
-                            b"=".join(pair) for pair in zip(lines[::2], lines[1::2], strict=False)
-                        ]
-                    value = b"\n".join(sorted(lines))
-                ttl = int(self.cli("TTL", key, db=db))
-                found[f"{db}/{key}"] = (kind, value, ttl > 0)
+            keys = [key.decode() for key in self.commands([("KEYS", "*")], db)[0]]
+            kinds = [kind.decode() for kind in self.commands([("TYPE", k) for k in keys], db)]
+            reads = [
+                (self.READ[t][0], k, *self.READ[t][1:]) for k, t in zip(keys, kinds, strict=True)
+            ]
+            values = self.commands(reads, db)
+            ttls = self.commands([("PTTL", k) for k in keys], db)
+            for key, kind, value, ttl in zip(keys, kinds, values, ttls, strict=True):
+                if kind == "hash":
+                    pairs = zip(value[::2], value[1::2], strict=True)
+                    flat = b"\n".join(sorted(b"=".join(pair) for pair in pairs))
+                elif kind == "set":
+                    flat = b"\n".join(sorted(value))
+                else:
+                    flat = value if isinstance(value, bytes) else b"\n".join(value)
+                found[f"{db}/{key}"] = (kind, flat, ttl > 0)
         return found
 
     def save(self) -> Path:
@@ -350,6 +362,27 @@ class Redis:
         if self.process:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+def _reply(stream: Any) -> Any:
+    """One RESP reply: bytes, an integer, a list, or None."""
+    line = stream.readline()
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise AssertionError(f"redis: {rest.decode()}")
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        size = int(rest)
+        if size < 0:
+            return None
+        data = stream.read(size + 2)
+        return data[:-2]
+    if kind == b"*":
+        return [_reply(stream) for _ in range(int(rest))]
+    raise AssertionError(f"redis: unexpected reply {line!r}")
 
 
 class FakeElastiCache:

@@ -378,15 +378,18 @@ def test_too_little_scratch_space_is_refused_before_downloading(  # noqa: PLR091
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[Redis]:
     server = Redis(tmp_path / "redis").start()
-    server.cli("SET", "session:1", "alice")
-    server.cli("SET", "binary", "\x01\x02ünï\n\t")
-    server.cli("HSET", "user:7", "name", "Ada", "orcid", "0000-0001")
-    server.cli("RPUSH", "queue", "a", "b", "c")
-    server.cli("SADD", "tags", "x", "y")
-    server.cli("ZADD", "rank", "1", "p1", "2.5", "p2")
-    server.cli("SET", "ttl:key", "v", "EX", "3600")
-    for number in range(500):
-        server.cli("SET", f"cache:{number}", "v" * (number % 50), db=1)
+    server.commands(
+        [
+            ("SET", "session:1", "alice"),
+            ("SET", "binary", "\x01\x02ünï\n\t"),
+            ("HSET", "user:7", "name", "Ada", "orcid", "0000-0001"),
+            ("RPUSH", "queue", "a", "b", "c"),
+            ("SADD", "tags", "x", "y"),
+            ("ZADD", "rank", "1", "p1", "2.5", "p2"),
+            ("SET", "ttl:key", "v", "EX", "3600"),
+        ]
+    )
+    server.commands([("SET", f"cache:{n}", "v" * (n % 50)) for n in range(500)], db=1)
     yield server
     server.stop()
 
