@@ -83,6 +83,22 @@ def test_an_unmapped_type_fails_the_export(plans: dict[str, Plan]) -> None:
         tfplan.export(broken)
 
 
+def test_a_plural_block_with_no_terraform_name_fails_the_export(
+    plans: dict[str, Plan], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repeated block the bridge names in the plural must have its Terraform name in
+    ``RENAMES`` (or be plural in Terraform too): otherwise Checkov would look for ``rule`` and
+    find ``rules``, silently. Both stacks' blocks are all named (the test above exports them)."""
+    renames = {k: v for k, v in tfplan.RENAMES.items() if k != "rules"}
+    monkeypatch.setattr(tfplan, "RENAMES", renames)
+    with pytest.raises(tfplan.UnmappedBlockError) as raised:
+        tfplan.export(plans["staging"])
+    assert "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration.rules" in (
+        raised.value.names
+    )
+    assert tfplan.snake("ingress") == "ingress"  # singular in both
+
+
 def test_names_and_shapes_are_terraforms(documents: dict[str, dict[str, Any]]) -> None:
     document = documents["staging"]
     assert tfplan.snake("httpPutResponseHopLimit") == "http_put_response_hop_limit"

@@ -80,7 +80,7 @@ from tools.mocks import CapturedResource, CapturingMonitor, RealisticMocks
 from tools.plan import Plan
 from tools.project import ConfigFileError, StackConfig, check_stack
 from tools.stacks import ROLE_KEY, StackFileError, policy_config_for
-from tools.tfplan import UnmappedTypeError
+from tools.tfplan import ExportError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -387,7 +387,7 @@ def stage_checkov(ctx: PreviewContext) -> None:
                 checkov.judge("terraform_plan", aws.result(), aws_skips, role),
                 checkov.judge("kubernetes", kube.result(), kube_skips, role),
             ]
-    except UnmappedTypeError as exc:
+    except ExportError as exc:
         raise StageError(EXIT_PROGRAM_FAILED, [f"error: Terraform-plan export: {exc}"]) from None
     except checkov.CheckovError as exc:
         raise StageError(EXIT_CONFIG, [f"error: checkov: {exc}"]) from None

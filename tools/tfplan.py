@@ -20,7 +20,9 @@ plan that creates everything:
 * secrets as ``[secret]`` (marked sensitive), unknowns as unknown (``after_unknown``).
 
 An AWS type missing from ``TERRAFORM_TYPES`` is an error (``UnmappedTypeError``), not a silent
-gap: a new type must be mapped before Checkov can judge it.
+gap: a new type must be mapped before Checkov can judge it. So is a repeated block with a plural
+name that is neither in ``RENAMES`` nor known to be plural in Terraform too
+(``PLURAL_IN_TERRAFORM``; ``UnmappedBlockError``): Checkov would not find it under the plural.
 """
 
 from __future__ import annotations
@@ -125,10 +127,39 @@ RENAMES: Final[Mapping[str, str]] = {
 """The bridge names repeated blocks in the plural; Terraform names them in the singular (a
 ``rule`` block per rule). Only names that are repeated blocks in the types above."""
 
+PLURAL_IN_TERRAFORM: Final = frozenset(
+    {
+        "blockDeviceMappings",
+        "networkInterfaces",
+        "tagSpecifications",
+        "elasticGpuSpecifications",
+        "elasticInferenceAccelerators",
+        "licenseSpecifications",
+    }
+)
+"""Repeated blocks whose Terraform name is plural too (``block_device_mappings``)."""
+
 PROVIDER = "registry.terraform.io/hashicorp/aws"
 
 
-class UnmappedTypeError(ValueError):
+class ExportError(ValueError):
+    """The plan has something the export cannot write as Terraform would."""
+
+
+class UnmappedBlockError(ExportError):
+    """Repeated blocks named in the plural that ``RENAMES`` does not turn into Terraform's
+    (singular) name, nor ``PLURAL_IN_TERRAFORM`` knows to be plural there too."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__(
+            "no Terraform name for the repeated block(s) "
+            + ", ".join(names)
+            + " (add each to tools.tfplan.RENAMES, or to PLURAL_IN_TERRAFORM)"
+        )
+        self.names = list(names)
+
+
+class UnmappedTypeError(ExportError):
     """AWS resources of types ``TERRAFORM_TYPES`` does not map: Checkov would not see them."""
 
     def __init__(self, types: Sequence[str]) -> None:
@@ -201,6 +232,9 @@ class _Converter:
 
     def __init__(self, schemas: SchemaCache) -> None:
         self.schemas = schemas
+        self.unnamed: set[str] = set()
+        """Plural repeated blocks with no known Terraform name (``type.property``)."""
+        self._type = ""
 
     def resource(self, resource: CapturedResource) -> tuple[dict[str, Any], dict[str, Any]]:
         """The planned values and their ``after_unknown`` marks."""
@@ -208,7 +242,9 @@ class _Converter:
         properties = schema.input_properties if schema else {}
         values: dict[str, Any] = {}
         unknown: dict[str, Any] = {}
+        self._type = resource.type
         for key, value in resource.inputs.items():
+            self._named(key, value, properties.get(key, {}))
             converted, is_unknown = self.value(value, properties.get(key, {}))
             if is_unknown:
                 unknown[snake(key)] = True
@@ -236,7 +272,16 @@ class _Converter:
         return value, False
 
     def _object(self, value: Mapping[str, Any], properties: Mapping[str, Spec]) -> dict[str, Any]:
+        for key, item in value.items():
+            self._named(key, item, properties.get(key, {}))
         return {snake(k): self.value(v, properties.get(k, {}))[0] for k, v in value.items()}
+
+    def _named(self, key: str, value: Any, spec: Spec) -> None:
+        """Record a repeated block whose plural name has no known Terraform name."""
+        repeated = isinstance(value, list) and self._block(_items(spec, "items")) is not None
+        plural = key.endswith("s") and not key.endswith("ss")  # ingress, egress: singular
+        if repeated and plural and key not in RENAMES and key not in PLURAL_IN_TERRAFORM:
+            self.unnamed.add(f"{self._type}.{key}")
 
     def _block(self, spec: Spec) -> Mapping[str, Spec] | None:
         """The properties of a nested object type (a Terraform block), if ``spec`` is one."""
@@ -381,6 +426,8 @@ def export(
                 "schema_version": 0,
             }
         )
+    if converter.unnamed:
+        raise UnmappedBlockError(sorted(converter.unnamed))
     return {
         "format_version": "1.2",
         "terraform_version": "1.9.8",
