@@ -89,17 +89,25 @@ def _source_problems(path: str, importer: str, source: str) -> list[str]:
     if not importer.startswith("components.") or importer.startswith("components.settings"):
         return []
     problems: list[str] = []
-    for node in ast.walk(ast.parse(source, filename=path)):
+    tree = ast.parse(source, filename=path)
+    sdk_modules, sdk_names = _pulumi_names(tree)
+    for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             called = node.func
             name = called.attr if isinstance(called, ast.Attribute) else getattr(called, "id", "")
+            # the SDK's readers only (botocore's Config is no configuration read), aliases too
+            reader = (
+                (name if _leftmost(called) in sdk_modules | set(sdk_names) else "")
+                if isinstance(called, ast.Attribute)
+                else sdk_names.get(name, "")
+            )
             if name in ("import_module", "__import__"):
                 problems.append(
                     f"{path}:{node.lineno} imports dynamically: the layer rule cannot see it"
                 )
-            elif name in CONFIG_READERS:
+            elif reader in CONFIG_READERS:
                 problems.append(
-                    f"{path}:{node.lineno} calls {name}: only components.settings reads the "
+                    f"{path}:{node.lineno} calls {reader}: only components.settings reads the "
                     "stack's configuration"
                 )
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pulumi.runtime"):
@@ -108,6 +116,30 @@ def _source_problems(path: str, importer: str, source: str) -> list[str]:
                 "into the runtime (configuration)"
             )
     return problems
+
+
+def _pulumi_names(tree: ast.AST) -> tuple[set[str], dict[str, str]]:
+    """The names a module binds to the Pulumi SDK: modules (``import pulumi``, ``import
+    pulumi.runtime as rt``), and names taken from it (``from pulumi import Config as C``: ``C``
+    is ``Config``)."""
+    modules: set[str] = set()
+    names: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "pulumi":
+                    modules.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "pulumi":
+            for alias in node.names:
+                names[alias.asname or alias.name] = alias.name
+    return modules, names
+
+
+def _leftmost(node: ast.expr) -> str:
+    """``pulumi`` for ``pulumi.config.Config``: the name an attribute chain starts from."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else ""
 
 
 def _rule(importer: str, top: str, own_layer: int | None, module: str) -> str | None:
@@ -233,6 +265,27 @@ def test_the_rule_names_each_seeded_violation() -> None:
     allowed = ("components/lib/naming.py", "components/eks/nodes.py", "components/aws/storage.py:1")
     assert not [p for p in problems if p.startswith(allowed)], problems
     assert len(problems) == len(expected), problems
+
+
+def test_another_librarys_config_is_no_configuration_read() -> None:
+    """Only the Pulumi SDK's readers count: a client library's ``Config`` (botocore's) is not
+    one, whatever it is called; the SDK's is, however it is imported."""
+    clean = {
+        "components/backups/client.py": (
+            "from botocore.config import Config\nimport botocore.config\n"
+            "A = Config(retries={'max_attempts': 3})\nB = botocore.config.Config()\n"
+        ),
+    }
+    assert import_problems(clean) == []
+    reads = {
+        "components/backups/reads.py": (
+            "from pulumi import Config as C\nimport pulumi as p\nA = C()\nB = p.config.Config()\n"
+        ),
+    }
+    assert [problem.split(" calls ")[0] for problem in import_problems(reads)] == [
+        "components/backups/reads.py:3",
+        "components/backups/reads.py:4",
+    ]
 
 
 def test_a_seeded_violation_in_the_repository_is_named() -> None:
