@@ -61,3 +61,21 @@ def test_verify_full_connections_have_the_rds_ca_bundle(tmp_path: Path) -> None:
     libpq = connection.environment("exposcholar")
     assert libpq["PGSSLMODE"] == "verify-full" and libpq["PGSSLROOTCERT"] == bundle.group(1)
     assert libpq["PGUSER"] == "master" and libpq["PGPASSWORD"] == "pw"
+
+
+def test_the_restore_test_can_load_current_elasticache_exports() -> None:
+    """Debian bookworm's redis-server is 7.0, which refuses RDB format 11 (Redis 7.2 and later,
+    Valkey 8): the image takes redis-server from Redis's own image, at least 7.2, and
+    redis-check-rdb is redis-server under that name."""
+    version = re.search(r"^ARG REDIS_VERSION=(\d+)\.(\d+)", DOCKERFILE, re.MULTILINE)
+    assert version and (int(version.group(1)), int(version.group(2))) >= (7, 2)
+    assert "FROM redis:${REDIS_VERSION}-bookworm AS redis" in DOCKERFILE
+    assert (
+        "COPY --from=redis /usr/local/bin/redis-server /usr/local/bin/redis-cli /usr/local/bin/"
+        in DOCKERFILE
+    )
+    assert "ln -s redis-server /usr/local/bin/redis-check-rdb" in DOCKERFILE
+    assert (
+        "redis-server"
+        not in " ".join(i for i in instruction("RUN") if "apt-get install" in i).split("&&")[1]
+    )
