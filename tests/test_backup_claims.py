@@ -11,7 +11,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from backup.errors import BackupError
 from backup.store import Claim, Store
+from botocore.exceptions import ClientError
 
 from tests.backup_harness import Moto
 
@@ -112,3 +114,49 @@ def test_only_one_of_two_simultaneous_takeovers_wins(store: Store) -> None:
     for winner in winners:
         winner.release()
     assert sorted(r is None for r in results) == [False, True], results
+
+
+class PrefixListingOnly:
+    """S3 as the jobs' roles see it: ``s3:ListBucket`` only under their prefix (a condition on
+    ``s3:prefix``, which a GET does not carry), so a GET of a missing key is answered 403, not
+    404 (AWS: "If you don't have the s3:ListBucket permission, Amazon S3 returns 403")."""
+
+    def __init__(self, real: object, denied: set[str]) -> None:
+        self._real = real
+        self._denied = denied
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+    def _forbidden(self, operation: str) -> ClientError:
+        return ClientError(
+            {"Error": {"Code": "AccessDenied", "Message": "Access Denied"},
+             "ResponseMetadata": {"HTTPStatusCode": 403}},
+            operation,
+        )  # fmt: skip
+
+    def get_object(self, **arguments: str) -> object:
+        present = self._real.list_objects_v2(Bucket=arguments["Bucket"], Prefix=arguments["Key"])  # type: ignore[attr-defined]
+        if arguments["Key"] in self._denied or not present.get("Contents"):
+            raise self._forbidden("GetObject")
+        return self._real.get_object(**arguments)  # type: ignore[attr-defined]
+
+    def head_object(self, **arguments: str) -> object:
+        present = self._real.list_objects_v2(Bucket=arguments["Bucket"], Prefix=arguments["Key"])  # type: ignore[attr-defined]
+        if arguments["Key"] in self._denied or not present.get("Contents"):
+            raise self._forbidden("HeadObject")
+        return self._real.head_object(**arguments)  # type: ignore[attr-defined]
+
+
+def test_a_missing_manifest_answered_403_reads_as_missing_and_a_real_denial_stays_an_error(
+    store: Store,
+) -> None:
+    restricted = Store(store.bucket, PrefixListingOnly(store.s3, {"postgresql/db/secret.json"}))
+    assert restricted.get_json("postgresql/db/20261130T0200Z.manifest.json") is None
+    assert restricted.size("postgresql/db/20261130T0200Z.dump") is None
+    assert store.put_json("postgresql/db/secret.json", {"x": 1}, only_if_absent=True)
+    with pytest.raises(BackupError, match="AccessDenied"):
+        restricted.get_json("postgresql/db/secret.json")
+    assert store.put_json("postgresql/db/ok.json", {"x": 2}, only_if_absent=True)
+    assert restricted.get_json("postgresql/db/ok.json") == {"x": 2}
+    assert claim(restricted).acquire() is None, "a first run can take the claim"

@@ -268,7 +268,7 @@ class Store:
             reply = self.s3.get_object(Bucket=self.bucket, Key=key)
             body = reply["Body"].read()
         except ClientError as error:
-            if _code(error) in ("NoSuchKey", "404") or _status(error) == 404:
+            if self._missing(error, key):
                 return None
             raise BackupError(f"cannot read {self.uri(key)}: {describe(error)}") from None
         except BotoCoreError as error:
@@ -316,9 +316,24 @@ class Store:
         try:
             return int(self.s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
         except ClientError as error:
-            if _code(error) in ("NoSuchKey", "404", "NotFound") or _status(error) == 404:
+            if self._missing(error, key):
                 return None
             raise BackupError(f"cannot read {self.uri(key)}: {describe(error)}") from None
+
+    def _missing(self, error: ClientError, key: str) -> bool:
+        """Whether a failed read means "no such object". S3 answers 404 only to a caller that
+        may list the bucket; the jobs may list only their own prefix (an ``s3:prefix``
+        condition, which a GET does not carry), so S3 answers them 403 for a missing key.
+        Then a listing with the key as the prefix (which the condition admits) decides."""
+        if _code(error) in ("NoSuchKey", "404", "NotFound") or _status(error) == 404:
+            return True
+        if _code(error) not in ("AccessDenied", "403") and _status(error) != 403:
+            return False
+        try:
+            reply = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        except (ClientError, BotoCoreError):
+            return False  # the 403 stands: a real denial
+        return not any(item["Key"] == key for item in reply.get("Contents", []))
 
     def stream(self, key: str) -> IO[bytes]:
         """The object's bytes as a stream."""
