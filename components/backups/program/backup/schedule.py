@@ -5,7 +5,8 @@ Kubernetes CronJob controller, and its pods carry that name in the
 ``batch.kubernetes.io/job-name`` label (``BACKUP_JOB_NAME`` through the downward API). Keys
 derived from it are the same for every run of one schedule (a retried pod, a Job created twice),
 so a repeated run finds its own backup instead of writing a second one. A run outside a
-CronJob uses ``--at`` or, failing that, the current minute.
+CronJob, or a Job created by hand under another name, uses ``--at`` or, failing that, the
+current minute.
 """
 
 from __future__ import annotations
@@ -48,13 +49,9 @@ def scheduled_time(at: str | None, job_name: str | None, now: datetime | None = 
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         return moment.astimezone(UTC).replace(second=0, microsecond=0)
-    if job_name:
-        match = _JOB_SUFFIX.search(job_name)
-        if not match:
-            raise InvalidInputError(
-                f"BACKUP_JOB_NAME {job_name!r} does not end in the CronJob's scheduled minute "
-                "(expected <cronjob>-<minutes since the epoch>); pass --at for a manual run"
-            )
+    match = _JOB_SUFFIX.search(job_name or "")
+    if match:
         return datetime.fromtimestamp(int(match.group(1)) * 60, tz=UTC)
+    # a Job created by hand (kubectl create job --from=cronjob/... NAME): its own minute
     moment = now or datetime.now(UTC)
     return moment.astimezone(UTC).replace(second=0, microsecond=0)
