@@ -12,6 +12,7 @@ NODE_TOOLS_STAMP := tools/crd-validate/node_modules/.installed
 WORKFLOW_TOOLS_STAMP := $(VENV)/.workflow-tools-installed
 EDGE_TOOLS_STAMP := $(VENV)/.edge-tools-installed
 BACKUP_TOOLS_STAMP := $(VENV)/.backup-tools-installed
+MONITORING_TOOLS_STAMP := $(VENV)/.monitoring-tools-installed
 
 .PHONY: preview test lint typecheck unit bench clean
 
@@ -38,6 +39,11 @@ $(EDGE_TOOLS_STAMP): scripts/install-edge-tools.sh
 $(BACKUP_TOOLS_STAMP): scripts/install-backup-tools.sh
 	bash scripts/install-backup-tools.sh
 
+## Prometheus's tools (Debian's, where missing): promtool checks and unit-tests the alert rules
+## and prometheus.yml, amtool checks Alertmanager's routes, blackbox_exporter its modules
+$(MONITORING_TOOLS_STAMP): scripts/install-monitoring-tools.sh
+	bash scripts/install-monitoring-tools.sh
+
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -57,7 +63,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP) $(CHECKOV_STAMP) $(NODE_TOOLS_STAMP) $(WORKFLOW_TOOLS_STAMP) $(EDGE_TOOLS_STAMP) $(BACKUP_TOOLS_STAMP)
+unit: $(STAMP) $(CHECKOV_STAMP) $(NODE_TOOLS_STAMP) $(WORKFLOW_TOOLS_STAMP) $(EDGE_TOOLS_STAMP) $(BACKUP_TOOLS_STAMP) $(MONITORING_TOOLS_STAMP)
 	$(VENV)/bin/pytest
 
 ## Benchmarks (not part of the tests: they print ratios measured in one run)

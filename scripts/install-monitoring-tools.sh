@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the monitoring tests need, where missing: prometheus (promtool
+# checks and unit-tests the alert rules and checks prometheus.yml; the dashboard tests run a
+# Prometheus on loopback), prometheus-alertmanager (amtool checks alertmanager.yml and tests its
+# routes) and prometheus-blackbox-exporter (checks blackbox.yml). Only the binaries are used: no
+# service is started, and on a machine without systemd none is.
+# Idempotent: does nothing while all are present and the stamp exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STAMP=".venv/.monitoring-tools-installed"
+missing=()
+{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || missing+=(prometheus)
+command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+command -v prometheus-blackbox-exporter >/dev/null || missing+=(prometheus-blackbox-exporter)
+
+if [ "${#missing[@]}" -eq 0 ] && [ -f "$STAMP" ]; then
+  touch "$STAMP"
+  exit 0
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  bash scripts/apt-install.sh "${missing[@]}"
+fi
+
+mkdir -p "$(dirname "$STAMP")"
+{
+  promtool --version 2>&1 | head -n 1
+  amtool --version 2>&1 | head -n 1
+  prometheus-blackbox-exporter --version 2>&1 | head -n 1
+} | tee "$STAMP"
