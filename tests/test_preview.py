@@ -61,7 +61,10 @@ def test_preview_of_each_stack(tmp_path: Path, stack: str, nat_count: int, subne
     assert "docker:index/image:Image ×1" in out
     assert f"aws:ec2/natGateway:NatGateway ×{nat_count}" in out
     assert f"aws:ec2/subnet:Subnet ×{subnets}" in out
-    secrets = "cacheAuthToken, djangoSecretKey, alertWebhookUrl"
+    secrets = (
+        "cacheAuthToken, djangoSecretKey, alertWebhookUrl, alertSmtpPassword, "
+        "alertDeadMansSwitchUrl"
+    )
     assert f"Offline placeholders stand in for the secrets: {secrets}" in out
 
     assert data["stack"] == stack and data["project"] == "exposcholar"

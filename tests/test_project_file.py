@@ -114,7 +114,13 @@ def test_stack_networks_do_not_overlap() -> None:
 
 def test_secrets_get_marked_placeholders_offline() -> None:
     config = load_stack_config(REPO_ROOT, "staging")
-    assert config.placeholders == ("cacheAuthToken", "djangoSecretKey", "alertWebhookUrl")
+    assert config.placeholders == (
+        "cacheAuthToken",
+        "djangoSecretKey",
+        "alertWebhookUrl",
+        "alertSmtpPassword",
+        "alertDeadMansSwitchUrl",
+    )
     assert "exposcholar:alertWebhookUrl" in config.secret_keys
     assert "placeholder" in config.values["exposcholar:alertWebhookUrl"]
 
@@ -138,7 +144,13 @@ def test_encrypted_values_are_accepted_as_secrets(project_copy: Callable[[], Pat
     document["config"]["exposcholar:alertWebhookUrl"] = {"secure": "v1:AAAAencrypted"}
     path.write_text(yaml.safe_dump(document))
     config = load_stack_config(project, "staging")
-    assert set(config.placeholders) == {"cacheAuthToken", "djangoSecretKey", "alertWebhookUrl"}
+    assert set(config.placeholders) == {
+        "cacheAuthToken",
+        "djangoSecretKey",
+        "alertWebhookUrl",
+        "alertSmtpPassword",
+        "alertDeadMansSwitchUrl",
+    }
     assert "v1:AAAA" not in json.dumps(config.values)
 
 

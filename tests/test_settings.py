@@ -10,6 +10,7 @@ import pytest
 
 from components.settings import (
     KEYS,
+    KEYS_BY_NAME,
     NatGatewayMode,
     RateLimit,
     SettingsError,
@@ -92,6 +93,16 @@ BAD_VALUES: list[tuple[str, str | None, str]] = [
     ("alertEmail", "alerts@", "email address"),
     ("alertWebhookUrl", "http://hooks.example.org/T0", "https://"),
     ("alertWebhookUrl", "https://", "https://"),
+    ("alertSmtpSmarthost", "email-smtp.eu-west-1.amazonaws.com", "host:port"),
+    ("alertSmtpSmarthost", "smtp.example.org:70000", "host:port"),
+    ("alertSmtpSmarthost", "SMTP.Example.org:587", "host:port"),
+    ("alertSmtpFrom", "alertmanager", "email address"),
+    ("alertSmtpUsername", "user name", "without spaces"),
+    ("alertSmtpUsername", "", "1-256 printable"),
+    ("alertSmtpPassword", "two words", "without spaces"),
+    ("alertSmtpPassword", None, "pulumi config set --secret"),
+    ("alertDeadMansSwitchUrl", "http://hc-ping.example.org/uuid", "https://"),
+    ("alertDeadMansSwitchUrl", None, "pulumi config set --secret"),
     ("region", None, "set it in the stack file"),
     ("stackRole", "prod", "one of production, staging"),
     ("stackRole", None, "set it in the stack file"),
@@ -283,6 +294,22 @@ BAD_VALUES: list[tuple[str, str | None, str]] = [
     ("restoreTestMemory", "512Mi", "at least 1Gi"),
     ("restoreTestScratchGi", "39", "at least 2 x databaseAllocatedStorageGb (20)"),
     ("restoreTestScratchGi", "20000", "from 1 to 16384"),
+    ("alertDiskFillingUpFreePercent", "60", "from 2 to 50"),
+    ("alertDiskAlmostFullFreePercent", "0", "from 1 to 49"),
+    ("alertDiskAlmostFullFreePercent", "15", "less than alertDiskFillingUpFreePercent (15)"),
+    ("alertNodeMemoryPercent", "100", "from 50 to 99"),
+    ("alertNodeCpuPercent", "ninety", "from 50 to 99"),
+    ("alertPostgresConnectionsPercent", "20", "from 50 to 99"),
+    ("alertPostgresCacheHitPercent", "100", "from 50 to 99"),
+    ("alertRedisMemoryPercent", "0.9", "from 50 to 99"),
+    ("alertDjango5xxPercent", "0", "from 1 to 99"),
+    ("alertDjangoLatencyP95Ms", "5", "from 10 to 60000"),
+    ("alertCertificateExpiryDays", "90", "from 7 to 60"),
+    ("alertEdgeBlockedPerMinute", "0", "from 1 to 1000000"),
+    ("alertEdgeHoneypotPerMinute", "-1", "from 1 to 1000000"),
+    ("alertEdgeSpikeFactor", "1", "from 2 to 100"),
+    ("alertBackupMaxAgeHours", "24", "from 25 to 168"),
+    ("alertRestoreTestMaxAgeDays", "7", "from 8 to 60"),
 ]
 
 PROD_BAD_VALUES: list[tuple[str, str, str]] = [
@@ -323,8 +350,11 @@ def test_bad_value_names_key_value_and_expectation(
     assert [p.key for p in caught.value.problems] == [P + key], caught.value
     problem = caught.value.problems[0]
     assert expected in problem.expected
-    if value is not None and not key.endswith(("WebhookUrl", "AuthToken", "SecretKey")):
+    spec = KEYS_BY_NAME.get(key)
+    if value is not None and not (spec and spec.secret):
         assert problem.value == value
+    elif value is not None:
+        assert problem.value == "****", "a secret's value never shows in an error"
     assert f"{P}{key}: got" in str(caught.value)
 
 

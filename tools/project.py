@@ -39,6 +39,9 @@ from tools.stacks import stack_names
 
 SECRET_PLACEHOLDERS = {
     "alertWebhookUrl": "https://offline-preview-placeholder.invalid/secret/alertWebhookUrl",
+    "alertDeadMansSwitchUrl": (
+        "https://offline-preview-placeholder.invalid/secret/alertDeadMansSwitchUrl"
+    ),
 }
 """Placeholders for secrets whose validation needs a particular shape."""
 

@@ -104,6 +104,15 @@ _DECLARED = """
     # alerting
     alertEmail: string
     alertWebhookUrl: string secret
+    alertSmtpSmarthost alertSmtpFrom alertSmtpUsername: string
+    alertSmtpPassword alertDeadMansSwitchUrl: string secret
+    # alert rule thresholds (components/monitoring/rules)
+    alertDiskFillingUpFreePercent alertDiskAlmostFullFreePercent: integer
+    alertNodeMemoryPercent alertNodeCpuPercent: integer
+    alertPostgresConnectionsPercent alertPostgresCacheHitPercent alertRedisMemoryPercent: integer
+    alertDjango5xxPercent alertDjangoLatencyP95Ms alertCertificateExpiryDays: integer
+    alertEdgeBlockedPerMinute alertEdgeHoneypotPerMinute alertEdgeSpikeFactor: integer
+    alertBackupMaxAgeHours alertRestoreTestMaxAgeDays: integer
 """
 """One line per group of keys: ``names: type`` and the flags ``fixed`` (a feature every stack
 shares; without it stacks may differ) and ``secret``."""

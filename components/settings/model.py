@@ -403,9 +403,59 @@ class DeploySettings:
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """The SMTP relay Alertmanager sends alert email through (STARTTLS, authenticated)."""
+
+    smarthost: str
+    """``host:port`` of the relay."""
+    sender: str
+    """The ``From`` address (a verified identity of the relay)."""
+    username: str
+    password: Secret
+
+
+@dataclass(frozen=True)
 class AlertingSettings:
+    """Where alerts go: critical ones by email and chat, warnings by chat, and the always-firing
+    Watchdog to a dead man's switch that alerts when it stops hearing from Alertmanager."""
+
     email: str
+    """Recipient of critical alerts."""
     webhook_url: Secret
+    """The chat (Slack-compatible incoming webhook) URL of critical and warning alerts."""
+    smtp: SmtpSettings
+    deadmans_switch_url: Secret
+    """The heartbeat URL the Watchdog alert is sent to every minute."""
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """The alert rules' thresholds operators tune (``components/monitoring/rules``); the
+    rules' shapes (windows, ``for`` durations, severities) are fixed in the rule files."""
+
+    disk_filling_up_free_percent: int
+    """Free space under which a filesystem or volume predicted to fill within 24 h warns."""
+    disk_almost_full_free_percent: int
+    """Free space under which a filesystem or volume is critical whatever its trend."""
+    node_memory_percent: int
+    node_cpu_percent: int
+    postgres_connections_percent: int
+    """Connections, as a share of ``max_connections``, above which PostgreSQL warns."""
+    postgres_cache_hit_percent: int
+    """Buffer cache hit ratio under which PostgreSQL warns."""
+    redis_memory_percent: int
+    """Memory use, as a share of ``maxmemory``, above which Redis warns."""
+    django_5xx_percent: int
+    django_latency_p95_ms: int
+    certificate_expiry_days: int
+    edge_blocked_per_minute: int
+    """Blocked requests a minute above which a spike of blocks warns."""
+    edge_honeypot_per_minute: int
+    """Honeypot hits a minute above which a spike of hits warns."""
+    edge_spike_factor: int
+    """How many times the previous 6 h rate makes the last 10 min a spike."""
+    backup_max_age_hours: int
+    restore_test_max_age_days: int
 
 
 @dataclass(frozen=True)
@@ -427,6 +477,7 @@ class StackSettings:
     backups: BackupSettings
     deploy: DeploySettings
     alerting: AlertingSettings
+    alert_thresholds: AlertThresholds
 
     @property
     def is_production(self) -> bool:

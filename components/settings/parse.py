@@ -2,9 +2,9 @@
 
 A pure function over the raw string values the CLI hands the program (integers and booleans as
 text, arrays as JSON; defaults from ``Pulumi.yaml`` already applied), so it is tested without a
-Pulumi runtime. It refuses a bad stack name and keys nothing reads, parses the account, deploy
-and alerting keys, and leaves the other sections to ``parse_aws``, ``parse_cluster``,
-``parse_edge`` and ``parse_backups``. Every
+Pulumi runtime. It refuses a bad stack name and keys nothing reads, parses the account and
+deploy keys, and leaves the other sections to ``parse_aws``, ``parse_cluster``,
+``parse_edge``, ``parse_backups``, ``parse_alerting`` and ``parse_monitoring``. Every
 problem found is raised together in one ``SettingsError``.
 """
 
@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from components.settings import parse_aws, parse_backups, parse_cluster, parse_edge
+from components.settings import (
+    parse_alerting,
+    parse_aws,
+    parse_backups,
+    parse_cluster,
+    parse_edge,
+    parse_monitoring,
+)
 from components.settings.keys import (
     ALLOWED_FOREIGN_KEYS,
     KEYS_BY_NAME,
@@ -22,12 +29,10 @@ from components.settings.keys import (
 )
 from components.settings.model import (
     AccountSettings,
-    AlertingSettings,
     DeploySettings,
-    Secret,
     StackSettings,
 )
-from components.settings.parsers import email, https_url, integer, optional
+from components.settings.parsers import email, integer, optional
 from components.settings.reader import Reader, SettingsError, SettingsProblem
 from components.settings.rules import (
     account_id,
@@ -92,7 +97,8 @@ def parse_settings(stack: str, raw: Mapping[str, str]) -> StackSettings:
             state_bucket=r.get("pulumiStateBucket", optional(s3_bucket_name)),
             secrets_key_arn=r.get("pulumiSecretsKeyArn", optional(kms_key_arn)),
         ),
-        AlertingSettings(r.get("alertEmail", email), Secret(r.get("alertWebhookUrl", https_url))),
+        parse_alerting.alerting(r),
+        parse_monitoring.alert_thresholds(r),
     )
     if r.problems:
         raise SettingsError(stack, r.problems)
