@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.lib import template as templates
 from components.settings import EdgeSettings, RateLimit
 
 HERE = Path(__file__).resolve().parent
@@ -58,7 +59,6 @@ MIN_AGENT_LENGTH = 3
 """Shorter entries would match inside too many user agents."""
 
 _AGENT = re.compile(r"[^\x00-\x1f\x7f\"'\\]+")
-_PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62}$")
 _UPSTREAM = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
 
@@ -289,15 +289,12 @@ def template_values(config: EdgeConfig) -> dict[str, dict[str, str]]:
 
 def fill(name: str, template: str, values: Mapping[str, str]) -> str:
     """``template`` with its ``{{name}}`` placeholders replaced; every placeholder must have a
-    value and every value a placeholder."""
-    used = set(_PLACEHOLDER.findall(template))
-    missing, unused = used - set(values), set(values) - used
-    if missing or unused:
-        raise EdgeConfigError(
-            f"{name}{TEMPLATE_SUFFIX}: placeholders without a value {sorted(missing)}, "
-            f"values without a placeholder {sorted(unused)}"
-        )
-    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+    value and every value a placeholder (``components.lib.template``, raised as the edge's
+    error)."""
+    try:
+        return templates.fill(f"{name}{TEMPLATE_SUFFIX}", template, values)
+    except templates.TemplateError as error:
+        raise EdgeConfigError(str(error)) from None
 
 
 def render_file(name: str, values: Mapping[str, str]) -> str:
