@@ -2,8 +2,9 @@
 
 ``components`` is layered, lowest first: settings, lib, aws, eks, platform, app, backups,
 monitoring; ``__main__`` composes them all. A module imports only from lower layers and its
-own; ``tools`` imports only ``components.settings`` and ``tools``; ``policies`` imports nothing
-of ``components`` or ``tools`` (the pack runs in its own process and is installed alone);
+own; ``tools`` imports only ``components.settings``, the monitoring renderers and ``tools``;
+``policies`` imports nothing of ``components`` or ``tools`` (the pack runs in its own process
+and is installed alone);
 nothing imports ``tests`` or ``bench``; no module imports another module's private
 (underscored) names; ``components`` imports nothing dynamically (``importlib``), and only
 ``components.settings`` reads Pulumi configuration. A violation is reported with the file, the
@@ -21,6 +22,14 @@ LAYERS = ("settings", "lib", "aws", "eks", "platform", "app", "backups", "monito
 """The layers of ``components``, lowest first (backups and monitoring are the next packages)."""
 NOT_IMPORTABLE = ("tests", "bench")
 """First-party code the program, the tools and the pack never import."""
+TOOLS_MAY_IMPORT = (
+    "components.settings",
+    "components.monitoring.render",
+    "components.monitoring.alertmanager",
+)
+"""What of ``components`` the tools may import: the settings, and the pure renderers of the
+monitoring files (no resources; the preview's ``monitoring`` stage renders from settings, as
+the files hold secrets the plan only has masked)."""
 CONFIG_READERS = frozenset({"Config", "get_config", "get_config_env", "get_stack", "get_project"})
 """What reads the stack's configuration or identity from the Pulumi SDK (settings does)."""
 CHECKED = ("components", "tools", "policies")
@@ -154,10 +163,10 @@ def _rule(importer: str, top: str, own_layer: int | None, module: str) -> str | 
             return "the policy pack imports nothing of components or tools (it is installed alone)"
         return None
     if top == "tools":
-        if target_top == "components" and not module.startswith("components.settings"):
-            return "tools import only components.settings (and tools)"
+        if target_top == "components" and not module.startswith(TOOLS_MAY_IMPORT):
+            return "tools import only components.settings and the renderers (and tools)"
         if target_top in ("policies", "__main__"):
-            return "tools import only components.settings (and tools)"
+            return "tools import only components.settings and the renderers (and tools)"
         return None
     # components
     if target_top != "components":
@@ -252,7 +261,7 @@ def test_the_rule_names_each_seeded_violation() -> None:
         "policies/rules/common.py:1 imports components.lib.kube.pods: the policy pack imports "
         "nothing of components or tools (it is installed alone)",
         "tools/plan.py:1 imports components.aws.network: tools import only "
-        "components.settings (and tools)",
+        "components.settings and the renderers (and tools)",
         "components/app/ingress.py:3 imports tests: tests is not part of the program, the "
         "tools or the policy pack",
         "components/app/ingress.py:4 imports dynamically: the layer rule cannot see it",

@@ -79,6 +79,11 @@ def test_preview_of_each_stack(tmp_path: Path, stack: str, nat_count: int, subne
     assert any("vpc:Vpc::network-vpc" in d for d in flow_log["dependencies"])
     assert set(flow_log["propertyDependencies"]) >= {"vpcId", "logDestination", "iamRoleArn"}
     assert "offline-preview-placeholder" not in plan_file.read_text(), "secrets stay masked"
+    monitoring = tmp_path / stack / "monitoring"
+    assert {"prometheus.yml", "alertmanager.yml", "blackbox.yml"} <= {
+        p.name for p in monitoring.iterdir()
+    }
+    assert "offline-preview-placeholder" in (monitoring / "alertmanager.yml").read_text()
     # the file reads back into the same plan
     assert Plan.read(plan_file).counts_by_type() == data["countsByType"]
 

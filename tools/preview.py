@@ -14,6 +14,10 @@ A pipeline of stages over one ``PreviewContext``:
    or every resource with ``--details``), ``Outputs:`` and ``Resources:``;
 5. ``manifests`` — write every Kubernetes object as YAML under ``build/<stack>/manifests/``;
    ``edge`` — write the edge's nginx files (its ConfigMap) under ``build/<stack>/edge/``;
+   ``monitoring`` — write the stack's monitoring files under ``build/<stack>/monitoring/``
+   (``prometheus.yml``, ``rules/``, ``alertmanager.yml`` with the secrets' placeholders,
+   ``blackbox.yml``, ``dashboards/``: ``components.monitoring.render``), which the monitoring
+   tests check with promtool, amtool and the blackbox exporter;
 6. ``engine`` — replay what the real engine and providers refuse and the mock runtime accepts
    (``tools/engine``): duplicate URNs, unregistered parents and dependencies, inputs against
    the provider schemas of the pinned SDKs, Helm chart values and hooks; writes
@@ -66,7 +70,9 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime import stack as runtime_stack
 from pulumi.runtime.sync_await import _sync_await
 
-from components.settings import PROJECT, SettingsError, SettingsProblem
+from components.monitoring.alertmanager import SECRET_KEYS as MONITORING_SECRET_KEYS
+from components.monitoring.render import render_all as render_monitoring
+from components.settings import PROJECT, SettingsError, SettingsProblem, parse_settings
 from tools import checkov, render, tfplan
 from tools.analyzer.errors import PolicyInputError, PolicyPackError
 from tools.analyzer.report import PolicyReport
@@ -78,7 +84,7 @@ from tools.engine.charts import ChartTableError
 from tools.engine.schema import SchemaCache
 from tools.mocks import CapturedResource, CapturingMonitor, RealisticMocks
 from tools.plan import Plan
-from tools.project import ConfigFileError, StackConfig, check_stack
+from tools.project import ConfigFileError, StackConfig, check_stack, placeholder_for
 from tools.stacks import ROLE_KEY, StackFileError, policy_config_for
 from tools.tfplan import ExportError
 
@@ -191,6 +197,18 @@ def stage_edge(ctx: PreviewContext) -> None:
         raise StageError(EXIT_PROGRAM_FAILED, [f"error: edge configuration: {exc}"]) from None
     written = render.replace_folder(files, ctx.out_dir / "edge")
     ctx.say(f"{len(written)} edge nginx files written to {ctx.out_dir / 'edge'}")
+
+
+def stage_monitoring(ctx: PreviewContext) -> None:
+    """The stack's monitoring files under ``monitoring/``, rendered from its settings, with the
+    offline placeholders where the secrets go (no secrets provider offline; the placeholders
+    keep the values' shapes, so the real tools accept the files)."""
+    settings = parse_settings(ctx.stack, ctx.require_config().values)
+    secrets = {key: placeholder_for(key) for key in MONITORING_SECRET_KEYS}
+    written = render.replace_folder(
+        render_monitoring(settings, secrets), ctx.out_dir / "monitoring"
+    )
+    ctx.say(f"{len(written)} monitoring files written to {ctx.out_dir / 'monitoring'}")
 
 
 def stage_summary(ctx: PreviewContext) -> None:
@@ -413,6 +431,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("summary", stage_summary),
     ("manifests", stage_manifests),
     ("edge", stage_edge),
+    ("monitoring", stage_monitoring),
     ("engine", stage_engine),
     ("policy", stage_policy),
 ]

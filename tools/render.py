@@ -94,13 +94,14 @@ def write(plan: Plan, folder: Path) -> list[Path]:
 
 
 def replace_folder(files: Mapping[str, str], folder: Path) -> list[Path]:
-    """Replace ``folder`` with ``files`` (name to text) and return the paths written."""
+    """Replace ``folder`` with ``files`` (relative path to text) and return the paths written."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     written = []
     for name, content in sorted(files.items()):
         path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)  # names may hold folders (rules/x.yml)
         path.write_text(content, encoding="utf-8")
         written.append(path)
     return written
