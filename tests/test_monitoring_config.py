@@ -1,0 +1,425 @@
+"""The monitoring configuration as the offline preview renders it for each stack
+(``build/<stack>/monitoring/``), proven by the real tools of each file:
+
+* ``prometheus.yml`` with ``promtool check config`` (rule files beside it). Debian's Prometheus
+  2.42 is built without Kubernetes service discovery (``field kubernetes_sd_configs not
+  found``), so promtool checks a copy in which each ``kubernetes_sd_configs`` is swapped for an
+  empty ``static_configs`` (everything else as rendered: auth, TLS, relabeling, rule files),
+  and the Kubernetes discovery blocks themselves are checked here against the documented fields,
+  roles and each role's ``__meta_kubernetes_*`` labels (a misspelt meta label keeps nothing and
+  scrapes nothing, silently);
+* ``alertmanager.yml`` with ``amtool check-config`` and ``amtool config routes test
+  --verify.receivers`` per severity, and the inhibition with a real Alertmanager on loopback
+  (alerts posted through the v2 API, the warning's suppression read back);
+* ``blackbox.yml`` with ``prometheus-blackbox-exporter --config.check``, which must also refuse
+  a seeded misspelt field.
+
+A missing tool fails the test with the script that installs it (scripts/install-monitoring-
+tools.sh, a prerequisite of ``make unit``); nothing here skips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.monitoring import prometheus as prom
+from components.monitoring.alertmanager import (
+    CHAT,
+    DEADMANS_SWITCH,
+    EMAIL,
+    NULL,
+    SECRET_KEYS,
+    AlertmanagerSecrets,
+    alertmanager_config,
+)
+from components.settings import StackSettings
+from tests import STACKS
+from tools.preview import PreviewContext, run_pipeline, stage_config, stage_monitoring
+
+INSTALL = "bash scripts/install-monitoring-tools.sh (a prerequisite of make unit)"
+
+
+def tool(name: str) -> str:
+    """The tool's path; a missing tool fails (never skips) the test."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed; run {INSTALL}")
+    return path
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each stack's ``monitoring/`` folder, written by the preview's own stages (config, then
+    monitoring: the program's run adds nothing these files depend on)."""
+    out = tmp_path_factory.mktemp("preview")
+    folders = {}
+    for stack in STACKS:
+        ctx = PreviewContext(stack=stack, out_root=out, quiet=True)
+        code = run_pipeline(ctx, [("config", stage_config), ("monitoring", stage_monitoring)])
+        assert code == 0, f"the preview's monitoring stage failed for {stack}"
+        folders[stack] = out / stack / "monitoring"
+    return folders
+
+
+@pytest.fixture(params=STACKS)
+def folder(request: pytest.FixtureRequest, rendered: dict[str, Path]) -> Path:
+    return rendered[request.param]
+
+
+def _load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+# --- prometheus.yml ----------------------------------------------------------------------------
+
+ROLE_META = {
+    "node": ("__meta_kubernetes_node_",),
+    "pod": ("__meta_kubernetes_namespace", "__meta_kubernetes_pod_"),
+    "endpoints": (
+        "__meta_kubernetes_namespace",
+        "__meta_kubernetes_endpoints_",
+        "__meta_kubernetes_endpoint_",
+        "__meta_kubernetes_service_",
+        "__meta_kubernetes_pod_",
+    ),
+}
+"""Each discovery role's meta label prefixes (Prometheus's kubernetes_sd_config docs)."""
+META_NAMES = {
+    "__meta_kubernetes_node_name",
+    "__meta_kubernetes_namespace",
+    "__meta_kubernetes_pod_name",
+    "__meta_kubernetes_pod_node_name",
+    "__meta_kubernetes_pod_phase",
+    "__meta_kubernetes_pod_container_name",
+    "__meta_kubernetes_pod_container_port_name",
+    "__meta_kubernetes_service_name",
+    "__meta_kubernetes_endpoint_port_name",
+    "__meta_kubernetes_endpoint_node_name",
+}
+"""The fixed-name meta labels the configuration may use (the ``_label_<name>`` families aside)."""
+SD_FIELDS = {"role", "namespaces", "selectors", "api_server", "kubeconfig_file", "attach_metadata"}
+
+
+def _sd_blocks(config: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], list[Any]]]:
+    """(job or 'alerting', one kubernetes_sd_configs entry, that block's relabel_configs)."""
+    for job in config["scrape_configs"]:
+        for sd in job.get("kubernetes_sd_configs", []):
+            yield job["job_name"], sd, job.get("relabel_configs", [])
+    for am in config["alerting"]["alertmanagers"]:
+        for sd in am.get("kubernetes_sd_configs", []):
+            yield "alerting", sd, am.get("relabel_configs", [])
+
+
+def _without_kubernetes_sd(node: Any) -> Any:
+    """The document with each ``kubernetes_sd_configs`` replaced by an empty static config."""
+    if isinstance(node, dict):
+        return {
+            ("static_configs" if k == "kubernetes_sd_configs" else k): (
+                [{"targets": []}] if k == "kubernetes_sd_configs" else _without_kubernetes_sd(v)
+            )
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_without_kubernetes_sd(item) for item in node]
+    return node
+
+
+def _checkable(config: dict[str, Any], account: Path) -> str:
+    """The configuration as promtool here can check it: no Kubernetes discovery, and the
+    service account's token and CA (which promtool requires to exist) in ``account``."""
+    account.mkdir()
+    (account / "token").write_text("token\n")
+    (account / "ca.crt").write_text("")
+    text = yaml.safe_dump(_without_kubernetes_sd(config), sort_keys=False)
+    assert prom.SERVICE_ACCOUNT_DIR in text
+    return text.replace(prom.SERVICE_ACCOUNT_DIR, str(account))
+
+
+def test_promtool_accepts_prometheus_yml(folder: Path, tmp_path: Path) -> None:
+    promtool = tool("promtool")
+    config = _load(folder / "prometheus.yml")
+    as_rendered = run(promtool, "check", "config", str(folder / "prometheus.yml"))
+    if as_rendered.returncode != 0:  # a promtool without Kubernetes discovery (Debian's)
+        errors = re.findall(r"line \d+: (.*)", as_rendered.stdout + as_rendered.stderr)
+        assert errors, as_rendered.stdout + as_rendered.stderr
+        assert {e for e in errors} <= {
+            "field kubernetes_sd_configs not found in type config.ScrapeConfig",
+            "field kubernetes_sd_configs not found in type config.AlertmanagerConfig",
+        }, errors
+    shutil.copytree(folder, tmp_path / "m")
+    checked = tmp_path / "m" / "prometheus.yml"
+    checked.write_text(_checkable(config, tmp_path / "serviceaccount"))
+    result = run(promtool, "check", "config", str(checked))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+    # every rule file is named literally and exists beside the configuration
+    for name in config["rule_files"]:
+        assert "*" in name or (folder / name).is_file(), name
+
+
+def test_promtool_refuses_a_seeded_error(folder: Path, tmp_path: Path) -> None:
+    """The check above can fail: a bad relabel action is refused."""
+    promtool = tool("promtool")
+    shutil.copytree(folder, tmp_path / "m")
+    config = _load(folder / "prometheus.yml")
+    config["scrape_configs"][1]["relabel_configs"][0]["action"] = "kept"
+    broken = tmp_path / "m" / "prometheus.yml"
+    broken.write_text(_checkable(config, tmp_path / "serviceaccount"))
+    result = run(promtool, "check", "config", str(broken))
+    assert result.returncode != 0 and "kept" in result.stdout + result.stderr
+
+
+def test_kubernetes_discovery_uses_only_documented_fields_and_labels(folder: Path) -> None:
+    config = _load(folder / "prometheus.yml")
+    blocks = list(_sd_blocks(config))
+    assert len(blocks) >= 10
+    for job, sd, relabels in blocks:
+        assert set(sd) <= SD_FIELDS, (job, sd)
+        role = sd["role"]
+        assert role in ROLE_META, (job, role)
+        for step in relabels:
+            for label in step.get("source_labels", []):
+                if not label.startswith("__meta_kubernetes_"):
+                    continue
+                assert label.startswith(ROLE_META[role]), f"{job}: {label} is not a {role} label"
+                family = re.match(r"__meta_kubernetes_(pod|node|service)_label_", label)
+                assert family or label in META_NAMES, f"{job}: unknown meta label {label}"
+
+
+def test_every_job_of_the_contract_is_scraped(folder: Path) -> None:
+    jobs = {job["job_name"]: job for job in _load(folder / "prometheus.yml")["scrape_configs"]}
+    assert set(jobs) == {
+        "prometheus", "alertmanager", "apiserver", "kubelet", "cadvisor", "node-exporter",
+        "kube-state-metrics", "django", "edge-nginx", "edge-logs", "postgres-exporter",
+        "redis-exporter", "blackbox-exporter", "blackbox-https", "blackbox-tls",
+        "blackbox-internal",
+    }  # fmt: skip
+    for name in ("apiserver", "kubelet", "cadvisor"):
+        job = jobs[name]
+        assert job["scheme"] == "https" and job["tls_config"]["insecure_skip_verify"] is False
+        assert job["authorization"]["credentials_file"].endswith("/serviceaccount/token")
+    assert jobs["kube-state-metrics"]["honor_labels"] is True
+    proxy = jobs["cadvisor"]["relabel_configs"][-1]
+    assert proxy["replacement"] == "/api/v1/nodes/$1/proxy/metrics/cadvisor"
+
+
+def test_probes_use_modules_of_blackbox_yml_and_the_stack_host(
+    folder: Path, stack_settings: dict[str, StackSettings]
+) -> None:
+    modules = _load(folder / "blackbox.yml")["modules"]
+    jobs = [j for j in _load(folder / "prometheus.yml")["scrape_configs"] if "params" in j]
+    assert len(jobs) == 3
+    for job in jobs:
+        (module,) = job["params"]["module"]
+        assert module in modules, job["job_name"]
+        assert job["metrics_path"] == "/probe"
+        assert job["relabel_configs"][-1]["replacement"] == prom.BLACKBOX_ADDRESS
+    stack = folder.parent.name
+    host = stack_settings[stack].workloads.host
+    https = next(j for j in jobs if j["job_name"] == "blackbox-https")
+    assert https["static_configs"] == [{"targets": [f"https://{host}/"]}]
+    assert https["params"]["module"] == ["https_2xx"]
+
+
+def test_maintenance_mode_probes_for_the_maintenance_page(
+    stack_settings: dict[str, StackSettings],
+) -> None:
+    settings = stack_settings["staging"]
+    on = replace(settings, edge=replace(settings.edge, maintenance=replace(
+        settings.edge.maintenance, enabled=True)))  # fmt: skip
+    jobs = {j["job_name"]: j for j in prom.scrape_configs(on)}
+    assert jobs["blackbox-https"]["params"]["module"] == ["http_maintenance"]
+
+
+# --- alertmanager.yml --------------------------------------------------------------------------
+
+
+def test_amtool_accepts_alertmanager_yml(folder: Path) -> None:
+    result = run(tool("amtool"), "check-config", str(folder / "alertmanager.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout and "4 receivers" in result.stdout
+
+
+ROUTES = [
+    (("alertname=PostgreSQLDown", "severity=critical", "namespace=monitoring"), f"{EMAIL},{CHAT}"),
+    (("alertname=KubePodNotReady", "severity=warning", "namespace=exposcholar"), CHAT),
+    (("alertname=NodeCPUHighUsage", "severity=info"), NULL),
+    (("alertname=InfoInhibitor", "severity=none"), NULL),
+    (("alertname=Watchdog", "severity=none"), DEADMANS_SWITCH),
+    (("alertname=Watchdog", "severity=critical"), DEADMANS_SWITCH),  # by name, never to people
+    (("alertname=NoSeverityLabel",), CHAT),
+]
+
+
+@pytest.mark.parametrize(("labels", "receivers"), ROUTES)
+def test_each_severity_reaches_its_receivers(
+    folder: Path, labels: tuple[str, ...], receivers: str
+) -> None:
+    amtool = tool("amtool")
+    config = f"--config.file={folder / 'alertmanager.yml'}"
+    result = run(amtool, "config", "routes", "test", config, *labels)
+    assert result.stdout.strip() == receivers, result.stdout + result.stderr
+    verified = run(amtool, "config", "routes", "test", config, f"--verify.receivers={receivers}",
+                   *labels)  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    wrong = run(amtool, "config", "routes", "test", config, "--verify.receivers=nobody", *labels)
+    assert wrong.returncode == 1, "--verify.receivers fails on the wrong receivers"
+
+
+def test_secrets_are_the_previews_placeholders(folder: Path) -> None:
+    text = (folder / "alertmanager.yml").read_text()
+    config = yaml.safe_load(text)
+    assert (
+        config["global"]["smtp_auth_password"]
+        == "offline-preview-placeholder-secret-alertSmtpPassword"
+    )
+    hooks = {r["name"]: r for r in config["receivers"]}
+    assert "offline-preview-placeholder" in hooks[CHAT]["slack_configs"][0]["api_url"]
+    assert "offline-preview-placeholder" in hooks[DEADMANS_SWITCH]["webhook_configs"][0]["url"]
+    assert config["global"]["smtp_require_tls"] is True
+
+
+def test_secrets_stay_secret_outputs(stack_settings: dict[str, StackSettings]) -> None:
+    """The configuration the Kubernetes Secret is built from carries the secrets as given."""
+    secrets = AlertmanagerSecrets.of_keys({key: f"<{key}>" for key in SECRET_KEYS})
+    config = alertmanager_config(stack_settings["prod"].alerting, secrets)
+    text = json.dumps(config)
+    assert all(f"<{key}>" in text for key in SECRET_KEYS)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _api(port: int, path: str, body: Any = None) -> Any:
+    """One call of Alertmanager's v2 API on loopback: POST ``body`` as JSON, or GET."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        if body is None:
+            connection.request("GET", f"/api/v2{path}")
+        else:
+            headers = {"Content-Type": "application/json"}
+            connection.request("POST", f"/api/v2{path}", json.dumps(body), headers)
+        answer = connection.getresponse()
+        raw = answer.read()
+        assert answer.status == 200, (answer.status, raw[:500])
+    finally:
+        connection.close()
+    return json.loads(raw) if raw else None
+
+
+@contextlib.contextmanager
+def alertmanager(config: Path, storage: Path) -> Iterator[int]:
+    """A throw-away Alertmanager on loopback (no cluster listener), yielding its port."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [tool("prometheus-alertmanager"), f"--config.file={config}", f"--storage.path={storage}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                _api(port, "/status")
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    pytest.fail(f"alertmanager did not start: {process.communicate()[1][-2000:]}")
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_critical_inhibits_the_warning_of_the_same_alert_and_namespace(
+    rendered: dict[str, Path], tmp_path: Path
+) -> None:
+    config = _load(rendered["prod"] / "alertmanager.yml")
+    config["global"]["smtp_smarthost"] = f"127.0.0.1:{_free_port()}"  # never the real relay
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+
+    def alert(severity: str, namespace: str) -> dict[str, Any]:
+        labels = {"alertname": "PostgreSQLHighConnections", "severity": severity}
+        return {"labels": {**labels, "namespace": namespace}}
+
+    with alertmanager(path, tmp_path / "data") as port:
+        _api(port, "/alerts", [
+            alert("critical", "monitoring"), alert("warning", "monitoring"),
+            alert("warning", "exposcholar"),
+        ])  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            states = {
+                (a["labels"]["severity"], a["labels"]["namespace"]): a["status"]
+                for a in _api(port, "/alerts")
+            }
+            if len(states) == 3 and states[("warning", "monitoring")]["state"] == "suppressed":
+                break
+            assert time.monotonic() < deadline, states
+            time.sleep(0.2)
+    assert states[("warning", "monitoring")]["inhibitedBy"], states
+    assert states[("critical", "monitoring")]["state"] == "active"
+    assert states[("warning", "exposcholar")]["state"] == "active", (
+        "another namespace: not inhibited"
+    )
+    assert states[("warning", "exposcholar")]["inhibitedBy"] == []
+
+
+# --- blackbox.yml ------------------------------------------------------------------------------
+
+PROBERS = {"http", "tcp", "icmp", "dns", "grpc"}
+
+
+def test_blackbox_exporter_accepts_blackbox_yml(folder: Path) -> None:
+    exporter = tool("prometheus-blackbox-exporter")
+    result = run(exporter, "--config.check", f"--config.file={folder / 'blackbox.yml'}")
+    assert result.returncode == 0, result.stderr
+    modules = _load(folder / "blackbox.yml")["modules"]
+    assert {"http_2xx", "https_2xx", "tls_connect", "tcp_connect", "http_maintenance"} <= set(
+        modules
+    )
+    # --config.check passes a misspelt prober, which fails only at probe time ("Unknown prober")
+    assert {m["prober"] for m in modules.values()} <= PROBERS
+    for name, module in modules.items():
+        settings = module.get(module["prober"], {})
+        assert settings.get("preferred_ip_protocol") == "ip4", name
+        assert settings.get("tls_config", {}).get("insecure_skip_verify", False) is False, name
+    assert modules["https_2xx"]["http"]["fail_if_not_ssl"] is True
+    assert modules["tls_connect"]["tcp"]["tls"] is True
+
+
+def test_blackbox_exporter_refuses_a_misspelt_field(folder: Path, tmp_path: Path) -> None:
+    text = (folder / "blackbox.yml").read_text()
+    assert "fail_if_not_ssl: true" in text
+    broken = tmp_path / "blackbox.yml"
+    broken.write_text(text.replace("fail_if_not_ssl: true", "fail_if_not_tls: true", 1))
+    exporter = tool("prometheus-blackbox-exporter")
+    result = run(exporter, "--config.check", f"--config.file={broken}")
+    assert result.returncode == 1
+    assert "fail_if_not_tls" in result.stderr
