@@ -12,7 +12,12 @@ There is no Grafana here and no official schema, so each dashboard is checked in
   dashboard's own variables by a value; a variable the dashboard does not define is a fault);
 - every metric name the queries use is in ``components/monitoring/metrics.yaml``, the checked
   list of what the scraped exporters produce. Names are read from Prometheus's own formatting of
-  the query (strings, matchers, ranges and grouping labels removed first).
+  the query (strings, matchers, ranges and grouping labels removed first);
+- every query, evaluated by that Prometheus over an hour of sample series labelled as each
+  exporter and scrape job labels them (``sample_series``; loaded as TSDB blocks with promtool),
+  returns data: a label or value no exporter produces, or a join Prometheus refuses
+  (many-to-many), fails. The samples include the unhealthy cases the panels look for (a pod
+  waiting, a Deployment short of replicas, a failed backup run).
 
 The files checked are the repository's: the offline preview copies them unchanged into
 ``build/<stack>/monitoring/dashboards/``, so the copies hold nothing the sources do not.
@@ -245,9 +250,7 @@ def substitute(expr: str, dashboard: Dashboard) -> tuple[str, list[str]]:
     that neither Grafana nor the dashboard defines."""
     values = {name: SAMPLE_DURATION for name in INTERVALS}
     for variable in dashboard.get("templating", {}).get("list", []):
-        values[variable["name"]] = (
-            str(variable.get("query", "")) if variable.get("type") == "constant" else "value"
-        )
+        values[variable["name"]] = _current(variable)
     undefined = []
 
     def replace(match: re.Match[str]) -> str:
@@ -258,6 +261,17 @@ def substitute(expr: str, dashboard: Dashboard) -> tuple[str, list[str]]:
         return values[name]
 
     return VARIABLE.sub(replace, expr), undefined
+
+
+def _current(variable: dict[str, Any]) -> str:
+    """What Grafana puts for ``variable`` when the dashboard opens: a constant's value, else
+    the saved current value, "All" being the variable's ``allValue``."""
+    if variable.get("type") == "constant":
+        return str(variable.get("query", ""))
+    value = variable.get("current", {}).get("value")
+    if value in (None, "", "$__all", ["$__all"]):
+        return str(variable.get("allValue") or ".*")
+    return "|".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def metric_names(expr: str) -> set[str]:
@@ -275,15 +289,496 @@ def metric_names(expr: str) -> set[str]:
     }
 
 
+# ------------------------------------------------------------------------------ sample series
+
+SAMPLE_START = 1_790_000_000
+"""The first sample's time (seconds); samples follow every ``SAMPLE_STEP`` for an hour."""
+SAMPLE_STEP = 30
+SAMPLE_COUNT = 121
+EVALUATION_TIME = SAMPLE_START + SAMPLE_STEP * (SAMPLE_COUNT - 1)
+"""When the queries are evaluated: the last sample."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series as its exporter and the scrape job would label it."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+    """A gauge's value, or a counter's increase per sample."""
+    counter: bool = False
+
+
+def _gauge(job: str, name: str, value: float, **labels: str) -> Series:
+    """A gauge of ``job``'s targets."""
+    return Series(name, tuple(sorted({**TARGET_LABELS[job], **labels}.items())), value)
+
+
+def _counter(job: str, name: str, rate: float, **labels: str) -> Series:
+    """A counter of ``job``'s targets growing by ``rate`` each sample."""
+    return Series(name, tuple(sorted({**TARGET_LABELS[job], **labels}.items())), rate, True)
+
+
+TARGET_LABELS = {
+    "django": {"job": "django", "namespace": "exposcholar", "pod": "server-5c9d-x1",
+               "instance": "10.0.1.5:8001"},
+    "edge-nginx": {"job": "edge-nginx", "namespace": "exposcholar", "pod": "edge-7f4b-y2",
+                   "instance": "10.0.1.6:9113"},
+    "edge-logs": {"job": "edge-logs", "namespace": "exposcholar", "pod": "edge-7f4b-y2",
+                  "instance": "10.0.1.6:3903"},
+    "kube-state-metrics": {"job": "kube-state-metrics", "instance": "10.0.2.7:8080"},
+    "cadvisor": {"job": "cadvisor", "instance": "ip-10-0-1-10.ec2.internal"},
+    "node-exporter": {"job": "node-exporter", "namespace": "node-exporter",
+                      "pod": "node-exporter-z3", "instance": "10.0.1.10:9100"},
+    "postgres-exporter": {"job": "postgres-exporter", "namespace": "monitoring",
+                          "instance": "10.0.2.8:9187"},
+    "redis-exporter": {"job": "redis-exporter", "namespace": "monitoring",
+                       "instance": "10.0.2.9:9121"},
+    "blackbox-https": {"job": "blackbox-https", "instance": "https://exposcholar.example/"},
+}  # fmt: skip
+"""The labels each scrape job adds (components/monitoring/prometheus.py): namespace and pod of
+the scraped pod; kube-state-metrics's own namespace and pod labels are those of the objects."""
+
+
+def django_series() -> list[Series]:
+    """django-prometheus's middleware and migration metrics."""
+    found = []
+    for view, method in (("api:papers", "GET"), ("api:login", "POST")):
+        found.append(
+            _counter(
+                "django",
+                "django_http_requests_total_by_view_transport_method",
+                20,
+                view=view,
+                transport="https",
+                method=method,
+            )
+        )
+        for status, rate in (("200", 18), ("404", 1), ("500", 1)):
+            found.append(
+                _counter(
+                    "django",
+                    "django_http_responses_total_by_status_view_method",
+                    rate,
+                    status=status,
+                    view=view,
+                    method=method,
+                )
+            )
+        for le, rate in (("0.1", 10), ("0.5", 18), ("1.0", 19), ("+Inf", 20)):
+            found.append(
+                _counter(
+                    "django",
+                    "django_http_requests_latency_seconds_by_view_method_bucket",
+                    rate,
+                    view=view,
+                    method=method,
+                    le=le,
+                )
+            )
+    found.append(
+        _counter(
+            "django",
+            "django_http_exceptions_total_by_type",
+            0.1,
+            type="OperationalError",
+        )
+    )
+    found.append(_gauge("django", "django_migrations_unapplied_total", 0, connection="default"))
+    return found
+
+
+def edge_series() -> list[Series]:
+    """nginx-prometheus-exporter (stub_status) and the edge's log-to-metrics counters."""
+    found = [_gauge("edge-nginx", "nginx_up", 1)]
+    found += [
+        _gauge("edge-nginx", f"nginx_connections_{state}", 5)
+        for state in ("active", "reading", "writing", "waiting")
+    ]
+    found += [
+        _counter("edge-nginx", f"nginx_connections_{what}", 10) for what in ("accepted", "handled")
+    ]
+    found.append(_counter("edge-nginx", "nginx_http_requests_total", 40))
+    decisions = (
+        ("pass", "200"),
+        ("pass", "503"),
+        ("good-bot", "200"),
+        ("limited-bot", "429"),
+        ("blocked-agent", "403"),
+        ("blocked-ip", "403"),
+        ("blocked-referrer", "403"),
+        ("honeypot", "403"),
+        ("health", "200"),
+        ("allowlisted", "200"),
+    )
+    found += [
+        _counter("edge-logs", "edge_requests_total", 3, decision=d, status=s) for d, s in decisions
+    ]
+    found.append(_counter("edge-logs", "edge_honeypot_hits_total", 1))
+    return found
+
+
+def postgres_series() -> list[Series]:
+    """postgres_exporter's default collectors against one server with two databases."""
+    found = [
+        _gauge("postgres-exporter", "pg_up", 1),
+        _gauge("postgres-exporter", "pg_settings_max_connections", 400),
+    ]
+    for datname in ("exposcholar", "postgres"):
+        for column in (
+            "xact_commit",
+            "xact_rollback",
+            "blks_hit",
+            "blks_read",
+            "tup_fetched",
+            "tup_returned",
+            "tup_inserted",
+            "tup_updated",
+            "tup_deleted",
+            "deadlocks",
+            "conflicts",
+            "temp_bytes",
+        ):
+            found.append(
+                _counter(
+                    "postgres-exporter",
+                    f"pg_stat_database_{column}",
+                    5,
+                    datid="16384",
+                    datname=datname,
+                )
+            )
+        found.append(
+            _gauge(
+                "postgres-exporter",
+                "pg_stat_database_numbackends",
+                12,
+                datid="16384",
+                datname=datname,
+            )
+        )
+        found.append(_gauge("postgres-exporter", "pg_database_size_bytes", 2e9, datname=datname))
+        for state in ("active", "idle", "idle in transaction"):
+            found.append(
+                _gauge(
+                    "postgres-exporter", "pg_stat_activity_count", 3, datname=datname, state=state
+                )
+            )
+            found.append(
+                _gauge(
+                    "postgres-exporter",
+                    "pg_stat_activity_max_tx_duration",
+                    2,
+                    datname=datname,
+                    state=state,
+                )
+            )
+    return found
+
+
+def redis_series() -> list[Series]:
+    """redis_exporter against one ElastiCache node."""
+    gauges: dict[str, float] = {
+        "redis_up": 1,
+        "redis_memory_used_bytes": 3e8,
+        "redis_memory_max_bytes": 1e9,
+        "redis_connected_clients": 40,
+        "redis_blocked_clients": 0,
+    }
+    counters = (
+        "redis_commands_processed_total",
+        "redis_keyspace_hits_total",
+        "redis_keyspace_misses_total",
+        "redis_evicted_keys_total",
+        "redis_expired_keys_total",
+        "redis_rejected_connections_total",
+        "redis_net_input_bytes_total",
+        "redis_net_output_bytes_total",
+    )
+    found = [_gauge("redis-exporter", name, value) for name, value in gauges.items()]
+    found += [_counter("redis-exporter", name, 7) for name in counters]
+    found.append(_gauge("redis-exporter", "redis_db_keys", 5000, db="db0"))
+    for cmd in ("get", "set"):
+        found.append(_counter("redis-exporter", "redis_commands_total", 9, cmd=cmd))
+        found.append(
+            _counter(
+                "redis-exporter",
+                "redis_commands_duration_seconds_total",
+                0.01,
+                cmd=cmd,
+            )
+        )
+    return found
+
+
+def node_series() -> list[Series]:
+    """node-exporter on one node, and kube-state-metrics's node objects."""
+    node = "ip-10-0-1-10.ec2.internal"
+    found = [_gauge("node-exporter", "node_uname_info", 1, nodename=node, sysname="Linux")]
+    for cpu in ("0", "1"):
+        for mode, rate in (("idle", 20), ("user", 8), ("system", 2)):
+            found.append(
+                _counter(
+                    "node-exporter",
+                    "node_cpu_seconds_total",
+                    rate,
+                    cpu=cpu,
+                    mode=mode,
+                )
+            )
+    found += [
+        _gauge("node-exporter", "node_memory_MemAvailable_bytes", 4e9),
+        _gauge("node-exporter", "node_memory_MemTotal_bytes", 8e9),
+        _gauge("node-exporter", "node_load1", 1.2),
+    ]
+    for fstype, mountpoint in (("xfs", "/"), ("tmpfs", "/run")):
+        labels = {"device": "/dev/nvme0n1p1", "fstype": fstype, "mountpoint": mountpoint}
+        found.append(_gauge("node-exporter", "node_filesystem_avail_bytes", 3e10, **labels))
+        found.append(_gauge("node-exporter", "node_filesystem_size_bytes", 8e10, **labels))
+    for direction in ("receive", "transmit"):
+        found.append(
+            _counter(
+                "node-exporter",
+                f"node_network_{direction}_bytes_total",
+                1e5,
+                device="ens5",
+            )
+        )
+    found.append(_counter("node-exporter", "node_disk_io_time_seconds_total", 3, device="nvme0n1"))
+    ksm = "kube-state-metrics"
+    for condition, true in (
+        ("Ready", True),
+        ("MemoryPressure", False),
+        ("DiskPressure", False),
+        ("PIDPressure", False),
+    ):
+        for status in ("true", "false", "unknown"):
+            value = 1 if (status == "true") == true and status != "unknown" else 0
+            found.append(
+                _gauge(
+                    ksm,
+                    "kube_node_status_condition",
+                    value,
+                    node=node,
+                    condition=condition,
+                    status=status,
+                )
+            )
+    for resource, unit, capacity in (
+        ("cpu", "core", 2.0),
+        ("memory", "byte", 7e9),
+        ("pods", "integer", 29.0),
+    ):
+        found.append(
+            _gauge(
+                ksm,
+                "kube_node_status_allocatable",
+                capacity,
+                node=node,
+                resource=resource,
+                unit=unit,
+            )
+        )
+    return found
+
+
+def pod_series() -> list[Series]:
+    """kube-state-metrics's pods, Deployments and HPAs of the app's namespace (the server at
+    its HPA's maximum, one edge pod waiting and not ready), and cAdvisor's containers."""
+    ksm, node, namespace = "kube-state-metrics", "ip-10-0-1-10.ec2.internal", "exposcholar"
+    found = []
+    pods = (
+        ("server-5c9d-x1", "server", "Running", True),
+        ("edge-7f4b-y2", "edge", "Running", True),
+        ("edge-7f4b-y3", "edge", "Pending", False),
+    )
+    for pod, container, phase, ready in pods:
+        at = {"namespace": namespace, "pod": pod}
+        found.append(_gauge(ksm, "kube_pod_info", 1, node=node, **at))
+        for each in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
+            found.append(_gauge(ksm, "kube_pod_status_phase", int(each == phase), phase=each, **at))
+        found.append(
+            _gauge(ksm, "kube_pod_container_status_ready", int(ready), container=container, **at)
+        )
+        found.append(
+            _counter(
+                ksm,
+                "kube_pod_container_status_restarts_total",
+                0.1,
+                container=container,
+                **at,
+            )
+        )
+        if not ready:
+            found.append(
+                _gauge(
+                    ksm,
+                    "kube_pod_container_status_waiting_reason",
+                    1,
+                    container=container,
+                    reason="ContainerCreating",
+                    **at,
+                )
+            )
+        for resource, unit, value in (("cpu", "core", 0.25), ("memory", "byte", 5e8)):
+            for kind in ("requests", "limits"):
+                found.append(
+                    _gauge(
+                        ksm,
+                        f"kube_pod_container_resource_{kind}",
+                        value,
+                        container=container,
+                        node=node,
+                        resource=resource,
+                        unit=unit,
+                        **at,
+                    )
+                )
+        found += [
+            _counter(
+                "cadvisor",
+                "container_cpu_usage_seconds_total",
+                3,
+                container=container,
+                cpu="total",
+                **at,
+            ),
+            _gauge(
+                "cadvisor", "container_memory_working_set_bytes", 2e8, container=container, **at
+            ),
+            _counter(
+                "cadvisor",
+                "container_cpu_cfs_periods_total",
+                300,
+                container=container,
+                **at,
+            ),
+            _counter(
+                "cadvisor",
+                "container_cpu_cfs_throttled_periods_total",
+                20,
+                container=container,
+                **at,
+            ),
+        ]
+        for direction in ("receive", "transmit"):
+            found.append(
+                _counter(
+                    "cadvisor",
+                    f"container_network_{direction}_bytes_total",
+                    1e4,
+                    interface="eth0",
+                    **at,
+                )
+            )
+    for deployment, desired, available in (("server", 2, 2), ("edge", 3, 2)):
+        at = {"namespace": namespace, "deployment": deployment}
+        found.append(_gauge(ksm, "kube_deployment_spec_replicas", desired, **at))
+        found.append(_gauge(ksm, "kube_deployment_status_replicas_available", available, **at))
+        at = {"namespace": namespace, "horizontalpodautoscaler": deployment}
+        found.append(
+            _gauge(ksm, "kube_horizontalpodautoscaler_status_current_replicas", desired, **at)
+        )
+        found.append(_gauge(ksm, "kube_horizontalpodautoscaler_spec_max_replicas", 2, **at))
+    return found
+
+
+def backup_series() -> list[Series]:
+    """kube-state-metrics's CronJobs and Jobs of the backups (backup-media's last run failed)."""
+    ksm, namespace, end = "kube-state-metrics", "exposcholar", EVALUATION_TIME
+    found = []
+    for cronjob, age in (
+        ("backup-postgres", 3600),
+        ("backup-redis", 3000),
+        ("backup-media", 90000),
+        ("restore-test", 86400 * 3),
+    ):
+        at = {"namespace": namespace, "cronjob": cronjob}
+        found += [
+            _gauge(ksm, "kube_cronjob_status_last_schedule_time", end - 3600, **at),
+            _gauge(ksm, "kube_cronjob_status_last_successful_time", end - age, **at),
+            _gauge(ksm, "kube_cronjob_next_schedule_time", end + 82800, **at),
+            _gauge(ksm, "kube_cronjob_status_active", 0, **at),
+            _gauge(ksm, "kube_cronjob_spec_suspend", 0, **at),
+        ]
+        job = {"namespace": namespace, "job_name": f"{cronjob}-29420000"}
+        failed = cronjob == "backup-media"
+        found += [
+            _gauge(
+                ksm,
+                "kube_job_owner",
+                1,
+                owner_kind="CronJob",
+                owner_name=cronjob,
+                owner_is_controller="true",
+                **job,
+            ),
+            _gauge(ksm, "kube_job_status_start_time", end - 3600, **job),
+            _gauge(ksm, "kube_job_status_succeeded", int(not failed), **job),
+            _gauge(
+                ksm, "kube_job_status_failed", int(failed), reason="BackoffLimitExceeded", **job
+            ),
+        ]
+        if not failed:
+            found.append(_gauge(ksm, "kube_job_status_completion_time", end - 3000, **job))
+    return found
+
+
+def blackbox_series() -> list[Series]:
+    """blackbox_exporter's probe of the public URL."""
+    found = [
+        _gauge("blackbox-https", name, value)
+        for name, value in (
+            ("probe_success", 1),
+            ("probe_duration_seconds", 0.3),
+            ("probe_http_status_code", 200),
+            ("probe_ssl_earliest_cert_expiry", EVALUATION_TIME + 40 * 86400),
+        )
+    ]
+    for phase in ("resolve", "connect", "tls", "processing", "transfer"):
+        found.append(_gauge("blackbox-https", "probe_http_duration_seconds", 0.05, phase=phase))
+    return found
+
+
+def sample_series() -> list[Series]:
+    """Every exporter's series, as the dashboards expect to find them."""
+    return [
+        *django_series(), *edge_series(), *postgres_series(), *redis_series(),
+        *node_series(), *pod_series(), *backup_series(), *blackbox_series(),
+    ]  # fmt: skip
+
+
+def openmetrics(series: list[Series]) -> str:
+    """``series`` sampled every ``SAMPLE_STEP`` from ``SAMPLE_START``, as OpenMetrics text for
+    ``promtool tsdb create-blocks-from openmetrics`` (each metric's samples together)."""
+    lines = []
+    for name in sorted({each.name for each in series}):
+        for each in (one for one in series if one.name == name):
+            labels = ",".join(f'{key}="{value}"' for key, value in each.labels)
+            for step in range(SAMPLE_COUNT):
+                value = each.value * step if each.counter else each.value
+                lines.append(f"{name}{{{labels}}} {value} {SAMPLE_START + step * SAMPLE_STEP}")
+    return "\n".join([*lines, "# EOF", ""])
+
+
 # ------------------------------------------------------------------------------ Prometheus
 
 
 class Prometheus:
-    """Debian's ``prometheus`` on loopback with an empty configuration and a scratch TSDB."""
+    """Debian's ``prometheus`` on loopback, scraping nothing, its TSDB holding ``series`` (written
+    as blocks by ``promtool tsdb create-blocks-from openmetrics`` before it starts)."""
 
-    def __init__(self, folder: Path) -> None:
-        binary = shutil.which("prometheus")
-        assert binary, "prometheus missing: scripts/install-monitoring-tools.sh installs it"
+    def __init__(self, folder: Path, series: list[Series]) -> None:
+        binary, promtool = shutil.which("prometheus"), shutil.which("promtool")
+        assert binary and promtool, "prometheus missing: scripts/install-monitoring-tools.sh"
+        samples = folder / "samples.om"
+        samples.write_text(openmetrics(series))
+        subprocess.run(
+            [promtool, "tsdb", "create-blocks-from", "openmetrics", str(samples),
+             str(folder / "data")],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -325,6 +820,21 @@ class Prometheus:
             return True, str(reply["data"])
         return False, str(reply.get("error"))
 
+    def query(self, expr: str) -> tuple[str | None, int]:
+        """(``expr``'s evaluation error or None, the number of series or values it returns) at
+        ``EVALUATION_TIME``."""
+        body = urllib.parse.urlencode({"query": expr, "time": EVALUATION_TIME}).encode()
+        request = urllib.request.Request(f"{self.url}/api/v1/query", data=body)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+                reply = json.load(answer)
+        except urllib.error.HTTPError as error:
+            reply = json.load(error)
+        if reply.get("status") != "success":
+            return str(reply.get("error")), 0
+        result = reply["data"]["result"]
+        return None, (1 if reply["data"]["resultType"] == "scalar" else len(result))
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
@@ -332,7 +842,7 @@ class Prometheus:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    server = Prometheus(tmp_path_factory.mktemp("prometheus"))
+    server = Prometheus(tmp_path_factory.mktemp("prometheus"), sample_series())
     yield server
     server.stop()
 
@@ -356,6 +866,11 @@ def query_problems(
         unknown = sorted(metric_names(answer) - known.keys())
         if unknown:
             problems.append(f"{query.where}: metrics not in metrics.yaml: {unknown}")
+            continue
+        error, count = prometheus.query(expr)
+        if error or not count:
+            problems.append(f"{query.where}: {error or 'no data from the sample series'}\n"
+                            f"    {expr}")  # fmt: skip
     return problems, len(checked)
 
 
@@ -441,6 +956,33 @@ def test_an_unknown_metric_fails(prometheus: Prometheus) -> None:
     target["expr"] = "sum(rate(nginx_http_request_total[$__rate_interval])) / sum(nginx_up)"
     problems, _ = query_problems(dashboard, prometheus, known_metrics())
     assert problems and "['nginx_http_request_total']" in problems[0], problems
+
+
+def test_a_label_value_no_exporter_produces_fails(prometheus: Prometheus) -> None:
+    """A query that parses but selects nothing (here a status the edge never logs) is
+    reported: each query must return data from the exporters' sample series."""
+    dashboard = _copy("edge.json")
+    panel = next(p for p in panels(dashboard) if p.get("title") == "Rate limited")
+    panel["targets"][0]["expr"] = panel["targets"][0]["expr"].replace('"429"', '"492"')
+    problems, _ = query_problems(dashboard, prometheus, known_metrics())
+    assert len(problems) == 1 and "Rate limited / A: no data" in problems[0], problems
+
+
+def test_a_join_that_fails_at_evaluation_fails(prometheus: Prometheus) -> None:
+    """Matching the backup Jobs to their CronJobs on the namespace alone is many-to-many: it
+    parses, and Prometheus refuses it when evaluated."""
+    dashboard = _copy("backups.json")
+    panel = next(p for p in panels(dashboard) if p.get("title") == "Failed runs")
+    panel["targets"][0]["expr"] = panel["targets"][0]["expr"].replace(
+        "on (namespace, job_name)", "on (namespace)"
+    )
+    problems, _ = query_problems(dashboard, prometheus, known_metrics())
+    assert len(problems) == 1 and "many-to-many" in problems[0], problems
+
+
+def test_the_sample_series_are_of_listed_metrics() -> None:
+    """The modelled exporters produce only metrics of the checked list."""
+    assert {series.name for series in sample_series()} <= known_metrics().keys()
 
 
 def test_a_metric_missing_from_the_list_fails(prometheus: Prometheus) -> None:
