@@ -172,9 +172,12 @@ def test_promtool_accepts_prometheus_yml(folder: Path, tmp_path: Path) -> None:
     result = run(promtool, "check", "config", str(checked))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
-    # every rule file is named literally and exists beside the configuration
-    for name in config["rule_files"]:
-        assert "*" in name or (folder / name).is_file(), name
+    # every rule file is named literally (promtool checked each) and all of them are named
+    assert config["rule_files"] == sorted(
+        f"rules/{path.name}" for path in (folder / "rules").glob("*.yml")
+    )
+    assert len(config["rule_files"]) >= 5
+    assert re.search(r"SUCCESS: \d+ rules found", result.stdout), result.stdout
 
 
 def test_promtool_refuses_a_seeded_error(folder: Path, tmp_path: Path) -> None:
@@ -187,6 +190,18 @@ def test_promtool_refuses_a_seeded_error(folder: Path, tmp_path: Path) -> None:
     broken.write_text(_checkable(config, tmp_path / "serviceaccount"))
     result = run(promtool, "check", "config", str(broken))
     assert result.returncode != 0 and "kept" in result.stdout + result.stderr
+
+
+def test_promtool_refuses_a_missing_rule_file(folder: Path, tmp_path: Path) -> None:
+    """The rule files are checked with the configuration: one gone fails it."""
+    shutil.copytree(folder, tmp_path / "m")
+    config = _load(folder / "prometheus.yml")
+    (tmp_path / "m" / config["rule_files"][0]).unlink()
+    checked = tmp_path / "m" / "prometheus.yml"
+    checked.write_text(_checkable(config, tmp_path / "serviceaccount"))
+    result = run(tool("promtool"), "check", "config", str(checked))
+    assert result.returncode != 0
+    assert "does not point to an existing file" in result.stdout + result.stderr
 
 
 def test_kubernetes_discovery_uses_only_documented_fields_and_labels(folder: Path) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from components.monitoring.alertmanager import SECRET_KEYS, AlertmanagerSecrets, render_alertmanager
 from components.monitoring.prometheus import render_prometheus
+from components.monitoring.rules import render_rules
 from components.settings import StackSettings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -29,8 +30,8 @@ RULES_DIR = "rules"
 
 
 def rule_files(settings: StackSettings) -> dict[str, str]:
-    """``rules/<name>`` to the rule file's text."""
-    return {}
+    """``rules/<name>`` to the rule file's text (``rules.render_rules``)."""
+    return {f"{RULES_DIR}/{name}": text for name, text in render_rules(settings).items()}
 
 
 def dashboards() -> dict[str, str]:
@@ -52,7 +53,8 @@ def render_all(settings: StackSettings, secrets: Mapping[str, str]) -> dict[str,
         raise KeyError(f"no value for the secret setting(s) {', '.join(missing)}")
     rules = rule_files(settings)
     files = {
-        "prometheus.yml": render_prometheus(settings, sorted(rules) or [f"{RULES_DIR}/*.yml"]),
+        # each rule file by name: promtool then checks that every one exists and parses
+        "prometheus.yml": render_prometheus(settings, sorted(rules)),
         **rules,
         "alertmanager.yml": render_alertmanager(
             settings.alerting, AlertmanagerSecrets.of_keys({k: secrets[k] for k in SECRET_KEYS})
