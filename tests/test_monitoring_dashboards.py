@@ -19,8 +19,9 @@ There is no Grafana here and no official schema, so each dashboard is checked in
   (many-to-many), fails. The samples include the unhealthy cases the panels look for (a pod
   waiting, a Deployment short of replicas, a failed backup run).
 
-The files checked are the repository's: the offline preview copies them unchanged into
-``build/<stack>/monitoring/dashboards/``, so the copies hold nothing the sources do not.
+The files checked are those the offline preview writes to ``build/<stack>/monitoring/
+dashboards/``, read through the same registry (``components.monitoring.render.dashboards``):
+the repository's files, unchanged and the same for every stack.
 
 Each check is one function returning the problems it finds; the seeded-fault tests break a copy
 of a real dashboard and assert the problem is reported, so none of the checks can pass on
@@ -48,9 +49,9 @@ from typing import Any
 import pytest
 import yaml
 
+from components.monitoring.render import dashboards
 from tools.preview import REPO_ROOT
 
-DASHBOARDS = REPO_ROOT / "components" / "monitoring" / "dashboards"
 METRICS = REPO_ROOT / "components" / "monitoring" / "metrics.yaml"
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 """Every query panel, target and query variable names this datasource (provisioned by uid)."""
@@ -94,13 +95,14 @@ class Query:
 # ------------------------------------------------------------------------------ reading
 
 
-def load(folder: Path = DASHBOARDS) -> dict[str, Dashboard]:
-    """Every dashboard of ``folder`` by file name; a file that is not a JSON object fails."""
+def load() -> dict[str, Dashboard]:
+    """Every dashboard the offline preview writes (``render.dashboards``, the registry of the
+    monitoring files), by file name; a file that is not a JSON object fails."""
     found = {}
-    for path in sorted(folder.glob("*.json")):
-        document = json.loads(path.read_text())
-        assert isinstance(document, dict), f"{path.name}: not a JSON object"
-        found[path.name] = document
+    for path, text in sorted(dashboards().items()):
+        document = json.loads(text)
+        assert isinstance(document, dict), f"{path}: not a JSON object"
+        found[Path(path).name] = document
     return found
 
 
