@@ -33,6 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
@@ -42,13 +43,13 @@ from components.monitoring.alertmanager import (
     DEADMANS_SWITCH,
     EMAIL,
     NULL,
-    SECRET_KEYS,
-    AlertmanagerSecrets,
-    alertmanager_config,
+    alertmanager_secret_text,
 )
-from components.settings import StackSettings
+from components.settings import StackSettings, parse_settings
 from tests import STACKS
-from tools.preview import PreviewContext, run_pipeline, stage_config, stage_monitoring
+from tools.mocks import MASK
+from tools.preview import PreviewContext, capture, run_pipeline, stage_config, stage_monitoring
+from tools.project import StackConfig
 
 INSTALL = "bash scripts/install-monitoring-tools.sh (a prerequisite of make unit)"
 
@@ -301,6 +302,30 @@ def test_each_severity_reaches_its_receivers(
     assert wrong.returncode == 1, "--verify.receivers fails on the wrong receivers"
 
 
+def test_notification_templates_render(folder: Path, tmp_path: Path) -> None:
+    """The receivers' templated fields execute in Alertmanager's template engine (a typo in
+    one would fail only when a notification is sent)."""
+    amtool = tool("amtool")
+    (tmp_path / "none.tmpl").write_text("")
+    glob = f"--template.glob={tmp_path / '*.tmpl'}"
+    receivers = _load(folder / "alertmanager.yml")["receivers"]
+    fields = [
+        value
+        for receiver in receivers
+        for key, configs in receiver.items()
+        if key.endswith("_configs")
+        for config in configs
+        for value in config.values()
+        if isinstance(value, str) and "{{" in value
+    ]
+    assert len(fields) >= 2
+    for text in fields:
+        result = run(amtool, "template", "render", glob, f"--template.text={text}")
+        assert result.returncode == 0, (text, result.stderr)
+    broken = run(amtool, "template", "render", glob, "--template.text={{ .CommonLabel.x }}")
+    assert broken.returncode == 1, "a field that does not exist fails the render"
+
+
 def test_secrets_are_the_previews_placeholders(folder: Path) -> None:
     text = (folder / "alertmanager.yml").read_text()
     config = yaml.safe_load(text)
@@ -314,12 +339,24 @@ def test_secrets_are_the_previews_placeholders(folder: Path) -> None:
     assert config["global"]["smtp_require_tls"] is True
 
 
-def test_secrets_stay_secret_outputs(stack_settings: dict[str, StackSettings]) -> None:
-    """The configuration the Kubernetes Secret is built from carries the secrets as given."""
-    secrets = AlertmanagerSecrets.of_keys({key: f"<{key}>" for key in SECRET_KEYS})
-    config = alertmanager_config(stack_settings["prod"].alerting, secrets)
-    text = json.dumps(config)
-    assert all(f"<{key}>" in text for key in SECRET_KEYS)
+def test_the_secrets_text_is_the_rendered_configuration_and_stays_secret(
+    stack_configs: dict[str, StackConfig], rendered: dict[str, Path]
+) -> None:
+    """What the Kubernetes Secret gets (``alertmanager_secret_text``) is the file the preview
+    renders, with the secret settings' values, and is a secret Output (masked in the plan)."""
+    config = stack_configs["prod"]
+    alerting = parse_settings("prod", config.values).alerting
+    seen: list[str] = []
+
+    def program() -> None:
+        text = alertmanager_secret_text(alerting)
+        text.apply(seen.append)
+        k8s.core.v1.Secret("alertmanager", string_data={"alertmanager.yml": text})
+
+    plan = capture(config, program)
+    (secret,) = plan.of_type("kubernetes:core/v1:Secret")
+    assert secret.inputs["stringData"] == {"alertmanager.yml": MASK}
+    assert json.loads(seen[0]) == _load(rendered["prod"] / "alertmanager.yml")
 
 
 def _free_port() -> int:

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import pulumi
 import yaml
 
 from components.settings import AlertingSettings
@@ -194,3 +195,14 @@ def render_alertmanager(alerting: AlertingSettings, secrets: AlertmanagerSecrets
     return yaml.safe_dump(
         alertmanager_config(alerting, secrets), sort_keys=False, width=100, allow_unicode=True
     )
+
+
+def alertmanager_secret_text(alerting: AlertingSettings) -> pulumi.Output[str]:
+    """``alertmanager.yml`` for the Kubernetes Secret: the configuration as JSON (which
+    Alertmanager reads as YAML) with the secret settings' values, a secret Output end to end."""
+    secrets = AlertmanagerSecrets(
+        webhook_url=alerting.webhook_url.output(),
+        smtp_password=alerting.smtp.password.output(),
+        deadmans_switch_url=alerting.deadmans_switch_url.output(),
+    )
+    return pulumi.Output.json_dumps(alertmanager_config(alerting, secrets))
