@@ -15,9 +15,10 @@ There is no Grafana here and no official schema, so each dashboard is checked in
   the query (strings, matchers, ranges and grouping labels removed first);
 - every query, evaluated by that Prometheus over an hour of sample series labelled as each
   exporter and scrape job labels them (``sample_series``; loaded as TSDB blocks with promtool),
-  returns data: a label or value no exporter produces, or a join Prometheus refuses
-  (many-to-many), fails. The samples include the unhealthy cases the panels look for (a pod
-  waiting, a Deployment short of replicas, a failed backup run).
+  returns data, and its series carry the labels its legend shows (``{{pod}}``) or its variable
+  lists: a label or value no exporter produces, a legend of a label the query aggregates away,
+  or a join Prometheus refuses (many-to-many), fails. The samples include the unhealthy cases
+  the panels look for (a pod waiting, a Deployment short of replicas, a failed backup run).
 
 The files checked are those the offline preview writes to ``build/<stack>/monitoring/
 dashboards/``, read through the same registry (``components.monitoring.render.dashboards``):
@@ -79,6 +80,7 @@ IDENTIFIER = re.compile(r"(?<![\w.:])([A-Za-z_:][\w:]*)(?!\w)(\s*\()?")
 VARIABLE = re.compile(r"\$\{([A-Za-z_]\w*)(?::\w+)?\}|\$([A-Za-z_]\w*)|\[\[([A-Za-z_]\w*)\]\]")
 LABEL_VALUES = re.compile(r"^label_values\((?:(?P<selector>.+),\s*)?(?P<label>[A-Za-z_]\w*)\)$")
 
+LEGEND_LABEL = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
 Dashboard = dict[str, Any]
 
 
@@ -90,6 +92,9 @@ class Query:
     """``<panel title> / <refId>`` or ``variable <name>``."""
     expr: str
     """As written in the dashboard (Grafana variables not yet substituted)."""
+    labels: frozenset[str] = frozenset()
+    """Labels each series it returns must carry: those its legend shows (``{{pod}}``), or the
+    label a variable lists the values of."""
 
 
 # ------------------------------------------------------------------------------ reading
@@ -116,7 +121,11 @@ def panels(dashboard: Dashboard) -> Iterator[dict[str, Any]]:
 def queries(dashboard: Dashboard) -> list[Query]:
     """Every panel target's ``expr`` and the selector of every ``label_values`` variable."""
     found = [
-        Query(f"{panel.get('title')} / {target.get('refId')}", str(target.get("expr", "")))
+        Query(
+            f"{panel.get('title')} / {target.get('refId')}",
+            str(target.get("expr", "")),
+            frozenset(LEGEND_LABEL.findall(str(target.get("legendFormat", "")))),
+        )
         for panel in panels(dashboard)
         for target in panel.get("targets", [])
     ]
@@ -124,7 +133,8 @@ def queries(dashboard: Dashboard) -> list[Query]:
         if variable.get("type") == "query":
             match = LABEL_VALUES.match(_variable_query(variable))
             if match and match["selector"]:
-                found.append(Query(f"variable {variable['name']}", match["selector"]))
+                where = f"variable {variable['name']}"
+                found.append(Query(where, match["selector"], frozenset({match["label"]})))
     return found
 
 
@@ -822,9 +832,9 @@ class Prometheus:
             return True, str(reply["data"])
         return False, str(reply.get("error"))
 
-    def query(self, expr: str) -> tuple[str | None, int]:
-        """(``expr``'s evaluation error or None, the number of series or values it returns) at
-        ``EVALUATION_TIME``."""
+    def query(self, expr: str) -> tuple[str | None, list[dict[str, str]]]:
+        """(``expr``'s evaluation error or None, the labels of each series it returns) at
+        ``EVALUATION_TIME``; a scalar is one series without labels."""
         body = urllib.parse.urlencode({"query": expr, "time": EVALUATION_TIME}).encode()
         request = urllib.request.Request(f"{self.url}/api/v1/query", data=body)  # noqa: S310
         try:
@@ -833,9 +843,10 @@ class Prometheus:
         except urllib.error.HTTPError as error:
             reply = json.load(error)
         if reply.get("status") != "success":
-            return str(reply.get("error")), 0
-        result = reply["data"]["result"]
-        return None, (1 if reply["data"]["resultType"] == "scalar" else len(result))
+            return str(reply.get("error")), []
+        if reply["data"]["resultType"] == "scalar":
+            return None, [{}]
+        return None, [series["metric"] for series in reply["data"]["result"]]
 
     def stop(self) -> None:
         self.process.terminate()
@@ -869,10 +880,14 @@ def query_problems(
         if unknown:
             problems.append(f"{query.where}: metrics not in metrics.yaml: {unknown}")
             continue
-        error, count = prometheus.query(expr)
-        if error or not count:
+        error, results = prometheus.query(expr)
+        if error or not results:
             problems.append(f"{query.where}: {error or 'no data from the sample series'}\n"
                             f"    {expr}")  # fmt: skip
+            continue
+        missing = sorted({label for one in results for label in query.labels - one.keys()})
+        if missing:
+            problems.append(f"{query.where}: results lack the labels {missing} it shows")
     return problems, len(checked)
 
 
@@ -980,6 +995,23 @@ def test_a_join_that_fails_at_evaluation_fails(prometheus: Prometheus) -> None:
     )
     problems, _ = query_problems(dashboard, prometheus, known_metrics())
     assert len(problems) == 1 and "many-to-many" in problems[0], problems
+
+
+def test_a_legend_showing_a_label_the_query_drops_fails(prometheus: Prometheus) -> None:
+    """``sum by (pod)`` keeps no ``instance``: a legend of ``{{instance}}`` would be empty."""
+    dashboard = _copy("edge.json")
+    panel = next(p for p in panels(dashboard) if p.get("title") == "Requests per pod")
+    panel["targets"][0]["legendFormat"] = "{{instance}}"
+    problems, _ = query_problems(dashboard, prometheus, known_metrics())
+    assert problems == ["Requests per pod / A: results lack the labels ['instance'] it shows"]
+
+
+def test_a_variable_over_a_label_the_metric_lacks_fails(prometheus: Prometheus) -> None:
+    dashboard = _copy("pods.json")
+    variable = dashboard["templating"]["list"][0]
+    variable["query"]["query"] = "label_values(kube_pod_info, namespaces)"
+    problems, _ = query_problems(dashboard, prometheus, known_metrics())
+    assert problems == ["variable namespace: results lack the labels ['namespaces'] it shows"]
 
 
 def test_the_sample_series_are_of_listed_metrics() -> None:
