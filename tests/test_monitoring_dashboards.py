@@ -1,6 +1,6 @@
 """The Grafana dashboards (``components/monitoring/dashboards/*.json``), proven without Grafana.
 
-There is no Grafana here and no official schema, so each dashboard is checked in three ways:
+There is no Grafana here and no official schema, so each dashboard is checked in four ways:
 
 - its structure, against what Grafana's file provisioning needs: a unique ``uid`` and a title,
   ``schemaVersion``, panels with ids unique in the dashboard and a grid position, every query
