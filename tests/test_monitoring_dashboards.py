@@ -50,7 +50,9 @@ from typing import Any
 import pytest
 import yaml
 
+from components.monitoring.prometheus import render_prometheus
 from components.monitoring.render import dashboards
+from components.settings import StackSettings
 from tools.preview import REPO_ROOT
 
 METRICS = REPO_ROOT / "components" / "monitoring" / "metrics.yaml"
@@ -1012,6 +1014,15 @@ def test_a_variable_over_a_label_the_metric_lacks_fails(prometheus: Prometheus) 
     variable["query"]["query"] = "label_values(kube_pod_info, namespaces)"
     problems, _ = query_problems(dashboard, prometheus, known_metrics())
     assert problems == ["variable namespace: results lack the labels ['namespaces'] it shows"]
+
+
+def test_the_sample_series_come_from_scrape_jobs(stack_settings: dict[str, StackSettings]) -> None:
+    """The samples' ``job`` labels are jobs of each stack's ``prometheus.yml``, so the dashboards'
+    ``job`` selectors are checked against the jobs that exist."""
+    for stack, settings in stack_settings.items():
+        config = yaml.safe_load(render_prometheus(settings, []))
+        jobs = {job["job_name"] for job in config["scrape_configs"]}
+        assert {labels["job"] for labels in TARGET_LABELS.values()} <= jobs, stack
 
 
 def test_the_sample_series_are_of_listed_metrics() -> None:
