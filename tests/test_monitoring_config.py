@@ -235,8 +235,46 @@ def test_every_job_of_the_contract_is_scraped(folder: Path) -> None:
         assert job["scheme"] == "https" and job["tls_config"]["insecure_skip_verify"] is False
         assert job["authorization"]["credentials_file"].endswith("/serviceaccount/token")
     assert jobs["kube-state-metrics"]["honor_labels"] is True
+    assert jobs["apiserver"]["tls_config"]["server_name"] == "kubernetes"
+    instance = {"source_labels": ["__meta_kubernetes_node_name"], "target_label": "instance"}
+    assert instance in jobs["kubelet"]["relabel_configs"]
     proxy = jobs["cadvisor"]["relabel_configs"][-1]
     assert proxy["replacement"] == "/api/v1/nodes/$1/proxy/metrics/cadvisor"
+
+
+EXPORTER_JOBS = {
+    "alertmanager": ("alertmanager",),
+    "blackbox-exporter": ("blackbox-https", "blackbox-tls", "blackbox-internal"),
+    "cadvisor": ("cadvisor",),
+    "django-prometheus": ("django",),
+    "edge-log-metrics": ("edge-logs",),
+    "kube-state-metrics": ("kube-state-metrics",),
+    "kubelet": ("kubelet",),
+    "nginx-prometheus-exporter": ("edge-nginx",),
+    "node-exporter": ("node-exporter",),
+    "postgres-exporter": ("postgres-exporter",),
+    "prometheus": ("prometheus",),
+    "redis-exporter": ("redis-exporter",),
+}
+"""The exporters of ``metrics.yaml`` and the scrape jobs that collect what they produce."""
+
+
+def test_every_exporter_of_the_metrics_list_is_scraped(folder: Path) -> None:
+    metrics = _load(prom_dir() / "metrics.yaml")
+    exporters = set(metrics.values())
+    assert exporters <= set(EXPORTER_JOBS), exporters - set(EXPORTER_JOBS)
+    jobs = {job["job_name"]: job for job in _load(folder / "prometheus.yml")["scrape_configs"]}
+    for exporter in exporters:
+        assert set(EXPORTER_JOBS[exporter]) <= set(jobs), exporter
+    dropped = re.compile(prom.CADVISOR_DROPPED)
+    (drop,) = jobs["cadvisor"]["metric_relabel_configs"]
+    assert drop["regex"] == prom.CADVISOR_DROPPED
+    assert dropped.fullmatch("container_tasks_state")
+    assert not [m for m in metrics if dropped.fullmatch(m)], "a used metric would be dropped"
+
+
+def prom_dir() -> Path:
+    return Path(prom.__file__).parent
 
 
 def test_probes_use_modules_of_blackbox_yml_and_the_stack_host(

@@ -147,15 +147,30 @@ def _pod_job(job: str, namespace: str, name: str, port: str) -> dict[str, Any]:
     }
 
 
+CADVISOR_DROPPED = (
+    "container_cpu_(cfs_throttled_seconds_total|load_average_10s|system_seconds_total"
+    "|user_seconds_total)"
+    "|container_fs_(io_current|io_time_seconds_total|io_time_weighted_seconds_total"
+    "|reads_merged_total|sector_reads_total|sector_writes_total|writes_merged_total)"
+    "|container_memory_(mapped_file|swap)"
+    "|container_(file_descriptors|tasks_state|threads_max)"
+    "|container_spec_.*"
+)
+"""cAdvisor series no rule or dashboard uses and that multiply with every container (the
+list kube-prometheus drops); the tests check none of ``metrics.yaml`` matches."""
+
+
 def _node_proxy_job(job: str, path: str) -> dict[str, Any]:
     """Every node's kubelet through the API server proxy: no direct route to port 10250, one
-    credential (the service account's) and the API server's certificate."""
+    credential (the service account's) and the API server's certificate. ``instance`` and
+    ``node`` are the node's name (the address is the API server's, the same for every node)."""
     return {
         "job_name": job,
         **_IN_CLUSTER_AUTH,
         "kubernetes_sd_configs": _sd("node"),
         "relabel_configs": [
             _copy("__meta_kubernetes_node_name", "node"),
+            _copy("__meta_kubernetes_node_name", "instance"),
             {"target_label": "__address__", "replacement": API_SERVER},
             {
                 "source_labels": ["__meta_kubernetes_node_name"],
@@ -206,6 +221,9 @@ def scrape_configs(settings: StackSettings) -> list[dict[str, Any]]:
         {
             "job_name": "apiserver",
             **_IN_CLUSTER_AUTH,
+            # the endpoints are the control plane's addresses; its certificate names the
+            # Service (``kubernetes``), not them
+            "tls_config": {**_IN_CLUSTER_AUTH["tls_config"], "server_name": "kubernetes"},
             "kubernetes_sd_configs": _sd("endpoints", "default"),
             "relabel_configs": [
                 _keep(
@@ -215,7 +233,12 @@ def scrape_configs(settings: StackSettings) -> list[dict[str, Any]]:
             ],
         },
         _node_proxy_job("kubelet", "/metrics"),
-        _node_proxy_job("cadvisor", "/metrics/cadvisor"),
+        {
+            **_node_proxy_job("cadvisor", "/metrics/cadvisor"),
+            "metric_relabel_configs": [
+                {"source_labels": ["__name__"], "regex": CADVISOR_DROPPED, "action": "drop"}
+            ],
+        },
         *(
             {
                 **_endpoints_job(job, namespace, service, port),
