@@ -699,25 +699,28 @@ def pod_series() -> list[Series]:
 
 
 def backup_series() -> list[Series]:
-    """kube-state-metrics's CronJobs and Jobs of the backups (backup-media's last run failed)."""
+    """kube-state-metrics's CronJobs and Jobs of the backups (backup-media has never succeeded:
+    its only run failed, so it has no last successful time)."""
     ksm, namespace, end = "kube-state-metrics", "exposcholar", EVALUATION_TIME
     found = []
     for cronjob, age in (
         ("backup-postgres", 3600),
         ("backup-redis", 3000),
-        ("backup-media", 90000),
+        ("backup-media", None),
         ("restore-test", 86400 * 3),
     ):
         at = {"namespace": namespace, "cronjob": cronjob}
         found += [
             _gauge(ksm, "kube_cronjob_status_last_schedule_time", end - 3600, **at),
-            _gauge(ksm, "kube_cronjob_status_last_successful_time", end - age, **at),
+            _gauge(ksm, "kube_cronjob_created", end - 86400 * 10, **at),
             _gauge(ksm, "kube_cronjob_next_schedule_time", end + 82800, **at),
             _gauge(ksm, "kube_cronjob_status_active", 0, **at),
             _gauge(ksm, "kube_cronjob_spec_suspend", 0, **at),
         ]
+        if age is not None:
+            found.append(_gauge(ksm, "kube_cronjob_status_last_successful_time", end - age, **at))
         job = {"namespace": namespace, "job_name": f"{cronjob}-29420000"}
-        failed = cronjob == "backup-media"
+        failed = age is None
         found += [
             _gauge(
                 ksm,
@@ -931,6 +934,15 @@ def test_every_listed_metric_names_its_exporter() -> None:
     for metric, exporter in known_metrics().items():
         assert re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", metric), metric
         assert exporter.strip(), metric
+
+
+def test_a_backup_that_never_succeeded_shows_as_overdue(prometheus: Prometheus) -> None:
+    """kube-state-metrics has no last successful time for a CronJob that never succeeded: the
+    freshness panels then count from its creation, so it shows red instead of vanishing."""
+    panel = next(p for p in panels(ALL["backups.json"]) if p["title"].startswith("Since last"))
+    expr, _ = substitute(panel["targets"][0]["expr"], ALL["backups.json"])
+    error, overdue = prometheus.query(f"({expr}) > 93600")
+    assert error is None and overdue == [{"cronjob": "backup-media"}]
 
 
 # ------------------------------------------------------------------------------ seeded faults
