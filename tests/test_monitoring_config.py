@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import http.server
 import json
 import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -513,3 +515,92 @@ def test_blackbox_exporter_refuses_a_misspelt_field(folder: Path, tmp_path: Path
     result = run(exporter, "--config.check", f"--config.file={broken}")
     assert result.returncode == 1
     assert "fail_if_not_tls" in result.stderr
+
+
+class _Site(http.server.BaseHTTPRequestHandler):
+    """``/ok`` 200, ``/maintenance`` 503 with Retry-After (the edge's maintenance page),
+    anything else 502 (a dead upstream)."""
+
+    def do_GET(self) -> None:
+        status = {"/ok": 200, "/maintenance": 503}.get(self.path, 502)
+        self.send_response(status)
+        if status == 503:
+            self.send_header("Retry-After", "120")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@contextlib.contextmanager
+def _site() -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Site)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def _blackbox(config: Path) -> Iterator[int]:
+    """A throw-away blackbox exporter on loopback, yielding its port."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [tool("prometheus-blackbox-exporter"), f"--config.file={config}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    pytest.fail(f"blackbox exporter did not start: {process.communicate()[1]}")
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _probe(port: int, module: str, target: str) -> float:
+    """``probe_success`` of one probe."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    try:
+        connection.request("GET", f"/probe?module={module}&target={target}")
+        body = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    (value,) = re.findall(r"^probe_success (\S+)$", body, re.MULTILINE)
+    return float(value)
+
+
+def test_blackbox_modules_probe_as_intended(rendered: dict[str, Path], tmp_path: Path) -> None:
+    """The modules against a server on loopback: 2xx passes and 502 fails; the public module
+    refuses plain HTTP and the TLS module a server without TLS; the maintenance module passes
+    only a 503 with Retry-After (its HTTPS requirement lifted for the plain test server)."""
+    config = _load(rendered["staging"] / "blackbox.yml")
+    lifted = dict(config["modules"]["http_maintenance"])
+    lifted["http"] = {**lifted["http"], "fail_if_not_ssl": False}
+    config["modules"]["maintenance_plain"] = lifted
+    path = tmp_path / "blackbox.yml"
+    path.write_text(yaml.safe_dump(config))
+    with _site() as site, _blackbox(path) as port:
+        base = f"http://127.0.0.1:{site}"
+        assert _probe(port, "http_2xx", f"{base}/ok") == 1
+        assert _probe(port, "http_2xx", f"{base}/down") == 0
+        assert _probe(port, "http_2xx", f"{base}/maintenance") == 0
+        assert _probe(port, "https_2xx", f"{base}/ok") == 0, "plain HTTP fails the public probe"
+        assert _probe(port, "tcp_connect", f"127.0.0.1:{site}") == 1
+        assert _probe(port, "tls_connect", f"127.0.0.1:{site}") == 0, "no TLS, no success"
+        assert _probe(port, "maintenance_plain", f"{base}/maintenance") == 1
+        assert _probe(port, "maintenance_plain", f"{base}/ok") == 0
+        assert _probe(port, "maintenance_plain", f"{base}/down") == 0
