@@ -47,6 +47,7 @@ from components.monitoring.alertmanager import (
     NULL,
     alertmanager_secret_text,
 )
+from components.monitoring.render import render_all
 from components.settings import StackSettings, parse_settings
 from tests import STACKS
 from tools.mocks import MASK
@@ -397,6 +398,12 @@ def test_the_secrets_text_is_the_rendered_configuration_and_stays_secret(
     (secret,) = plan.of_type("kubernetes:core/v1:Secret")
     assert secret.inputs["stringData"] == {"alertmanager.yml": MASK}
     assert json.loads(seen[0]) == _load(rendered["prod"] / "alertmanager.yml")
+
+
+def test_render_all_needs_every_secret(stack_settings: dict[str, StackSettings]) -> None:
+    """A secret left out is named, never rendered as an empty value Alertmanager would take."""
+    with pytest.raises(KeyError, match="alertDeadMansSwitchUrl"):
+        render_all(stack_settings["staging"], {"alertWebhookUrl": "x", "alertSmtpPassword": "y"})
 
 
 def _free_port() -> int:
