@@ -11,8 +11,8 @@ There is no Grafana here and no official schema, so each dashboard is checked in
   substituted as Grafana would (``$__rate_interval`` and the other intervals by a duration, the
   dashboard's own variables by a value; a variable the dashboard does not define is a fault);
 - every metric name the queries use is in ``components/monitoring/metrics.yaml``, the checked
-  list of what the scraped exporters produce. Names are read from Prometheus's own formatting of
-  the query (strings, matchers, ranges and grouping labels removed first);
+  list of what the scraped exporters produce. Names are read (``tests.promql``, shared with
+  the alert rules' tests) from Prometheus's own formatting of the query;
 - every query, evaluated by that Prometheus over an hour of sample series labelled as each
   exporter and scrape job labels them (``sample_series``; loaded as TSDB blocks with promtool),
   returns data, and its series carry the labels its legend shows (``{{pod}}``) or its variable
@@ -53,6 +53,7 @@ import yaml
 from components.monitoring.prometheus import render_prometheus
 from components.monitoring.render import dashboards
 from components.settings import StackSettings
+from tests.promql import metric_names
 from tools.preview import REPO_ROOT
 
 METRICS = REPO_ROOT / "components" / "monitoring" / "metrics.yaml"
@@ -72,16 +73,8 @@ UNITS = {
     "bytes", "decbytes", "Bps", "binBps", "reqps", "ops", "rps", "wps", "iops", "d", "h", "m",
 }  # fmt: skip
 """Grafana unit ids the dashboards may use (a typo would show raw numbers without a unit)."""
-KEYWORDS = {
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "bool", "offset", "inf", "nan", "atan2",
-}  # fmt: skip
-GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
-STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-IDENTIFIER = re.compile(r"(?<![\w.:])([A-Za-z_:][\w:]*)(?!\w)(\s*\()?")
 VARIABLE = re.compile(r"\$\{([A-Za-z_]\w*)(?::\w+)?\}|\$([A-Za-z_]\w*)|\[\[([A-Za-z_]\w*)\]\]")
 LABEL_VALUES = re.compile(r"^label_values\((?:(?P<selector>.+),\s*)?(?P<label>[A-Za-z_]\w*)\)$")
-
 LEGEND_LABEL = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
 Dashboard = dict[str, Any]
 
@@ -286,21 +279,6 @@ def _current(variable: dict[str, Any]) -> str:
     if value in (None, "", "$__all", ["$__all"]):
         return str(variable.get("allValue") or ".*")
     return "|".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
-def metric_names(expr: str) -> set[str]:
-    """The metric names ``expr`` selects: identifiers that are not called (functions,
-    aggregations), not keywords, once strings, label matchers, ranges and grouping label lists
-    are gone. ``expr`` is best Prometheus's own formatting of the query."""
-    text = STRING.sub('""', expr)
-    text = re.sub(r"\{[^{}]*\}", " ", text)
-    text = re.sub(r"\[[^\[\]]*\]", " ", text)
-    text = GROUPING.sub(" ", text)
-    return {
-        match[1]
-        for match in IDENTIFIER.finditer(text)
-        if not match[2] and match[1].lower() not in KEYWORDS
-    }
 
 
 # ------------------------------------------------------------------------------ sample series
