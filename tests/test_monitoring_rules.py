@@ -1,8 +1,9 @@
 """The alert rules, proven with the real promtool on the files each stack renders.
 
-For every stack: ``render_rules`` writes the rule files into a temporary folder, next to the
-unit tests of ``tests/monitoring/`` (templates too: ``{{runbook}}`` and the thresholds are
-filled with the stack's values, so expected annotations are the stack's); then
+For every stack: the rule files the offline preview writes (``render.rule_files``, which
+``render_rules`` fills) go into a temporary folder, next to the unit tests of
+``tests/monitoring/`` (templates too: ``{{runbook}}`` and the thresholds are filled with the
+stack's values, so expected annotations are the stack's); then
 ``promtool check rules`` and ``promtool test rules`` must pass, and the counts are printed.
 Around promtool:
 
@@ -35,7 +36,7 @@ import pytest
 import yaml
 
 from components.lib.template import TemplateError, fill, placeholders
-from components.monitoring import rules
+from components.monitoring import render, rules
 from components.settings import StackSettings, parse_settings
 from tests.promql import metric_names
 from tools.preview import REPO_ROOT
@@ -219,7 +220,13 @@ def rendered(
 ) -> Iterator[Rendered]:
     stack = str(request.param)
     settings = settings_of(stack_configs[stack])
-    files = rules.render_rules(settings)
+    prefix = f"{render.RULES_DIR}/"
+    files = {
+        path.removeprefix(prefix): text
+        for path, text in render.rule_files(settings).items()
+        if path.startswith(prefix)
+    }
+    assert files == rules.render_rules(settings)
     folder = tmp_path_factory.mktemp(f"rules-{stack}")
     yield Rendered(stack, settings, folder, files, write_stack(folder, files, settings))
 
