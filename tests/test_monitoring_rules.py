@@ -385,8 +385,15 @@ def test_metric_names_are_read_from_promql(expr: str, names: set[str]) -> None:
 
 
 def test_each_rule_file_has_its_tests_and_runbook() -> None:
+    """One unit-test file and one runbook page per rule file, and each page's alert headings
+    are exactly that file's alerts: a renamed or removed alert leaves no stale section."""
     stems = {path.name.removesuffix(rules.RULE_SUFFIX) for path in rules.RULES_DIR.glob("*.yml")}
     tested = {path.name.removesuffix(TEST_SUFFIX) for path in TESTS_DIR.glob(f"*{TEST_SUFFIX}")}
     pages = {path.stem for path in (REPO_ROOT / rules.RUNBOOKS_PATH).glob("*.md")}
     assert stems == tested
     assert stems <= pages
+    for stem in sorted(stems):
+        text = (rules.RULES_DIR / f"{stem}{rules.RULE_SUFFIX}").read_text(encoding="utf-8")
+        alerts = set(re.findall(r"^\s*- alert: (\w+)$", text, re.MULTILINE))
+        page = (REPO_ROOT / rules.RUNBOOKS_PATH / f"{stem}.md").read_text(encoding="utf-8")
+        assert set(re.findall(r"^## (\w+)$", page, re.MULTILINE)) == alerts, stem
