@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -325,8 +326,17 @@ def test_a_corrupt_or_truncated_dump_is_refused_before_the_target_is_touched(
     key = f"postgresql/{DB}/{STAMP}.dump"
     dump = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     seeded.admin(f"DROP DATABASE {DB} WITH (FORCE)")
+    manifest_key = f"postgresql/{DB}/{STAMP}.manifest.json"
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+    assert manifest["version_id"], "the manifest names the version it describes"
+    # a later write of the same key (another run) does not change what a restore reads
+    s3.put_object(Bucket=bucket, Key=key, Body=b"another run's bytes")
+    ok(run_program("restore", "postgres", "latest", "--database", DB, "--dry-run", env=env))
     for damaged in (dump[: len(dump) // 2], dump[:-1] + bytes([dump[-1] ^ 1])):
-        s3.put_object(Bucket=bucket, Key=key, Body=damaged)
+        # the version the manifest names holds damaged bytes (bit rot, a truncated copy)
+        version = s3.put_object(Bucket=bucket, Key=key, Body=damaged)["VersionId"]
+        damaged_manifest = json.dumps({**manifest, "version_id": version}).encode()
+        s3.put_object(Bucket=bucket, Key=manifest_key, Body=damaged_manifest)
         result = run_program("restore", "postgres", "latest", "--database", DB, env=env)
         assert result.returncode == CORRUPT, result.stderr
         assert "does not match its manifest" in result.stderr
@@ -516,6 +526,11 @@ def test_media_backup_wipe_restore_is_identical(
     media = moto.bucket(f"media-{uuid.uuid4().hex[:8]}")
     for key, body in MEDIA.items():
         s3.put_object(Bucket=media, Key=key, Body=body)
+    pdf = "papers/1/paper.pdf"
+    s3.put_object(
+        Bucket=media, Key=pdf, Body=MEDIA[pdf], ContentType="application/pdf",
+        CacheControl="private, max-age=600", Metadata={"uploaded-by": "ada"},
+    )  # fmt: skip
     job = {**env, "MEDIA_BUCKET": media}
     ok(run_program("backup", "media", "--at", AT, env=job))
     manifest = json.loads(
@@ -530,6 +545,10 @@ def test_media_backup_wipe_restore_is_identical(
         s3.delete_object(Bucket=media, Key=key)  # the wipe
     ok(run_program("restore", "media", "latest", env=job))
     assert objects(s3, media) == MEDIA
+    head = s3.head_object(Bucket=media, Key=pdf)  # served as before, not as a download
+    assert head["ContentType"] == "application/pdf"
+    assert head["CacheControl"] == "private, max-age=600"
+    assert head["Metadata"] == {"uploaded-by": "ada"}
 
     refused = run_program("restore", "media", "latest", env=job)
     assert refused.returncode == INVALID and "not empty" in refused.stderr
@@ -556,7 +575,14 @@ def test_a_corrupt_media_archive_is_refused_before_the_bucket_is_touched(
     ok(run_program("backup", "media", "--at", AT, env={**env, "MEDIA_BUCKET": media}))
     key = f"application/{STAMP}/media.tar.gz"
     archive = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    s3.put_object(Bucket=bucket, Key=key, Body=archive[:-100])
+    version = s3.put_object(Bucket=bucket, Key=key, Body=archive[:-100])["VersionId"]
+    manifest_key = f"application/{STAMP}/manifest.json"
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+    s3.put_object(  # the version the manifest names is the damaged one
+        Bucket=bucket,
+        Key=manifest_key,
+        Body=json.dumps({**manifest, "version_id": version}).encode(),
+    )
     target = moto.bucket(f"media-empty-{uuid.uuid4().hex[:8]}")
     result = run_program("restore", "media", "latest", "--target-bucket", target, env=env)
     assert result.returncode == CORRUPT and objects(s3, target) == {}
@@ -660,3 +686,21 @@ def test_modules_are_importable_from_the_image_layout() -> None:
         "redis",
         "application",
     )
+
+
+def test_a_media_object_deleted_or_replaced_while_archiving_is_skipped_not_fatal(
+    moto: Moto, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = moto.client("s3")
+    media = Store(moto.bucket(f"media-{uuid.uuid4().hex[:8]}"), s3)
+    s3.put_object(Bucket=media.bucket, Key="a.bin", Body=b"first")
+    ((key, _, etag),) = list(media.objects(""))
+    s3.put_object(Bucket=media.bucket, Key="a.bin", Body=b"replaced after the listing")
+    s3.put_object(Bucket=media.bucket, Key="b.bin", Body=b"b")
+    ((_, _, etag_b),) = [o for o in media.objects("") if o[0] == "b.bin"]
+    s3.delete_object(Bucket=media.bucket, Key="b.bin")
+    with open(os.devnull, "wb") as sink, tarfile.open(fileobj=sink, mode="w|gz") as archive:
+        assert media_backup._archive_one(archive, media, key, etag) is None
+        assert media_backup._archive_one(archive, media, "b.bin", etag_b) is None
+    skipped = [e for e in events(capsys.readouterr().out) if e["event"] == "backup-skip"]
+    assert [e["key"] for e in skipped] == ["a.bin", "b.bin"]

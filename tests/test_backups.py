@@ -65,7 +65,7 @@ ENV = {
     "restore-test": COMMON_ENV | DATABASE_ENV | {"RESTORE_TEST_JOBS"},
 }
 WRITES = {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
-READS = {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}
+READS = {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "kms:Decrypt"}
 
 
 @pytest.fixture

@@ -82,7 +82,9 @@ def _own_prefix(sid: str, bucket_arn: str, prefix: str, key_arn: str, region: st
     objects = [f"{bucket_arn}/{prefix}/*"]
     return [
         _allow(f"{sid}Write", WRITE_ACTIONS, objects),
-        _allow(f"{sid}Read", ["s3:GetObject"], objects),
+        # manifests name the object version they describe (a later write of the same key by
+        # another run cannot change what a restore reads)
+        _allow(f"{sid}Read", ["s3:GetObject", "s3:GetObjectVersion"], objects),
         _list(f"{sid}List", bucket_arn, [prefix]),
         _through_s3("BackupsKey", ["kms:GenerateDataKey", "kms:Decrypt"], key_arn, region),
     ]
@@ -156,7 +158,11 @@ def restore_test_policy(bucket_arn: str, key_arn: str, region: str) -> str:
     """The restore test's role: read-only, on the three prefixes it restores from."""
     prefixes = (POSTGRES, REDIS, MEDIA)
     return _document(
-        _allow("ReadBackups", ["s3:GetObject"], [f"{bucket_arn}/{p}/*" for p in prefixes]),
+        _allow(
+            "ReadBackups",
+            ["s3:GetObject", "s3:GetObjectVersion"],
+            [f"{bucket_arn}/{p}/*" for p in prefixes],
+        ),
         _list("ListBackups", bucket_arn, prefixes),
         _through_s3("BackupsKey", ["kms:Decrypt"], key_arn, region),
     )

@@ -55,6 +55,49 @@ class _Hashing(io.RawIOBase):
         return len(data)
 
 
+KEPT_HEADERS = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding")
+"""What S3 keeps with an object besides its bytes that a restore must put back (a PDF served
+as a download, an image as an image), with its user metadata."""
+
+
+def _archive_one(
+    archive: tarfile.TarFile, media: Store, key: str, etag: str
+) -> dict[str, Any] | None:
+    """Add one object to the archive and describe it for the manifest; None (logged) when it
+    was deleted or replaced since the listing: the next day's backup has its new state."""
+    try:
+        reply = media.s3.get_object(Bucket=media.bucket, Key=key, IfMatch=etag)
+    except ClientError as error:
+        if _gone(error):
+            event("backup-skip", kind=PREFIX, key=key, reason="deleted or replaced since listed")
+            return None
+        raise
+    size = int(reply["ContentLength"])
+    body = _Hashing(reply["Body"])
+    info = tarfile.TarInfo(name=key)
+    info.size = size
+    info.mtime = int(time.time())
+    archive.addfile(info, io.BufferedReader(body, buffer_size=READ_CHUNK))
+    if body.size != size:
+        raise BackupError(f"{media.uri(key)}: read {body.size} of {size} bytes")
+    entry: dict[str, Any] = {"key": key, "size": size, "sha256": body.digest.hexdigest()}
+    kept = {name: reply[name] for name in KEPT_HEADERS if reply.get(name)}
+    if reply.get("Metadata"):
+        kept["Metadata"] = reply["Metadata"]
+    if kept:
+        entry["headers"] = kept
+    return entry
+
+
+def _gone(error: ClientError) -> bool:
+    info = error.response.get("Error", {})
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    return info.get("Code") in ("NoSuchKey", "PreconditionFailed", "404", "412") or status in (
+        404,
+        412,
+    )
+
+
 def run(store: Store, media: Store, when: datetime, *, job: str = "") -> str:
     """Archive the media bucket; returns ``ok``, ``exists`` or ``held``."""
     moment = stamp(when)
@@ -74,18 +117,10 @@ def run(store: Store, media: Store, when: datetime, *, job: str = "") -> str:
     objects = []
     try:
         with tarfile.open(fileobj=writer, mode="w|gz", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
-            for key, size in media.keys(""):
-                body = _Hashing(media.stream(key))
-                info = tarfile.TarInfo(name=key)
-                info.size = size
-                info.mtime = int(time.time())
-                archive.addfile(info, io.BufferedReader(body, buffer_size=READ_CHUNK))
-                if body.size != size:
-                    raise BackupError(
-                        f"{media.uri(key)} changed while being archived ({body.size} of {size} "
-                        "bytes)"
-                    )
-                objects.append({"key": key, "size": size, "sha256": body.digest.hexdigest()})
+            for key, _size, etag in media.objects(""):
+                entry = _archive_one(archive, media, key, etag)
+                if entry is not None:
+                    objects.append(entry)
         written = writer.close()
     except (ClientError, BotoCoreError) as error:
         writer.abort()
@@ -96,7 +131,7 @@ def run(store: Store, media: Store, when: datetime, *, job: str = "") -> str:
         claim.release()
         raise
     claim.release()
-    if claim.lost:
+    if not claim.confirm():
         raise BackupError(
             f"another run took over the media backup of {moment}: no manifest written"
         )
@@ -107,6 +142,7 @@ def run(store: Store, media: Store, when: datetime, *, job: str = "") -> str:
         "key": written.key,
         "size": written.size,
         "sha256": written.sha256,
+        "version_id": written.version_id,
         "objects": objects,
         "duration_seconds": round(time.monotonic() - started, 3),
     }
@@ -196,9 +232,13 @@ def restore(
                 if handle is None:
                     raise CorruptBackupError(f"{path.name}: {member.name!r} has no contents")
                 body = _Hashing(handle)
+                headers = expected[member.name].get("headers", {})
                 try:
                     target.s3.upload_fileobj(
-                        io.BufferedReader(body, buffer_size=READ_CHUNK), target.bucket, member.name
+                        io.BufferedReader(body, buffer_size=READ_CHUNK),
+                        target.bucket,
+                        member.name,
+                        ExtraArgs=headers or None,
                     )
                 except (ClientError, BotoCoreError) as error:
                     raise BackupError(

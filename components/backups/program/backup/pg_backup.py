@@ -191,7 +191,7 @@ def _dump(
             raise BackupError(f"counting the rows of {database!r} failed: {failure[0]}")
     finally:
         session.close()
-    if claim.lost:
+    if not claim.confirm():
         raise BackupError(
             f"another run took over the backup of {database!r} at {moment}: this run's dump "
             f"{store.uri(written.key)} is left without a manifest and does not count"
@@ -204,6 +204,7 @@ def _dump(
         "key": written.key,
         "size": written.size,
         "sha256": written.sha256,
+        "version_id": written.version_id,
         "started": started_at.isoformat(),
         "duration_seconds": round(time.monotonic() - started, 3),
         "server_version": version,

@@ -140,7 +140,12 @@ def restore(
         )
     source = store.uri(manifest["key"])
     if dry_run:
-        store.verify(manifest["key"], size=int(manifest["size"]), sha256=manifest["sha256"])
+        store.verify(
+            manifest["key"],
+            size=int(manifest["size"]),
+            sha256=manifest["sha256"],
+            version_id=str(manifest.get("version_id", "")),
+        )
         say(
             f"dry run: {source} verified ({manifest['size']:,} bytes, SHA-256 matches "
             f"{store.uri(key)})"

@@ -163,7 +163,7 @@ def run(
                 f"{store.uri(PREFIX + '/' + moment + '/')}"
             )
         files = [_checked(store, key, scratch) for key in sorted(exported)]
-        if claim.lost:
+        if not claim.confirm():
             raise BackupError(
                 f"another run took over the Redis backup of {moment}: no manifest written"
             )
@@ -253,7 +253,12 @@ def restore(
                 f"ElastiCache DescribeReplicationGroups failed: {describe(error)}"
             ) from None
     for item in manifest.get("files", [manifest]):
-        store.verify(item["key"], size=int(item["size"]), sha256=item["sha256"])
+        store.verify(
+            item["key"],
+            size=int(item["size"]),
+            sha256=item["sha256"],
+            version_id=str(item.get("version_id", "")),
+        )
     template = _call(
         "DescribeReplicationGroups",
         elasticache.describe_replication_groups,

@@ -102,7 +102,13 @@ def _redis(store: Store, scratch: Path, jobs: int) -> dict[str, Any]:
     for item in files:
         check_free_space(scratch, int(item["size"]) * 2, f"the export {store.uri(item['key'])}")
         path = scratch / "export.rdb"
-        store.verify(item["key"], size=int(item["size"]), sha256=item["sha256"], into=path)
+        store.verify(
+            item["key"],
+            size=int(item["size"]),
+            sha256=item["sha256"],
+            into=path,
+            version_id=str(item.get("version_id", "")),
+        )
         counted = rdb.check(path)
         if counted.keys != item.get("keys", counted.keys):
             raise CorruptBackupError(

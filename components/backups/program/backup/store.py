@@ -33,6 +33,8 @@ from backup.log import event
 MiB = 1024 * 1024
 PART_SIZE = int(os.environ.get("BACKUP_PART_MB", "32")) * MiB
 """Multipart part size: 32 MiB parts reach 312 GiB within S3's 10,000 parts."""
+GROW_EVERY = 1000
+"""Parts after which the part size doubles (32 MiB parts alone would stop at 312 GiB)."""
 PARTS_IN_FLIGHT = 3
 """Parts uploading while the next is read: memory is about (this + 1) x PART_SIZE."""
 READ_CHUNK = 4 * MiB
@@ -72,6 +74,9 @@ class Written:
     key: str
     size: int
     sha256: str
+    version_id: str = ""
+    """The object version written (versioned buckets): manifests name it, so a later write of
+    the same key by another run can never make a manifest describe bytes it did not hash."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,9 @@ class MultipartWriter:
             if future.done() and future.exception():
                 self._fail(future.exception())
         number = len(self._parts) + 1
+        if number % GROW_EVERY == 0:
+            # S3 allows 10,000 parts: doubling every 1,000 parts never runs out
+            self._part_size *= 2
         self._slots.acquire()
 
         def upload() -> dict[str, Any]:
@@ -167,7 +175,7 @@ class MultipartWriter:
             parts.append(future.result())
         extra = {"IfNoneMatch": "*"} if if_none_match else {}
         try:
-            self._store.s3.complete_multipart_upload(
+            reply = self._store.s3.complete_multipart_upload(
                 Bucket=self._store.bucket,
                 Key=self.key,
                 UploadId=self._upload_id,
@@ -178,7 +186,8 @@ class MultipartWriter:
             self._fail(error)
         self._done = True
         self._pool.shutdown()
-        return Written(self.key, self._size, self._hash.hexdigest())
+        version = str(reply.get("VersionId") or "")
+        return Written(self.key, self._size, self._hash.hexdigest(), version)
 
     def abort(self) -> None:
         """Abandon the upload: S3 discards its parts; no object appears."""
@@ -231,8 +240,10 @@ class Store:
                 Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **extra
             )
         except ClientError as error:
+            # 412: the key exists; 409: another conditional write of it was in flight
             if only_if_absent and (
-                _code(error) in ("PreconditionFailed", "412") or _status(error) == 412
+                _code(error) in ("PreconditionFailed", "412", "ConditionalRequestConflict")
+                or _status(error) in (409, 412)
             ):
                 return False
             raise BackupError(f"cannot write {self.uri(key)}: {describe(error)}") from None
@@ -245,7 +256,11 @@ class Store:
         first when the folder cannot hold it."""
         check_free_space(path.parent, int(manifest["size"]), f"{what} {self.uri(manifest['key'])}")
         self.verify(
-            manifest["key"], size=int(manifest["size"]), sha256=manifest["sha256"], into=path
+            manifest["key"],
+            size=int(manifest["size"]),
+            sha256=manifest["sha256"],
+            into=path,
+            version_id=str(manifest.get("version_id", "")),
         )
         return path
 
@@ -298,19 +313,26 @@ class Store:
             ) or _status(error) in (409, 412):
                 return False
             raise BackupError(f"cannot write {self.uri(key)}: {describe(error)}") from None
+        except BotoCoreError as error:
+            raise BackupError(f"cannot write {self.uri(key)}: {describe(error)}") from None
         return True
 
-    def keys(self, prefix: str) -> Iterator[tuple[str, int]]:
-        """Every key under ``prefix`` with its size, in key order."""
+    def objects(self, prefix: str) -> Iterator[tuple[str, int, str]]:
+        """Every key under ``prefix`` with its size and ETag, in key order."""
         try:
             pages = self.s3.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=prefix
             )
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield item["Key"], int(item["Size"])
+                    yield item["Key"], int(item["Size"]), str(item.get("ETag", ""))
         except (ClientError, BotoCoreError) as error:
             raise BackupError(f"cannot list {self.uri(prefix)}: {describe(error)}") from None
+
+    def keys(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """Every key under ``prefix`` with its size, in key order."""
+        for key, size, _ in self.objects(prefix):
+            yield key, size
 
     def size(self, key: str) -> int | None:
         try:
@@ -335,10 +357,11 @@ class Store:
             return False  # the 403 stands: a real denial
         return not any(item["Key"] == key for item in reply.get("Contents", []))
 
-    def stream(self, key: str) -> IO[bytes]:
-        """The object's bytes as a stream."""
+    def stream(self, key: str, version_id: str = "") -> IO[bytes]:
+        """The object's bytes as a stream (of ``version_id`` when given)."""
+        version = {"VersionId": version_id} if version_id else {}
         try:
-            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]  # type: ignore[no-any-return]
+            return self.s3.get_object(Bucket=self.bucket, Key=key, **version)["Body"]  # type: ignore[no-any-return]
         except ClientError as error:
             if _code(error) in ("NoSuchKey", "404"):
                 raise InvalidInputError(f"{self.uri(key)} does not exist") from None
@@ -346,12 +369,20 @@ class Store:
         except BotoCoreError as error:
             raise BackupError(f"cannot read {self.uri(key)}: {describe(error)}") from None
 
-    def verify(self, key: str, *, size: int, sha256: str, into: Path | None = None) -> None:
+    def verify(
+        self,
+        key: str,
+        *,
+        size: int,
+        sha256: str,
+        into: Path | None = None,
+        version_id: str = "",
+    ) -> None:
         """Read the object (into ``into`` when given) and check its size and SHA-256 against
         the manifest's; CorruptBackupError when either differs (the file, if any, is removed)."""
         digest = hashlib.sha256()
         count = 0
-        body = self.stream(key)
+        body = self.stream(key, version_id)
         target = open(into, "wb") if into else None  # noqa: SIM115 - closed below
         try:
             while chunk := _read(body, key, self):
@@ -467,15 +498,28 @@ class Claim:
 
         def beat() -> None:
             while not self._stop.wait(every):
-                if (
-                    not self._store.replace_json(self.key, self._document(), self._etag)
-                    or not self._mine()
-                ):
+                try:
+                    renewed = (
+                        self._store.replace_json(self.key, self._document(), self._etag)
+                        and self._mine()
+                    )
+                except Exception:  # any failure to renew loses the claim
+                    renewed = False
+                if not renewed:
+                    # no heartbeat means another run may take over after a lease: stop
                     self.lost = True
                     return
 
         self._thread = threading.Thread(target=beat, daemon=True)
         self._thread.start()
+
+    def confirm(self) -> bool:
+        """Whether the claim is still this run's, read from S3 now (just before a manifest is
+        written: a renewal may not have run since another run took over)."""
+        try:
+            return not self.lost and self._mine()
+        except BackupError:
+            return False
 
     def release(self) -> None:
         """Stop renewing (the claim object stays: the jobs may not delete)."""
