@@ -28,6 +28,7 @@ from backup.schedule import scheduled_time, stamp
 from backup.store import Store
 
 from tests.backup_harness import (
+    PG_PASSWORD,
     PG_ROLE,
     SEED_SQL,
     FakeElastiCache,
@@ -40,6 +41,7 @@ from tests.backup_harness import (
     run_program,
     sha256,
     shared_folder,
+    tool,
     versions,
 )
 
@@ -704,3 +706,28 @@ def test_a_media_object_deleted_or_replaced_while_archiving_is_skipped_not_fatal
         assert media_backup._archive_one(archive, media, "b.bin", etag_b) is None
     skipped = [e for e in events(capsys.readouterr().out) if e["event"] == "backup-skip"]
     assert [e["key"] for e in skipped] == ["a.bin", "b.bin"]
+
+
+def test_replace_ends_open_sessions_and_a_second_replace_keeps_the_first_copy(
+    seeded: Postgres, env: dict[str, str]
+) -> None:
+    ok(run_program("backup", "postgres", "--database", DB, "--at", AT, env=env))
+    # an application session holding the database open (the server's pool)
+    holder = subprocess.Popen(
+        [tool("psql"), "-X", "-h", "127.0.0.1", "-p", str(seeded.port), "-U", PG_ROLE, "-d", DB,
+         "-c", "SELECT pg_sleep(120)"],
+        env={**os.environ, "PGPASSWORD": PG_PASSWORD},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        result = ok(run_program("restore", "postgres", "latest", "--replace", env=env))
+        assert holder.wait(timeout=30) != 0, "its session was ended for the swap"
+    finally:
+        holder.kill()
+    assert "not in a pg_dump archive" in result.stderr
+    kept = f"{DB}_before_{STAMP.lower()}"
+    assert kept in seeded.admin("SELECT datname FROM pg_database")
+    allowed = seeded.admin(f"SELECT datallowconn FROM pg_database WHERE datname = '{kept}'")  # noqa: S608 - the test's own name
+    assert allowed == "t", "the kept copy accepts connections again"
+    again = run_program("restore", "postgres", "latest", "--replace", env=env)
+    assert again.returncode == INVALID and kept in again.stderr, again.stderr

@@ -138,6 +138,11 @@ def restore(
             "pass --replace to restore over it (the current database is kept as "
             f"{kept!r}), or --target-database to restore beside it"
         )
+    if current.exists and inspect(connection, kept).exists:
+        raise InvalidInputError(
+            f"database {kept!r} (the copy an earlier restore of this backup kept) exists on "
+            f"{connection.host}: drop or rename it first"
+        )
     source = store.uri(manifest["key"])
     if dry_run:
         store.verify(
@@ -160,7 +165,10 @@ def restore(
         return
     dump = fetch(store, manifest, scratch)
     try:
-        pg.query(connection, "postgres", f"CREATE DATABASE {_identifier(staging)}")
+        # template0: nothing added to template1 on the server can collide with the dump
+        pg.query(
+            connection, "postgres", f"CREATE DATABASE {_identifier(staging)} TEMPLATE template0"
+        )
         try:
             pg_restore(connection, staging, dump, jobs, privileges=True)
             found = pg.row_counts(connection, staging)
@@ -179,24 +187,7 @@ def restore(
             raise
     finally:
         dump.unlink(missing_ok=True)
-    if current.exists:
-        pg.query(
-            connection,
-            "postgres",
-            # a literal with its quotes doubled
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "  # noqa: S608
-            f"'{target.replace(chr(39), chr(39) * 2)}' AND pid <> pg_backend_pid()",
-        )
-        pg.query(
-            connection,
-            "postgres",
-            f"ALTER DATABASE {_identifier(target)} RENAME TO {_identifier(kept)}",
-        )
-    pg.query(
-        connection,
-        "postgres",
-        f"ALTER DATABASE {_identifier(staging)} RENAME TO {_identifier(target)}",
-    )
+    _swap(connection, target=target, kept=kept if current.exists else "", staging=staging)
     rows = sum(found.values())
     event(
         "restore",
@@ -218,6 +209,10 @@ def restore(
             f"the previous {target!r} is kept as {kept!r}; when satisfied: DROP DATABASE "
             f"{_identifier(kept)};"
         )
+    say(
+        "database-level settings (ALTER DATABASE ... SET) and grants on the database itself are "
+        "not in a pg_dump archive: re-apply any the previous database had"
+    )
     globals_key = manifest.get("globals", {}).get("key")
     if globals_key:
         say(
@@ -239,3 +234,52 @@ def databases_with_backups(store: Store) -> list[str]:
 def query_create(connection: pg.Connection, database: str) -> None:
     """Create an empty database (the restore test's target)."""
     pg.query(connection, "postgres", f"CREATE DATABASE {_identifier(database)}")
+
+
+def _swap(connection: pg.Connection, *, target: str, kept: str, staging: str) -> None:
+    """Put the restored database in place in one session: refuse new connections to the
+    current one, end its sessions and wait for them to go, rename it to ``kept``, then the
+    restored one to ``target``. On a failure, the current database is put back as it was and
+    the error names the restored copy, which is left in place for the operator."""
+    quoted = target.replace("'", "''")
+    session = pg.Session(connection, "postgres")
+    step = "the swap"
+    try:
+        if kept:
+            step = "refusing new connections"
+            session.run(f"ALTER DATABASE {_identifier(target)} ALLOW_CONNECTIONS false")
+            step = "ending the sessions"
+            session.run(
+                "DO $$ BEGIN PERFORM pg_terminate_backend(pid) FROM pg_stat_activity"  # noqa: S608
+                f" WHERE datname = '{quoted}' AND pid <> pg_backend_pid();"
+                " FOR i IN 1..100 LOOP EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity"
+                f" WHERE datname = '{quoted}' AND pid <> pg_backend_pid());"
+                " PERFORM pg_sleep(0.1); END LOOP; END $$"
+            )
+            step = f"renaming {target!r} to {kept!r}"
+            session.run(f"ALTER DATABASE {_identifier(target)} RENAME TO {_identifier(kept)}")
+            session.run(f"ALTER DATABASE {_identifier(kept)} ALLOW_CONNECTIONS true")
+        step = f"renaming the restored copy to {target!r}"
+        session.run(f"ALTER DATABASE {_identifier(staging)} RENAME TO {_identifier(target)}")
+    except BackupError as error:
+        _undo(connection, target=target, kept=kept)
+        raise BackupError(
+            f"{step} failed ({error}); the current database is back in place, and the restored "
+            f"copy is database {staging!r} (drop it, or retry)"
+        ) from None
+    finally:
+        session.close()
+
+
+def _undo(connection: pg.Connection, *, target: str, kept: str) -> None:
+    """Best effort: the current database back under its name, accepting connections."""
+    if not kept:
+        return
+    for sql in (
+        f"ALTER DATABASE {_identifier(kept)} RENAME TO {_identifier(target)}",
+        f"ALTER DATABASE {_identifier(target)} ALLOW_CONNECTIONS true",
+    ):
+        try:
+            pg.query(connection, "postgres", sql)
+        except BackupError:
+            continue
