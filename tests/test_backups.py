@@ -44,7 +44,7 @@ JOBS = {
     "backup-postgres": (["backup", "postgres"], "postgresql", True),
     "backup-redis": (["backup", "redis"], "redis", False),
     "backup-media": (["backup", "media"], "application", False),
-    "restore-test": (["restore-test"], None, True),
+    "restore-test": (["restore-test"], None, False),  # its own throw-away servers
 }
 SEED_RETENTION = {"postgresql": 30, "redis": 7, "application": 30}
 """What the seed kept (issue 14): PostgreSQL 30 days, Redis 7, media 30."""
@@ -62,7 +62,7 @@ ENV = {
     "backup-postgres": COMMON_ENV | DATABASE_ENV,
     "backup-redis": COMMON_ENV | {"REDIS_REPLICATION_GROUP"},
     "backup-media": COMMON_ENV | {"MEDIA_BUCKET"},
-    "restore-test": COMMON_ENV | DATABASE_ENV | {"RESTORE_TEST_JOBS"},
+    "restore-test": COMMON_ENV | {"RESTORE_TEST_JOBS"},
 }
 WRITES = {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
 READS = {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "kms:Decrypt"}

@@ -463,7 +463,8 @@ def _jobs(args: BackupsArgs) -> list[_Job]:
             policy=pulumi.Output.all(bucket, key).apply(
                 lambda v: iam.restore_test_policy(v[0], v[1], region)
             ),
-            env={**common, **database_env, "RESTORE_TEST_JOBS": str(restore.restore_jobs)},
+            # it restores into its own throw-away servers: no database credentials
+            env={**common, "RESTORE_TEST_JOBS": str(restore.restore_jobs)},
             # Guaranteed QoS: what it is sized for is what it gets
             resources=core.ResourceRequirementsArgs(requests=restore_size, limits=restore_size),
             scratch=_volume(restore.scratch_gi),
@@ -471,6 +472,5 @@ def _jobs(args: BackupsArgs) -> list[_Job]:
             ttl_seconds=WEEKLY_TTL_SECONDS,
             # its PostgreSQL and Redis run in the pod, on loopback: only the AWS APIs
             egress=(aws_apis,),
-            reads_database=True,
         ),
     ]

@@ -15,7 +15,6 @@ the runbook's (docs/runbooks/restore-redis.md).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,26 +142,12 @@ def run(
     if isinstance(claim, str):
         return claim
     started = time.monotonic()
+    name, created = "", False
     try:
         name, created = _source(elasticache, group, moment, waiter, now or datetime.now(UTC))
-        target = f"{PREFIX}/{moment}/{name}"
-        exported = [key for key, _ in store.keys(f"{PREFIX}/{moment}/") if key.endswith(".rdb")]
-        if not exported:
-            _call(
-                "CopySnapshot (export to S3)",
-                elasticache.copy_snapshot,
-                SourceSnapshotName=name,
-                TargetSnapshotName=target,
-                TargetBucket=store.bucket,
-            )
-            _wait_available(elasticache, name, waiter)  # "exporting" until the copy is written
-            exported = [key for key, _ in store.keys(f"{PREFIX}/{moment}/") if key.endswith(".rdb")]
-        if not exported:
-            raise BackupError(
-                f"the export of snapshot {name} wrote no .rdb under "
-                f"{store.uri(PREFIX + '/' + moment + '/')}"
-            )
-        files = [_checked(store, key, scratch) for key in sorted(exported)]
+        files = _export(
+            store, elasticache, name=name, moment=moment, scratch=scratch, waiter=waiter
+        )
         if not claim.confirm():
             raise BackupError(
                 f"another run took over the Redis backup of {moment}: no manifest written"
@@ -177,6 +162,7 @@ def run(
             "key": first["key"],
             "size": first["size"],
             "sha256": first["sha256"],
+            "version_id": first["version_id"],
             "files": files,
             "keys": sum(f["keys"] for f in files),
             "expires": sum(f["expires"] for f in files),
@@ -184,10 +170,10 @@ def run(
         }
         if not store.put_json(manifest, document, only_if_absent=True):
             return "exists"
-        if created:
-            _call("DeleteSnapshot", elasticache.delete_snapshot, SnapshotName=name)
     finally:
         claim.release()
+        if created:
+            _forget(elasticache, name)
     event(
         "backup",
         kind=PREFIX,
@@ -201,25 +187,75 @@ def run(
     return "ok"
 
 
+def _exported(store: Store, prefix: str) -> list[str]:
+    return sorted(key for key, _ in store.keys(prefix) if key.endswith(".rdb"))
+
+
+def _export(
+    store: Store, elasticache: Any, *, name: str, moment: str, scratch: Path, waiter: Waiter
+) -> list[dict[str, Any]]:
+    """Export the snapshot into ``redis/<stamp>/`` (unless an earlier run of this schedule
+    did, or is doing it: a snapshot still "exporting" is not exported twice), wait until
+    the files are there and the snapshot is available again, and check each file."""
+    prefix = f"{PREFIX}/{moment}/"
+    if not _exported(store, prefix):
+        status = (_snapshot(elasticache, name) or {}).get("SnapshotStatus")
+        if status != "exporting":
+            _call(
+                "CopySnapshot (export to S3)",
+                elasticache.copy_snapshot,
+                SourceSnapshotName=name,
+                TargetSnapshotName=f"{prefix}{name}",
+                TargetBucket=store.bucket,
+            )
+    deadline = time.monotonic() + waiter.limit
+    while True:
+        exported = _exported(store, prefix)
+        status = (_snapshot(elasticache, name) or {}).get("SnapshotStatus", "missing")
+        if exported and status == "available":
+            return [_checked(store, key, scratch) for key in exported]
+        if status in ("failed", "missing", "deleting"):
+            raise BackupError(f"the export of ElastiCache snapshot {name} ended {status}")
+        if time.monotonic() > deadline:
+            raise BackupError(
+                f"the export of snapshot {name} wrote no .rdb under {store.uri(prefix)} "
+                f"within {waiter.limit:.0f} s (snapshot {status})"
+            )
+        time.sleep(waiter.interval)
+
+
+def _forget(elasticache: Any, name: str) -> None:
+    """Delete the manual snapshot this run made, once no export reads it; a leftover (the
+    run failed while exporting) is logged: the next run's name differs, so it would stay."""
+    status = (_snapshot(elasticache, name) or {}).get("SnapshotStatus")
+    if status in (None, "deleting"):
+        return
+    try:
+        if status == "exporting":
+            raise BackupError("still exporting")
+        _call("DeleteSnapshot", elasticache.delete_snapshot, SnapshotName=name)
+    except BackupError as error:
+        event("backup-leftover", kind=PREFIX, snapshot=name, reason=str(error))
+
+
 def _checked(store: Store, key: str, scratch: Path) -> dict[str, Any]:
     """Download an exported RDB, check it, and describe it for the manifest."""
     size = store.size(key) or 0
     check_free_space(scratch, size, f"the export {store.uri(key)}")
+    version = store.version(key)
     path = scratch / Path(key).name
-    digest = hashlib.sha256()
-    body = store.stream(key)
-    with open(path, "wb") as handle:
-        while chunk := body.read(4 * 1024 * 1024):
-            digest.update(chunk)
-            handle.write(chunk)
+    count, sha256 = store.copy_out(key, path, version)
     try:
+        if count != size:
+            raise BackupError(f"{store.uri(key)}: read {count} of {size} bytes")
         counts = rdb.check(path)
     finally:
         path.unlink(missing_ok=True)
     return {
         "key": key,
         "size": size,
-        "sha256": digest.hexdigest(),
+        "sha256": sha256,
+        "version_id": version,
         "keys": counts.keys,
         "expires": counts.expires,
     }

@@ -369,17 +369,9 @@ class Store:
         except BotoCoreError as error:
             raise BackupError(f"cannot read {self.uri(key)}: {describe(error)}") from None
 
-    def verify(
-        self,
-        key: str,
-        *,
-        size: int,
-        sha256: str,
-        into: Path | None = None,
-        version_id: str = "",
-    ) -> None:
-        """Read the object (into ``into`` when given) and check its size and SHA-256 against
-        the manifest's; CorruptBackupError when either differs (the file, if any, is removed)."""
+    def copy_out(self, key: str, into: Path | None = None, version_id: str = "") -> tuple[int, str]:
+        """Read the object (into the file ``into`` when given): its size and SHA-256. A
+        failed read or write is a clear error and leaves no partial file."""
         digest = hashlib.sha256()
         count = 0
         body = self.stream(key, version_id)
@@ -391,18 +383,39 @@ class Store:
                 if target:
                     _write(target, chunk, into)
         except BaseException:
-            if target:
+            if target and into:
                 target.close()
-                Path(into or "").unlink(missing_ok=True)
+                into.unlink(missing_ok=True)
             raise
         if target:
             target.close()
-        if count != size or digest.hexdigest() != sha256:
+        return count, digest.hexdigest()
+
+    def version(self, key: str) -> str:
+        """The current version of an object (empty where the bucket keeps none)."""
+        try:
+            return str(self.s3.head_object(Bucket=self.bucket, Key=key).get("VersionId") or "")
+        except (ClientError, BotoCoreError) as error:
+            raise BackupError(f"cannot read {self.uri(key)}: {describe(error)}") from None
+
+    def verify(
+        self,
+        key: str,
+        *,
+        size: int,
+        sha256: str,
+        into: Path | None = None,
+        version_id: str = "",
+    ) -> None:
+        """Read the object (into ``into`` when given) and check its size and SHA-256 against
+        the manifest's; CorruptBackupError when either differs (the file, if any, is removed)."""
+        count, digest = self.copy_out(key, into, version_id)
+        if count != size or digest != sha256:
             if into:
                 into.unlink(missing_ok=True)
             raise CorruptBackupError(
                 f"{self.uri(key)} does not match its manifest: {count} bytes, SHA-256 "
-                f"{digest.hexdigest()[:16]}..., expected {size} bytes, {sha256[:16]}... "
+                f"{digest[:16]}..., expected {size} bytes, {sha256[:16]}... "
                 "(truncated or damaged; nothing was restored)"
             )
 
