@@ -17,7 +17,7 @@ Creates, per job (``backup-postgres``, ``backup-redis``, ``backup-media`` daily 
   ElastiCache); PostgreSQL for ``backup-postgres`` only. The restore test's PostgreSQL and Redis
   run inside its pod, on loopback.
 
-Why the application's namespace: the ``backup-postgres`` and ``restore-test`` pods mount the
+Why the application's namespace: the ``backup-postgres`` pod mounts the
 ``database-credentials`` Secret the External Secrets Operator keeps there (a pod can mount only
 Secrets of its own namespace), and its quota and default-deny policies then cover the backups.
 The database admits the pods because they run on the app nodes, whose security group it allows
