@@ -261,6 +261,12 @@ def _checked(store: Store, key: str, scratch: Path) -> dict[str, Any]:
     }
 
 
+def _major_minor(version: str) -> str:
+    """``7.1`` for ``7.1.0``: CreateReplicationGroup takes major.minor from engine 6 on."""
+    parts = version.split(".")
+    return ".".join(parts[:2]) if parts[0].isdigit() and int(parts[0]) >= 6 else version
+
+
 def restore(
     store: Store,
     key: str,
@@ -308,11 +314,24 @@ def restore(
     cluster = _call(
         "DescribeCacheClusters", elasticache.describe_cache_clusters, CacheClusterId=members[0]
     )["CacheClusters"][0]
+    if template.get("ClusterEnabled"):
+        raise InvalidInputError(
+            f"{like!r} runs in cluster mode (shards): restore it with the console or "
+            "CreateReplicationGroup's NodeGroupConfiguration; this command restores the "
+            "platform's single-shard groups"
+        )
+    endpoint = (template.get("NodeGroups") or [{}])[0].get("PrimaryEndpoint") or {}
+    version = str(cluster.get("EngineVersion") or "")
     request: dict[str, Any] = {
         "ReplicationGroupId": target_group,
         "ReplicationGroupDescription": f"restored from {store.uri(key)}",
         "Engine": cluster.get("Engine", "redis"),
-        "EngineVersion": cluster.get("EngineVersion"),
+        # CreateReplicationGroup takes major.minor from 6 on (the member reports 7.1.0)
+        "EngineVersion": _major_minor(version),
+        "Port": endpoint.get("Port"),
+        "UserGroupIds": template.get("UserGroupIds") or None,
+        "PreferredMaintenanceWindow": cluster.get("PreferredMaintenanceWindow"),
+        "SnapshotWindow": template.get("SnapshotWindow") or cluster.get("SnapshotWindow"),
         "CacheNodeType": template.get("CacheNodeType") or cluster.get("CacheNodeType"),
         "NumCacheClusters": len(members),
         "AutomaticFailoverEnabled": template.get("AutomaticFailover") == "enabled",
