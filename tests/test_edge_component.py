@@ -342,3 +342,16 @@ def test_the_pods_nginx_check_fails_when_nginx_refuses_or_nothing_was_rendered(
     refused = subprocess.run([BASH, str(CHECK), str(tmp_path / "build")], env=env,
                              capture_output=True, text=True, check=False)  # fmt: skip
     assert refused.returncode == 1 and "staging: the pods' nginx refuses" in refused.stderr
+
+
+def test_the_decisions_exact_keys_have_the_shape_of_its_source() -> None:
+    """The common decisions are exact keys of the decision map (a hash lookup) so that no
+    request pays for its patterns: a key with the wrong number of fields never matches, and
+    every browser request would fall through all the patterns to the default."""
+    text = (REPO_ROOT / "components" / "app" / "edge" / "nginx" / "decision.conf").read_text()
+    source = re.search(r'^map "([^"]+)" \$edge_decision \{(.*?)^\}', text, re.M | re.S)
+    assert source, "decision.conf has the decision map"
+    fields = source.group(1).count("|") + 1
+    exact = re.findall(r'^\s*"([^~"][^"]*)"\s+[\w-]+;', source.group(2), re.M)
+    assert "|||0" in exact, "a request nothing singles out is an exact key"
+    assert exact and all(key.count("|") + 1 == fields for key in exact), exact
