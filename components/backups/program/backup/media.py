@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from backup.errors import BackupError, CorruptBackupError, InvalidInputError
 from backup.log import event, say
 from backup.schedule import stamp
-from backup.store import READ_CHUNK, Store, begin, describe
+from backup.store import READ_CHUNK, Store, begin_folder, describe
 
 PREFIX = "application"
 ARCHIVE = "media.tar.gz"
@@ -102,14 +102,7 @@ def run(store: Store, media: Store, when: datetime, *, job: str = "") -> str:
     """Archive the media bucket; returns ``ok``, ``exists`` or ``held``."""
     moment = stamp(when)
     manifest = manifest_key(moment)
-    claim = begin(
-        store,
-        manifest=manifest,
-        claim=f"{PREFIX}/{moment}/claim.json",
-        job=job,
-        kind=PREFIX,
-        scheduled=moment,
-    )
+    claim = begin_folder(store, PREFIX, moment, job)
     if isinstance(claim, str):
         return claim
     started = time.monotonic()

@@ -26,7 +26,7 @@ from backup import rdb
 from backup.errors import BackupError, InvalidInputError
 from backup.log import event, say
 from backup.schedule import stamp
-from backup.store import Store, begin, check_free_space, describe
+from backup.store import Store, begin_folder, check_free_space, describe
 
 PREFIX = "redis"
 RECENT = timedelta(hours=26)
@@ -131,14 +131,7 @@ def run(
     waiter = waiter or Waiter()
     moment = stamp(when)
     manifest = manifest_key(moment)
-    claim = begin(
-        store,
-        manifest=manifest,
-        claim=f"{PREFIX}/{moment}/claim.json",
-        job=job,
-        kind=PREFIX,
-        scheduled=moment,
-    )
+    claim = begin_folder(store, PREFIX, moment, job)
     if isinstance(claim, str):
         return claim
     started = time.monotonic()

@@ -541,6 +541,19 @@ class Claim:
             self._thread.join(timeout=5)
 
 
+def begin_folder(store: Store, prefix: str, moment: str, job: str) -> Claim | str:
+    """``begin`` for a backup kept as a folder, ``<prefix>/<stamp>/`` with its
+    ``manifest.json`` and ``claim.json`` (Redis exports, media archives)."""
+    return begin(
+        store,
+        manifest=f"{prefix}/{moment}/manifest.json",
+        claim=f"{prefix}/{moment}/claim.json",
+        job=job,
+        kind=prefix,
+        scheduled=moment,
+    )
+
+
 def check_free_space(folder: Path, needed: int, what: str) -> None:
     """A clear error before a download that cannot fit."""
     folder.mkdir(parents=True, exist_ok=True)
