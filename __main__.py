@@ -22,6 +22,7 @@ from components.eks.cluster import Cluster, ClusterArgs
 from components.eks.nodes import NodeGroup, NodeGroupArgs, node_pools
 from components.lib.naming import Naming
 from components.lib.providers import aws_provider, docker_provider, kubernetes_provider
+from components.monitoring.monitoring import Monitoring, MonitoringArgs
 from components.platform.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from components.platform.external_secrets import ExternalSecretsOperator
 from components.platform.external_secrets import ExternalSecretsOperatorArgs as SecretsArgs
@@ -310,6 +311,18 @@ backups = Backups(
         data_cidrs=network.subnet_cidrs[Tier.ISOLATED],
     ),
     opts=on_cluster(workloads),
+)
+
+# ── Monitoring: Prometheus and its core targets (namespace shared with alerting, Grafana) ──
+monitoring = Monitoring(
+    "monitoring",
+    MonitoringArgs(
+        settings=settings,
+        naming=naming,
+        kubernetes=kubernetes,
+        api_server_cidrs=network.subnet_cidrs[Tier.PRIVATE],
+    ),
+    opts=on_cluster(),
 )
 
 # ── Exports ─────────────────────────────────────────────────────────────────────────────────

@@ -77,11 +77,12 @@ def endpoints(documents: list[dict[str, Any]], settings: StackSettings) -> dict[
         return Endpoint(name, _subnet_host(settings, Tier.PRIVATE, pod_host), namespace, labels)
 
     return {
+        # Prometheus stands in for itself until its StatefulSet is among the documents
+        "prometheus": pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}),
         **found,
         "external-secrets": pod(
             "external-secrets", "external-secrets", {"app.kubernetes.io/name": "external-secrets"}
         ),
-        "prometheus": pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}),
         "coredns": pod("coredns", "kube-system", {"k8s-app": "kube-dns"}),
         "other-pod": pod("other-pod", "default", {"app": "something-else"}),
         "api-server": Endpoint("api-server", _subnet_host(settings, Tier.PRIVATE, 200)),
@@ -92,7 +93,10 @@ def endpoints(documents: list[dict[str, Any]], settings: StackSettings) -> dict[
     }
 
 
-OURS = {"edge", "server", "migrate", "cluster-autoscaler", "external-secrets", *BACKUP_JOBS}
+OURS = {
+    "edge", "server", "migrate", "cluster-autoscaler", "external-secrets", *BACKUP_JOBS,
+    "prometheus",
+}  # fmt: skip
 """Workloads the program runs (the charts' pods included): the matrix is every pair with one
 of these on at least one side."""
 PORTS: dict[str, tuple[tuple[int, str], ...]] = {
@@ -114,7 +118,7 @@ PORTS: dict[str, tuple[tuple[int, str], ...]] = {
 """The ports each destination listens on."""
 
 DNS = {("coredns", 53, "UDP"), ("coredns", 53, "TCP")}
-PRIVATE_SUBNET_SOURCES = {"prometheus", "coredns", "other-pod", "api-server"}
+PRIVATE_SUBNET_SOURCES = {"coredns", "other-pod", "api-server"}
 """Sources with no egress policy of ours whose address is in the private subnets, where the
 control plane's network interfaces also are: they can reach the operator's webhook port (the
 webhook itself authenticates the API server with TLS)."""
@@ -138,7 +142,6 @@ INTENDED = {
     # the cluster autoscaler: the Kubernetes and AWS APIs; scraped
     *{("cluster-autoscaler", *dns) for dns in DNS},
     *{("cluster-autoscaler", target, 443, "TCP") for target in HTTPS_ANYWHERE},
-    ("prometheus", "cluster-autoscaler", 8085, "TCP"),
     # the secrets operator: the Kubernetes API and Secrets Manager; its webhook called
     *{("external-secrets", *dns) for dns in DNS},
     *{("external-secrets", target, 443, "TCP") for target in HTTPS_ANYWHERE},
@@ -148,6 +151,10 @@ INTENDED = {
     *{(job, *dns) for job in BACKUP_JOBS for dns in DNS},
     *{(job, target, 443, "TCP") for job in BACKUP_JOBS for target in HTTPS_ANYWHERE},
     ("backup-postgres", "database", 5432, "TCP"),
+    # Prometheus: its scrape targets and the API server (discovery, the kubelets through its
+    # node proxy); nothing reaches it yet (Grafana, with its own egress allowance, will)
+    *{("prometheus", *dns) for dns in DNS},
+    ("prometheus", "api-server", 443, "TCP"),
 }
 
 

@@ -19,8 +19,14 @@ from components.lib.naming import Naming
 
 Level = Literal["restricted", "baseline", "privileged"]
 PSS_MODES = ("enforce", "audit", "warn")
-PRIVILEGED_NAMESPACES: Mapping[str, str] = {}
-"""Namespace to the reason it cannot be ``restricted``; nothing today."""
+PRIVILEGED_NAMESPACES: Mapping[str, str] = {
+    "node-exporter": (
+        "node-exporter reads the node's own metrics: host PID and network namespaces and the "
+        "host's /proc, /sys and root filesystem (read-only hostPath mounts), which restricted "
+        "and baseline forbid; nothing else runs in this namespace (components.monitoring)"
+    ),
+}
+"""Namespace to the reason it cannot be ``restricted``."""
 
 
 def pss_labels(level: Level, cluster_version: str) -> dict[str, str]:
