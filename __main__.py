@@ -22,6 +22,7 @@ from components.eks.cluster import Cluster, ClusterArgs
 from components.eks.nodes import NodeGroup, NodeGroupArgs, node_pools
 from components.lib.naming import Naming
 from components.lib.providers import aws_provider, docker_provider, kubernetes_provider
+from components.monitoring.alerting import Alerting, AlertingArgs
 from components.monitoring.monitoring import Monitoring, MonitoringArgs
 from components.platform.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from components.platform.external_secrets import ExternalSecretsOperator
@@ -323,6 +324,17 @@ monitoring = Monitoring(
         api_server_cidrs=network.subnet_cidrs[Tier.PRIVATE],
     ),
     opts=on_cluster(),
+)
+
+alerting = Alerting(
+    "alerting",
+    AlertingArgs(
+        settings=settings.alerting,
+        namespace=monitoring.namespace,
+        naming=naming,
+        kubernetes=kubernetes,
+    ),
+    opts=on_cluster(monitoring),
 )
 
 # ── Exports ─────────────────────────────────────────────────────────────────────────────────

@@ -96,6 +96,7 @@ def endpoints(documents: list[dict[str, Any]], settings: StackSettings) -> dict[
 OURS = {
     "edge", "server", "migrate", "cluster-autoscaler", "external-secrets", *BACKUP_JOBS,
     "prometheus",
+    "alertmanager", "blackbox-exporter",
 }  # fmt: skip
 """Workloads the program runs (the charts' pods included): the matrix is every pair with one
 of these on at least one side."""
@@ -107,13 +108,15 @@ PORTS: dict[str, tuple[tuple[int, str], ...]] = {
     "external-secrets": ((10250, "TCP"), (8080, "TCP")),
     **{job: ((8080, "TCP"), (443, "TCP")) for job in BACKUP_JOBS},  # they listen on nothing
     "prometheus": ((9090, "TCP"),),
+    "alertmanager": ((9093, "TCP"),),
+    "blackbox-exporter": ((9115, "TCP"),),
     "coredns": ((53, "UDP"), (53, "TCP")),
     "other-pod": ((8080, "TCP"),),
     "api-server": ((443, "TCP"),),
     "alb": ((443, "TCP"),),
     "database": ((5432, "TCP"),),
     "cache": ((6379, "TCP"),),
-    "internet": ((443, "TCP"), (80, "TCP")),
+    "internet": ((443, "TCP"), (80, "TCP"), (587, "TCP"), (25, "TCP")),
 }
 """The ports each destination listens on."""
 
@@ -155,6 +158,18 @@ INTENDED = {
     # node proxy); nothing reaches it yet (Grafana, with its own egress allowance, will)
     *{("prometheus", *dns) for dns in DNS},
     ("prometheus", "api-server", 443, "TCP"),
+    # Alertmanager: asked by Prometheus only; out to the SMTP relay (587) and the webhooks
+    ("prometheus", "alertmanager", 9093, "TCP"),
+    *{("alertmanager", *dns) for dns in DNS},
+    *{("alertmanager", target, 443, "TCP") for target in HTTPS_ANYWHERE},
+    ("alertmanager", "internet", 587, "TCP"),
+    # the blackbox exporter: asked by Prometheus only; probes the public site (HTTPS) and the
+    # edge's and server's health endpoints
+    ("prometheus", "blackbox-exporter", 9115, "TCP"),
+    *{("blackbox-exporter", *dns) for dns in DNS},
+    *{("blackbox-exporter", target, 443, "TCP") for target in HTTPS_ANYWHERE},
+    ("blackbox-exporter", "edge", 8080, "TCP"),
+    ("blackbox-exporter", "server", 8000, "TCP"),
 }
 
 

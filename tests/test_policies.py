@@ -1984,7 +1984,9 @@ def test_iam_and_rbac_exemptions_come_from_the_stack_config() -> None:
     entries = config["iam-no-admin-policies"]["allowed"]
     assert all(e["reason"].strip() for e in entries)
     egress = config["k8s-netpol-internet-egress"]["allowedPorts"]
-    assert [(e["port"], e["protocol"]) for e in egress] == [(443, "TCP")]
+    # HTTPS, and SMTP submission for Alertmanager's alert email only
+    assert [(e["port"], e["protocol"]) for e in egress] == [(443, "TCP"), (587, "TCP")]
+    assert all(e["reason"].strip() for e in egress)
 
 
 EXEMPTIONS: list[tuple[str, R | list[R], dict[str, Any]]] = [

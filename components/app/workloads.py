@@ -265,6 +265,7 @@ def _network_policies(
                 # only through the edge, which the load balancer sends everything to
                 Peer((Port(HTTP_PORT),), pods=args.naming.k8s_selector(EDGE)),
                 Peer.monitoring(METRICS_PORT),
+                Peer.probes(HTTP_PORT),  # the readiness endpoint, probed by the blackbox exporter
             ),
             egress=(database, cache, Peer.https_anywhere()),
         ),

@@ -165,7 +165,10 @@ class Edge(Component):
             Allowance(
                 EDGE,
                 scope.selector(EDGE),
-                ingress=(Peer((Port(PORT),), cidrs=args.load_balancer_cidrs),),
+                ingress=(
+                    Peer((Port(PORT),), cidrs=args.load_balancer_cidrs),
+                    Peer.probes(PORT),  # the health location, probed by the blackbox exporter
+                ),
                 egress=(Peer((Port(args.server.pod_port),), pods=args.server.pods),),
             ),
             namespace=scope.namespace,

@@ -24,6 +24,8 @@ MONITORING_NAMESPACE = "monitoring"
 PROMETHEUS = {"app.kubernetes.io/name": "prometheus"}
 """Where scrapes come from: Prometheus pods with these labels in ``MONITORING_NAMESPACE`` (not
 deployed by this program)."""
+BLACKBOX = {"app.kubernetes.io/name": "blackbox-exporter"}
+"""Where health probes come from: the blackbox exporter's pods in ``MONITORING_NAMESPACE``."""
 
 networking = k8s.networking.v1
 
@@ -56,6 +58,11 @@ class Peer:
     def monitoring(cls, port: int | str) -> Peer:
         """Prometheus scraping ``port``."""
         return cls((Port(port),), pods=PROMETHEUS, namespace=MONITORING_NAMESPACE)
+
+    @classmethod
+    def probes(cls, port: int | str) -> Peer:
+        """The blackbox exporter probing ``port`` (Prometheus's ``blackbox-internal`` job)."""
+        return cls((Port(port),), pods=BLACKBOX, namespace=MONITORING_NAMESPACE)
 
     @classmethod
     def dns(cls) -> Peer:
