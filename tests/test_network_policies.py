@@ -95,7 +95,7 @@ def endpoints(documents: list[dict[str, Any]], settings: StackSettings) -> dict[
 
 OURS = {
     "edge", "server", "migrate", "cluster-autoscaler", "external-secrets", *BACKUP_JOBS,
-    "prometheus",
+    "prometheus", "kube-state-metrics",
     "alertmanager", "blackbox-exporter",
 }  # fmt: skip
 """Workloads the program runs (the charts' pods included): the matrix is every pair with one
@@ -108,6 +108,7 @@ PORTS: dict[str, tuple[tuple[int, str], ...]] = {
     "external-secrets": ((10250, "TCP"), (8080, "TCP")),
     **{job: ((8080, "TCP"), (443, "TCP")) for job in BACKUP_JOBS},  # they listen on nothing
     "prometheus": ((9090, "TCP"),),
+    "kube-state-metrics": ((8080, "TCP"), (8081, "TCP")),
     "alertmanager": ((9093, "TCP"),),
     "blackbox-exporter": ((9115, "TCP"),),
     "coredns": ((53, "UDP"), (53, "TCP")),
@@ -158,6 +159,10 @@ INTENDED = {
     # node proxy); nothing reaches it yet (Grafana, with its own egress allowance, will)
     *{("prometheus", *dns) for dns in DNS},
     ("prometheus", "api-server", 443, "TCP"),
+    ("prometheus", "kube-state-metrics", 8080, "TCP"),
+    # kube-state-metrics: the API server; scraped by Prometheus (above), its telemetry by none
+    *{("kube-state-metrics", *dns) for dns in DNS},
+    ("kube-state-metrics", "api-server", 443, "TCP"),
     # Alertmanager: asked by Prometheus only; out to the SMTP relay (587) and the webhooks
     ("prometheus", "alertmanager", 9093, "TCP"),
     *{("alertmanager", *dns) for dns in DNS},

@@ -153,9 +153,18 @@ def _differences(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[tuple[str, 
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         return [found for i, (x, y) in enumerate(zip(a, b, strict=True))
                 for found in _differences(x, y, (*path, _item(x, i)))]  # fmt: skip
-    if isinstance(a, str) and isinstance(b, str) and path[-1:] in _RENDERED_SIZES:
+    if (
+        isinstance(a, str)
+        and isinstance(b, str)
+        and (
+            path[-1:] in _RENDERED_SIZES
+            or path[-2:-1] == ("args",)
+            or (path[:1] == ("data",) and path[-1].startswith("rules_"))
+        )
+    ):
         # configuration files that carry sizes as numbers (the edge's rates, bursts and
-        # connection limits per pod): equal once the numbers are set aside
+        # connection limits per pod, the alert rules' thresholds) and command-line flags
+        # (Prometheus's retention): equal once the numbers are set aside
         return [] if _NUMBER.sub("N", a) == _NUMBER.sub("N", b) else [path]
     return [] if a == b else [path]
 

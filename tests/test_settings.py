@@ -310,6 +310,14 @@ BAD_VALUES: list[tuple[str, str | None, str]] = [
     ("alertEdgeSpikeFactor", "1", "from 2 to 100"),
     ("alertBackupMaxAgeHours", "24", "from 25 to 168"),
     ("alertRestoreTestMaxAgeDays", "7", "from 8 to 60"),
+    ("prometheusRetentionDays", "0", "from 1 to 3650"),
+    ("prometheusStorageGb", "5", "from 10 to 16384"),
+    ("prometheusRetentionSizeGb", "17", "at most 16 (80% of prometheusStorageGb, 20)"),
+    ("prometheusRetentionSizeGb", "0", "from 1 to 16384"),
+    ("prometheusCpuRequest", "lots", "CPU"),
+    ("prometheusCpuLimit", "100m", "at least prometheusCpuRequest (250m)"),
+    ("prometheusMemoryRequest", "1GB", "Mi"),
+    ("prometheusMemoryLimit", "512Mi", "at least prometheusMemoryRequest (1Gi)"),
 ]
 
 PROD_BAD_VALUES: list[tuple[str, str, str]] = [

@@ -21,7 +21,9 @@ from components.app.pod_spec import METRICS_PORT
 from components.lib.component import Component
 from components.lib.kube.namespaces import namespace
 from components.lib.kube.network_policies import Allowance, Peer, Port, allow, namespace_baseline
+from components.lib.kube.pods import CHECKSUM_ANNOTATION, checksum
 from components.lib.naming import Naming
+from components.monitoring import monitoring_workloads as pods
 from components.monitoring.prometheus import (
     APP_NAMESPACE,
     BLACKBOX_PORT,
@@ -29,7 +31,9 @@ from components.monitoring.prometheus import (
     EDGE_NGINX_METRICS_PORT,
     MONITORING_NAMESPACE,
     NODE_EXPORTER_NAMESPACE,
+    render_prometheus,
 )
+from components.monitoring.render import rule_files
 from components.settings import StackSettings
 
 COMPONENT = "monitoring"
@@ -48,6 +52,28 @@ MONITORING_TARGETS = {
 }
 """Pods of the other monitoring components (``app.kubernetes.io/name``) Prometheus scrapes in
 ``monitoring``, with their metrics ports (the numbers ``prometheus.yml``'s Services name)."""
+STORAGE_CLASS = "gp3"
+"""The cluster's default StorageClass (``components.eks.addons``): encrypted gp3."""
+PROMETHEUS_RULES: tuple[k8s.rbac.v1.PolicyRuleArgs, ...] = (
+    k8s.rbac.v1.PolicyRuleArgs(
+        api_groups=[""],
+        resources=["nodes", "nodes/proxy", "services", "endpoints", "pods"],
+        verbs=["get", "list", "watch"],
+    ),
+    k8s.rbac.v1.PolicyRuleArgs(non_resource_urls=["/metrics"], verbs=["get"]),
+)
+"""Prometheus's discovery (nodes, and the endpoints, Services and pods of its jobs), the
+kubelets and cAdvisor through the API server's node proxy (``nodes/proxy``), and the API
+server's own ``/metrics``: read-only, nothing else."""
+KUBE_STATE_METRICS_GROUPS = {
+    "": ("namespaces", "nodes", "persistentvolumeclaims", "persistentvolumes", "pods"),
+    "apps": ("daemonsets", "deployments", "replicasets", "statefulsets"),
+    "batch": ("cronjobs", "jobs"),
+    "autoscaling": ("horizontalpodautoscalers",),
+    "policy": ("poddisruptionbudgets",),
+}
+"""API group to the resources kube-state-metrics lists and watches: exactly its
+``--resources`` (``monitoring_workloads.KUBE_STATE_METRICS_RESOURCES``)."""
 APP_TARGETS = {
     "server": (METRICS_PORT,),
     "edge": (EDGE_NGINX_METRICS_PORT[1], EDGE_LOG_METRICS_PORT[1]),
@@ -76,6 +102,9 @@ class Monitoring(Component):
 
     namespace: pulumi.Output[str]
     """The ``monitoring`` namespace's name, known once the namespace exists."""
+    config_checksum: str
+    """SHA-256 of Prometheus's configuration and rules (on its pod template: a change of
+    them rolls the StatefulSet)."""
 
     def __init__(
         self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None
@@ -107,14 +136,13 @@ class Monitoring(Component):
         in_monitoring = self.child_opts(
             provider=args.kubernetes, depends_on=[namespaces[MONITORING_NAMESPACE]]
         )
-        _network_policies(
-            name,
-            args,
-            in_monitoring,
-            self.child_opts(
-                provider=args.kubernetes, depends_on=[namespaces[NODE_EXPORTER_NAMESPACE]]
-            ),
+        in_node_exporter = self.child_opts(
+            provider=args.kubernetes, depends_on=[namespaces[NODE_EXPORTER_NAMESPACE]]
         )
+        _network_policies(name, args, in_monitoring, in_node_exporter)
+        self.config_checksum = _prometheus(name, args, in_monitoring)
+        _kube_state_metrics(name, args, in_monitoring)
+        _node_exporter_service(name, args, in_node_exporter)
         self.register()
 
 
@@ -186,4 +214,238 @@ def _network_policies(
         namespace=NODE_EXPORTER_NAMESPACE,
         naming=naming,
         opts=in_node_exporter,
+    )
+
+
+def _meta(
+    name: str, part: str, naming: Naming, namespace: str | None = MONITORING_NAMESPACE
+) -> k8s.meta.v1.ObjectMetaArgs:
+    return k8s.meta.v1.ObjectMetaArgs(
+        name=name, namespace=namespace, labels=naming.k8s_labels(part, COMPONENT)
+    )
+
+
+def _service_account_with_role(
+    name: str,
+    part: str,
+    rules: list[k8s.rbac.v1.PolicyRuleArgs],
+    *,
+    args: MonitoringArgs,
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.ServiceAccount:
+    """ServiceAccount ``part`` (no token unless the pod asks for it), the ClusterRole of the
+    same name with ``rules``, and the binding of the two."""
+    naming = args.naming
+    account = k8s.core.v1.ServiceAccount(
+        f"{name}-service-account",
+        metadata=_meta(part, part, naming),
+        automount_service_account_token=False,
+        opts=opts,
+    )
+    cluster_name = f"{MONITORING_NAMESPACE}-{part}"
+    role = k8s.rbac.v1.ClusterRole(
+        f"{name}-cluster-role",
+        metadata=_meta(cluster_name, part, naming, None),
+        rules=rules,
+        opts=opts,
+    )
+    k8s.rbac.v1.ClusterRoleBinding(
+        f"{name}-cluster-role-binding",
+        metadata=_meta(cluster_name, part, naming, None),
+        role_ref=k8s.rbac.v1.RoleRefArgs(
+            api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=cluster_name
+        ),
+        subjects=[
+            k8s.rbac.v1.SubjectArgs(
+                kind="ServiceAccount", name=part, namespace=MONITORING_NAMESPACE
+            )
+        ],
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[role, account])),
+    )
+    return account
+
+
+def prometheus_files(settings: StackSettings) -> dict[str, str]:
+    """``prometheus.yml`` and ``rules/<name>``: the very files the preview renders
+    (``render.render_all``), by the same path."""
+    rules = rule_files(settings)
+    return {"prometheus.yml": render_prometheus(settings, sorted(rules)), **rules}
+
+
+def config_map_key(path: str) -> str:
+    """A ConfigMap key for a file's path (keys cannot hold ``/``): ``rules/x.yml`` is
+    ``rules_x.yml``; the volume's items put each back at its path."""
+    return path.replace("/", "_")
+
+
+def _prometheus(name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions) -> str:
+    """Prometheus's ServiceAccount and RBAC, its configuration and rules (one ConfigMap), its
+    Service and its StatefulSet with a gp3 volume; returns the configuration's checksum."""
+    naming = args.naming
+    settings = args.settings.prometheus
+    files = prometheus_files(args.settings)
+    digest = checksum(files)
+    prefix = f"{name}-prometheus"
+    account = _service_account_with_role(
+        prefix, PROMETHEUS, list(PROMETHEUS_RULES), args=args, opts=opts
+    )
+    config = k8s.core.v1.ConfigMap(
+        f"{prefix}-config",
+        metadata=_meta(f"{PROMETHEUS}-config", PROMETHEUS, naming),
+        data={config_map_key(path): text for path, text in files.items()},
+        immutable=False,
+        opts=opts,
+    )
+    selector = naming.k8s_selector(PROMETHEUS)
+    service = k8s.core.v1.Service(
+        f"{prefix}-service",
+        metadata=_meta(PROMETHEUS, PROMETHEUS, naming),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="ClusterIP",
+            selector=selector,
+            ports=[
+                k8s.core.v1.ServicePortArgs(
+                    name="http", port=PROMETHEUS_PORT, target_port="http", protocol="TCP"
+                )
+            ],
+        ),
+        opts=opts,
+    )
+    pod = pods.prometheus_pod(
+        service_account=account.metadata.name,
+        config_map=config.metadata.name,
+        config_items=[
+            k8s.core.v1.KeyToPathArgs(key=config_map_key(path), path=path) for path in sorted(files)
+        ],
+        retention_days=settings.retention_days,
+        retention_size_gb=settings.retention_size_gb,
+        compute=k8s.core.v1.ResourceRequirementsArgs(
+            requests=settings.resources.requests(), limits=settings.resources.limits()
+        ),
+        port=PROMETHEUS_PORT,
+    )
+    k8s.apps.v1.StatefulSet(
+        f"{prefix}-statefulset",
+        metadata=_meta(PROMETHEUS, PROMETHEUS, naming),
+        spec=k8s.apps.v1.StatefulSetSpecArgs(
+            replicas=1,
+            service_name=service.metadata.name,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+            pod_management_policy="OrderedReady",
+            update_strategy=k8s.apps.v1.StatefulSetUpdateStrategyArgs(type="RollingUpdate"),
+            # the volume outlives the StatefulSet: deleting it does not delete the history
+            persistent_volume_claim_retention_policy=(
+                k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
+                    when_deleted="Retain", when_scaled="Retain"
+                )
+            ),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    labels=naming.k8s_labels(PROMETHEUS, COMPONENT),
+                    annotations={CHECKSUM_ANNOTATION: digest},
+                ),
+                spec=pod,
+            ),
+            volume_claim_templates=[
+                k8s.core.v1.PersistentVolumeClaimArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name="data"),
+                    spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                        access_modes=["ReadWriteOnce"],
+                        storage_class_name=STORAGE_CLASS,
+                        resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                            requests={"storage": f"{settings.storage_gb}Gi"}
+                        ),
+                    ),
+                )
+            ],
+        ),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[config])),
+    )
+    return digest
+
+
+def _kube_state_metrics(name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions) -> None:
+    """kube-state-metrics: ServiceAccount, list/watch ClusterRole, Deployment, Service."""
+    naming = args.naming
+    prefix = f"{name}-kube-state-metrics"
+    rules = [
+        k8s.rbac.v1.PolicyRuleArgs(
+            api_groups=[group], resources=list(resources), verbs=["list", "watch"]
+        )
+        for group, resources in KUBE_STATE_METRICS_GROUPS.items()
+    ]
+    account = _service_account_with_role(prefix, KUBE_STATE_METRICS, rules, args=args, opts=opts)
+    selector = naming.k8s_selector(KUBE_STATE_METRICS)
+    k8s.apps.v1.Deployment(
+        f"{prefix}-deployment",
+        metadata=_meta(KUBE_STATE_METRICS, KUBE_STATE_METRICS, naming),
+        spec=k8s.apps.v1.DeploymentSpecArgs(
+            replicas=1,
+            revision_history_limit=5,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    labels=naming.k8s_labels(KUBE_STATE_METRICS, COMPONENT)
+                ),
+                spec=pods.kube_state_metrics_pod(
+                    service_account=account.metadata.name,
+                    port=KUBE_STATE_METRICS_PORT,
+                    compute=pods.resources("50m", "128Mi", "200m", "256Mi"),
+                ),
+            ),
+        ),
+        opts=opts,
+    )
+    _metrics_service(
+        f"{prefix}-service",
+        KUBE_STATE_METRICS,
+        port_name="http-metrics",
+        port=KUBE_STATE_METRICS_PORT,
+        namespace=MONITORING_NAMESPACE,
+        naming=naming,
+        opts=opts,
+    )
+
+
+def _node_exporter_service(name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions) -> None:
+    """node-exporter's Service in its namespace. The DaemonSet itself is not created yet: it
+    needs the host's PID namespace and read-only hostPath mounts, which the policy pack's
+    ``k8s-pss-host-namespaces`` and ``k8s-pss-host-path`` refuse with no exemption (the
+    namespace's Pod Security exemption is recorded; the pack's per-object one is to come)."""
+    _metrics_service(
+        f"{name}-node-exporter-service",
+        NODE_EXPORTER,
+        port_name="metrics",
+        port=NODE_EXPORTER_PORT,
+        namespace=NODE_EXPORTER_NAMESPACE,
+        naming=args.naming,
+        opts=opts,
+    )
+
+
+def _metrics_service(
+    resource_name: str,
+    part: str,
+    *,
+    port_name: str,
+    port: int,
+    namespace: str,
+    naming: Naming,
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.Service:
+    """The Service ``prometheus.yml`` discovers ``part``'s endpoints through (its port name
+    and number are the ones the scrape job keeps)."""
+    return k8s.core.v1.Service(
+        resource_name,
+        metadata=_meta(part, part, naming, namespace),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="ClusterIP",
+            selector=naming.k8s_selector(part),
+            ports=[
+                k8s.core.v1.ServicePortArgs(
+                    name=port_name, port=port, target_port=port_name, protocol="TCP"
+                )
+            ],
+        ),
+        opts=opts,
     )

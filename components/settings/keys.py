@@ -113,6 +113,9 @@ _DECLARED = """
     alertDjango5xxPercent alertDjangoLatencyP95Ms alertCertificateExpiryDays: integer
     alertEdgeBlockedPerMinute alertEdgeHoneypotPerMinute alertEdgeSpikeFactor: integer
     alertBackupMaxAgeHours alertRestoreTestMaxAgeDays: integer
+    # Prometheus on the cluster (components/monitoring/monitoring.py)
+    prometheusRetentionDays prometheusRetentionSizeGb prometheusStorageGb: integer
+    prometheusCpuRequest prometheusCpuLimit prometheusMemoryRequest prometheusMemoryLimit: string
 """
 """One line per group of keys: ``names: type`` and the flags ``fixed`` (a feature every stack
 shares; without it stacks may differ) and ``secret``."""

@@ -459,6 +459,21 @@ class AlertThresholds:
 
 
 @dataclass(frozen=True)
+class PrometheusSettings:
+    """How much history Prometheus keeps and what it may use to keep it."""
+
+    retention_days: int
+    """Samples older than this are deleted (``--storage.tsdb.retention.time``)."""
+    retention_size_gb: int
+    """The blocks' size cap (``--storage.tsdb.retention.size``): the oldest go first beyond
+    it; below the volume's size, so the WAL and compactions still fit."""
+    storage_gb: int
+    """Size of Prometheus's gp3 volume."""
+    resources: Resources
+    """Requests and limits of the Prometheus container."""
+
+
+@dataclass(frozen=True)
 class StackSettings:
     """Everything the program needs to know about one stack."""
 
@@ -478,6 +493,7 @@ class StackSettings:
     deploy: DeploySettings
     alerting: AlertingSettings
     alert_thresholds: AlertThresholds
+    prometheus: PrometheusSettings
 
     @property
     def is_production(self) -> bool:

@@ -99,6 +99,7 @@ def parse_settings(stack: str, raw: Mapping[str, str]) -> StackSettings:
         ),
         parse_alerting.alerting(r),
         parse_monitoring.alert_thresholds(r),
+        parse_monitoring.prometheus(r),
     )
     if r.problems:
         raise SettingsError(stack, r.problems)
