@@ -1,10 +1,27 @@
 """``Monitoring``: the cluster objects that run Prometheus and its core scrape targets.
 
 Creates the ``monitoring`` namespace (Pod Security ``restricted``) and the ``node-exporter``
-namespace (``privileged``, the one exemption recorded in
-``components.lib.kube.namespaces.PRIVILEGED_NAMESPACES``: node-exporter reads the host), each
-with the default-deny baseline. The namespace names are the ones ``prometheus.yml`` discovers
-targets in (``components.monitoring.prometheus``), so they are fixed, not derived.
+namespace (``privileged``: node-exporter reads the host; the exemption and its reason are
+recorded in ``components.lib.kube.namespaces.PRIVILEGED_NAMESPACES`` and in the policy pack's
+``k8s-namespace-pss.exempt``), each with the default-deny baseline. The names are the ones
+``prometheus.yml`` discovers targets in (``components.monitoring.prometheus``), so they are
+fixed, not derived. In ``monitoring``:
+
+* Prometheus: a one-replica StatefulSet on the system pool with a gp3 volume (retention and
+  size from the ``prometheus*`` settings), its ``prometheus.yml`` and rule files in one
+  ConfigMap built by the functions the preview's ``monitoring`` stage uses, their checksum on
+  the pod template (a change rolls it), a read-only ClusterRole for discovery, the API server's
+  ``/metrics`` and the kubelets through the API server's node proxy, and its Service;
+* kube-state-metrics: a Deployment reporting only the resources its ClusterRole may list and
+  watch, and Service ``kube-state-metrics`` (port ``http-metrics``, 8080).
+
+In ``node-exporter``: Service ``node-exporter`` (port ``metrics``, 9100). node-exporter's
+DaemonSet (host PID, read-only hostPath ``/proc``, ``/sys``, ``/``) is not created yet: the
+policy pack's ``k8s-pss-host-namespaces`` and ``k8s-pss-host-path`` refuse those fields and
+have no exemption to record it in.
+
+NetworkPolicies: Prometheus reaches only its scrape targets and the API server, and only
+Grafana reaches it; kube-state-metrics and node-exporter admit only Prometheus.
 
 ``namespace`` is what the other monitoring components (Alertmanager, Grafana, the exporters)
 run in: they list this component in ``depends_on``.
@@ -95,8 +112,8 @@ class MonitoringArgs:
 
 
 class Monitoring(Component):
-    """Prometheus, kube-state-metrics and node-exporter on the cluster, in namespaces of
-    their own (``depends_on``: the nodes and add-ons, like every cluster component)."""
+    """Prometheus and its core targets on the cluster, in namespaces of their own
+    (``depends_on``: the nodes and add-ons, like every cluster component)."""
 
     TYPE = "exposcholar:monitoring:Monitoring"
 

@@ -468,7 +468,9 @@ class PrometheusSettings:
     """The blocks' size cap (``--storage.tsdb.retention.size``): the oldest go first beyond
     it; below the volume's size, so the WAL and compactions still fit."""
     storage_gb: int
-    """Size of Prometheus's gp3 volume."""
+    """Size of Prometheus's gp3 volume. A StatefulSet's volume claim template cannot be
+    updated: a new size replaces the StatefulSet, and the kept claim keeps its old size until
+    it is resized itself (``kubectl patch pvc data-prometheus-0``)."""
     resources: Resources
     """Requests and limits of the Prometheus container."""
 
