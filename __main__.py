@@ -23,6 +23,7 @@ from components.eks.nodes import NodeGroup, NodeGroupArgs, node_pools
 from components.lib.naming import Naming
 from components.lib.providers import aws_provider, docker_provider, kubernetes_provider
 from components.monitoring.alerting import Alerting, AlertingArgs
+from components.monitoring.grafana import Grafana, GrafanaArgs
 from components.monitoring.monitoring import Monitoring, MonitoringArgs
 from components.platform.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from components.platform.external_secrets import ExternalSecretsOperator
@@ -330,6 +331,16 @@ alerting = Alerting(
     "alerting",
     AlertingArgs(
         settings=settings.alerting,
+        namespace=monitoring.namespace,
+        naming=naming,
+        kubernetes=kubernetes,
+    ),
+    opts=on_cluster(monitoring),
+)
+Grafana(
+    "grafana",
+    GrafanaArgs(
+        admin_password=settings.grafana_admin_password,
         namespace=monitoring.namespace,
         naming=naming,
         kubernetes=kubernetes,

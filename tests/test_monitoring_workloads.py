@@ -1,8 +1,10 @@
-"""The monitoring workloads on the cluster (components/monitoring/alerting.py), for both stacks
-under mocks: Alertmanager's configuration only in a Secret (secret in state, never in a
-ConfigMap), the checksums that roll the pods, the Services of the scrape contract
-(components/monitoring/prometheus.py), restricted pods on the system pool, pinned images, and
-the NetworkPolicies' peers and ports. Reachability as a whole: tests/test_network_policies.py."""
+"""The monitoring workloads on the cluster (components/monitoring/alerting.py and
+grafana.py), for both stacks under mocks: Alertmanager's configuration only in a Secret (secret
+in state, never in a ConfigMap); Grafana's admin password only in a Secret read from a file, its
+provisioned datasource and every dashboard in a ConfigMap of its own; the checksums that roll
+the pods; the Services of the scrape contract (components/monitoring/prometheus.py); restricted
+pods on the system pool, pinned images; the NetworkPolicies' peers and ports. Reachability as a
+whole: tests/test_network_policies.py; the grafanaAdminPassword rules: tests/test_settings.py."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 
 from components.lib.kube.pods import CHECKSUM_ANNOTATION, checksum
+from components.monitoring import grafana as grafana_module
 from components.monitoring.alerting import ALERTMANAGER_IMAGE, BLACKBOX_IMAGE, smtp_port
 from components.monitoring.prometheus import EXPORTER_SERVICES, MONITORING_NAMESPACE
-from components.monitoring.render import BLACKBOX_FILE
+from components.monitoring.render import BLACKBOX_FILE, dashboards
 from components.settings import StackSettings
 from tests.conftest import component_plan
 from tools.mocks import MASK
@@ -180,3 +184,88 @@ def test_network_policies(alerting: Plan, stack_settings: dict[str, StackSetting
 def test_smtp_port() -> None:
     assert smtp_port("email-smtp.eu-west-1.amazonaws.com:587") == 587
     assert smtp_port("relay.example.org:465") == 465
+
+
+# ── Grafana ──────────────────────────────────────────────────────────────────────────────────
+
+GRAFANA = "exposcholar:monitoring:Grafana"
+
+
+@pytest.fixture
+def grafana(plan: Plan) -> Plan:
+    return component_plan(plan, GRAFANA)
+
+
+def test_grafana_admin_password_only_in_a_secret_read_from_a_file(grafana: Plan) -> None:
+    secrets = _named(grafana, SECRET)
+    assert set(secrets) == {"grafana-admin"}
+    assert secrets["grafana-admin"]["stringData"] == {"admin-password": MASK}
+    pod = _pod(_named(grafana, DEPLOYMENT)["grafana"])
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert all("valueFrom" not in e for e in env.values())
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"]["value"] == "/etc/grafana/secrets/admin-password"
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["admin"]["secret"]["secretName"] == "grafana-admin"
+    # nothing calls out, no one signs up or looks in anonymously
+    for key in ("GF_ANALYTICS_REPORTING_ENABLED", "GF_USERS_ALLOW_SIGN_UP",
+                "GF_AUTH_ANONYMOUS_ENABLED", "GF_ANALYTICS_CHECK_FOR_UPDATES"):  # fmt: skip
+        assert env[key]["value"] == "false", key
+
+
+def test_grafana_provisions_prometheus_and_every_dashboard(grafana: Plan) -> None:
+    config_maps = _named(grafana, CONFIG_MAP)
+    provisioning = config_maps["grafana-provisioning"]["data"]
+    (source,) = yaml.safe_load(provisioning["datasources.yaml"])["datasources"]
+    assert source["uid"] == "prometheus" and source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus.monitoring.svc:9090"
+    (provider,) = yaml.safe_load(provisioning["dashboards.yaml"])["providers"]
+    assert provider["options"]["path"] == "/var/lib/grafana-dashboards"
+    assert provider["allowUiUpdates"] is False
+    # every dashboard file in a ConfigMap of its own, unchanged, projected into the folder
+    files = dashboards()
+    boards = {n: c["data"] for n, c in config_maps.items() if n.startswith("grafana-dashboard-")}
+    assert len(boards) == len(files)
+    for path, text in files.items():
+        stem = path.rsplit("/", 1)[-1].removesuffix(".json")
+        assert boards[f"grafana-dashboard-{stem}"] == {f"{stem}.json": text}
+    pod = _pod(_named(grafana, DEPLOYMENT)["grafana"])
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    projected = {s["configMap"]["name"] for s in volumes["dashboards"]["projected"]["sources"]}
+    assert projected == set(boards)
+    items = {i["path"] for i in volumes["provisioning"]["configMap"]["items"]}
+    assert items == {"datasources/datasources.yaml", "dashboards/dashboards.yaml"}
+    digest = _named(grafana, DEPLOYMENT)["grafana"]["spec"]["template"]["metadata"]
+    assert re.fullmatch(r"[0-9a-f]{64}", digest["annotations"][CHECKSUM_ANNOTATION])
+
+
+def test_grafana_pod_is_restricted_and_writes_only_emptydirs(grafana: Plan) -> None:
+    pod = _pod(_named(grafana, DEPLOYMENT)["grafana"])
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
+    assert writable == {"/var/lib/grafana", "/tmp"}  # noqa: S108
+    for mount in container["volumeMounts"]:
+        if mount["mountPath"] in writable:
+            assert "sizeLimit" in volumes[mount["name"]]["emptyDir"]
+    (service,) = _named(grafana, SERVICE).values()
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"][0]["port"] == 3000
+
+
+def test_grafana_network_policy(grafana: Plan) -> None:
+    (policy,) = _named(grafana, NETPOL).values()
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert _rules(policy, "ingress") == []  # no pod reaches Grafana; operators port-forward
+    (egress,) = _rules(policy, "egress")
+    assert _ports(egress) == {(9090, "TCP")}
+    assert egress["to"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+
+
+def test_an_oversized_dashboard_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(grafana_module, "dashboards", lambda: {"dashboards/big.json": " " * 2**20})
+    with pytest.raises(ValueError, match=r"dashboards/big.json is 1048576 bytes"):
+        grafana_module.dashboard_config_maps()

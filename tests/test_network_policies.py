@@ -96,7 +96,7 @@ def endpoints(documents: list[dict[str, Any]], settings: StackSettings) -> dict[
 OURS = {
     "edge", "server", "migrate", "cluster-autoscaler", "external-secrets", *BACKUP_JOBS,
     "prometheus", "kube-state-metrics",
-    "alertmanager", "blackbox-exporter",
+    "alertmanager", "blackbox-exporter", "grafana",
 }  # fmt: skip
 """Workloads the program runs (the charts' pods included): the matrix is every pair with one
 of these on at least one side."""
@@ -111,6 +111,7 @@ PORTS: dict[str, tuple[tuple[int, str], ...]] = {
     "kube-state-metrics": ((8080, "TCP"), (8081, "TCP")),
     "alertmanager": ((9093, "TCP"),),
     "blackbox-exporter": ((9115, "TCP"),),
+    "grafana": ((3000, "TCP"),),
     "coredns": ((53, "UDP"), (53, "TCP")),
     "other-pod": ((8080, "TCP"),),
     "api-server": ((443, "TCP"),),
@@ -175,6 +176,9 @@ INTENDED = {
     *{("blackbox-exporter", target, 443, "TCP") for target in HTTPS_ANYWHERE},
     ("blackbox-exporter", "edge", 8080, "TCP"),
     ("blackbox-exporter", "server", 8000, "TCP"),
+    # Grafana: Prometheus only; no pod reaches it (operators port-forward)
+    *{("grafana", *dns) for dns in DNS},
+    ("grafana", "prometheus", 9090, "TCP"),
 }
 
 

@@ -63,7 +63,7 @@ def test_preview_of_each_stack(tmp_path: Path, stack: str, nat_count: int, subne
     assert f"aws:ec2/subnet:Subnet ×{subnets}" in out
     secrets = (
         "cacheAuthToken, djangoSecretKey, alertWebhookUrl, alertSmtpPassword, "
-        "alertDeadMansSwitchUrl"
+        "alertDeadMansSwitchUrl, grafanaAdminPassword"
     )
     assert f"Offline placeholders stand in for the secrets: {secrets}" in out
 

@@ -120,6 +120,7 @@ def test_secrets_get_marked_placeholders_offline() -> None:
         "alertWebhookUrl",
         "alertSmtpPassword",
         "alertDeadMansSwitchUrl",
+        "grafanaAdminPassword",
     )
     assert "exposcholar:alertWebhookUrl" in config.secret_keys
     assert "placeholder" in config.values["exposcholar:alertWebhookUrl"]
@@ -150,6 +151,7 @@ def test_encrypted_values_are_accepted_as_secrets(project_copy: Callable[[], Pat
         "alertWebhookUrl",
         "alertSmtpPassword",
         "alertDeadMansSwitchUrl",
+        "grafanaAdminPassword",
     }
     assert "v1:AAAA" not in json.dumps(config.values)
 

@@ -106,6 +106,8 @@ _DECLARED = """
     alertWebhookUrl: string secret
     alertSmtpSmarthost alertSmtpFrom alertSmtpUsername: string
     alertSmtpPassword alertDeadMansSwitchUrl: string secret
+    # Grafana (components/monitoring/grafana.py)
+    grafanaAdminPassword: string secret
     # alert rule thresholds (components/monitoring/rules)
     alertDiskFillingUpFreePercent alertDiskAlmostFullFreePercent: integer
     alertNodeMemoryPercent alertNodeCpuPercent: integer

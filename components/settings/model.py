@@ -496,6 +496,8 @@ class StackSettings:
     alerting: AlertingSettings
     alert_thresholds: AlertThresholds
     prometheus: PrometheusSettings
+    grafana_admin_password: Secret
+    """Grafana's admin password (``components/monitoring/grafana.py``)."""
 
     @property
     def is_production(self) -> bool:

@@ -30,8 +30,10 @@ from components.settings.keys import (
 from components.settings.model import (
     AccountSettings,
     DeploySettings,
+    Secret,
     StackSettings,
 )
+from components.settings.parse_alerting import grafana_password
 from components.settings.parsers import email, integer, optional
 from components.settings.reader import Reader, SettingsError, SettingsProblem
 from components.settings.rules import (
@@ -100,6 +102,7 @@ def parse_settings(stack: str, raw: Mapping[str, str]) -> StackSettings:
         parse_alerting.alerting(r),
         parse_monitoring.alert_thresholds(r),
         parse_monitoring.prometheus(r),
+        Secret(r.get("grafanaAdminPassword", grafana_password)),
     )
     if r.problems:
         raise SettingsError(stack, r.problems)

@@ -18,6 +18,11 @@ _CREDENTIAL = re.compile(r"[!-~]{1,256}")
 """Printable ASCII without spaces: what an SMTP AUTH PLAIN user name or password can carry in
 the configuration without quoting surprises."""
 
+grafana_password = text(
+    re.compile(r"[!-~]{16,128}"), "16-128 printable characters without spaces (a generated one)"
+)
+"""Grafana's admin password: long enough not to be guessed at its login form."""
+
 
 def smarthost(raw: str) -> str:
     """``host:port`` of an SMTP relay: a lower-case host name and a port number."""
