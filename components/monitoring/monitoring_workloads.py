@@ -18,7 +18,8 @@ from components.lib.kube.pods import (
 )
 
 PROMETHEUS_IMAGE = "quay.io/prometheus/prometheus:v3.5.0"
-KUBE_STATE_METRICS_IMAGE = "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.16.0"
+KUBE_STATE_METRICS_IMAGE = "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.17.0"
+"""The release built with client-go 1.33, the cluster's minor (its compatibility matrix)."""
 NOBODY = 65534
 """The user the Prometheus and kube-state-metrics images run as (``nobody``)."""
 CONFIG_DIR = "/etc/prometheus"
