@@ -20,8 +20,10 @@ What it scrapes, each under a fixed ``job`` label the alert rules and dashboards
 * ``postgres-exporter`` / ``redis-exporter``: endpoints of the Services of those names (port
   ``metrics``, 9187 / 9121) in monitoring;
 * ``blackbox-exporter``: endpoints of Service ``blackbox-exporter`` (port ``http``, 9115);
-* ``blackbox-https``: probe of the public URL ``https://<appHost>/`` (module ``https_2xx``, or
-  ``http_maintenance`` while maintenance mode is on);
+* ``blackbox-https``: probe of the public URL ``https://<appHost>/healthz`` (module
+  ``https_2xx``): DNS, the certificate, the load balancer and the edge, whatever the
+  maintenance mode (the edge answers its health check itself, 200 in maintenance too, so
+  switching maintenance changes only the edge's ConfigMap and rolls nothing here);
 * ``blackbox-tls``: TLS handshake of ``<appHost>:443`` (module ``tls_connect``);
 * ``blackbox-internal``: the in-cluster Services' health endpoints (module ``http_2xx``).
 
@@ -200,8 +202,8 @@ def _probe_job(job: str, module: str, targets: Sequence[str]) -> dict[str, Any]:
 
 
 def public_url(settings: StackSettings) -> str:
-    """The site as users reach it."""
-    return f"https://{settings.workloads.host}/"
+    """The site as users reach it, at the edge's health check (200 in maintenance too)."""
+    return f"https://{settings.workloads.host}{EDGE_HEALTH_PATH}"
 
 
 def internal_probe_targets() -> list[str]:
@@ -214,7 +216,6 @@ def internal_probe_targets() -> list[str]:
 
 def scrape_configs(settings: StackSettings) -> list[dict[str, Any]]:
     """Every scrape job (see the module's table)."""
-    public_module = "http_maintenance" if settings.edge.maintenance.enabled else "https_2xx"
     return [
         {"job_name": "prometheus", "static_configs": [{"targets": ["localhost:9090"]}]},
         _endpoints_job("alertmanager", MONITORING_NAMESPACE, ALERTMANAGER_SERVICE, "http"),
@@ -250,7 +251,7 @@ def scrape_configs(settings: StackSettings) -> list[dict[str, Any]]:
         _pod_job("django", APP_NAMESPACE, SERVER, "metrics"),
         _pod_job("edge-nginx", APP_NAMESPACE, EDGE, EDGE_NGINX_METRICS_PORT[0]),
         _pod_job("edge-logs", APP_NAMESPACE, EDGE, EDGE_LOG_METRICS_PORT[0]),
-        _probe_job("blackbox-https", public_module, [public_url(settings)]),
+        _probe_job("blackbox-https", "https_2xx", [public_url(settings)]),
         _probe_job("blackbox-tls", "tls_connect", [f"{settings.workloads.host}:443"]),
         _probe_job("blackbox-internal", "http_2xx", internal_probe_targets()),
     ]
