@@ -323,6 +323,7 @@ monitoring = Monitoring(
         naming=naming,
         kubernetes=kubernetes,
         api_server_cidrs=network.subnet_cidrs[Tier.PRIVATE],
+        node_cidrs=network.subnet_cidrs[Tier.PRIVATE],
     ),
     opts=on_cluster(),
 )

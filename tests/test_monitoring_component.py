@@ -15,6 +15,7 @@ from components.monitoring.monitoring import config_map_key, prometheus_files
 from components.monitoring.render import render_all
 from components.settings import StackSettings
 from components.settings.subnets import Tier, plan_subnets
+from policies.rules.node_agents import NODE_AGENT_NAMESPACES
 from tests.conftest import component_plan
 from tools.edge.run import override
 from tools.mocks import CapturedResource
@@ -57,6 +58,8 @@ def test_monitoring_creates_exactly_its_objects(plan: Plan) -> None:
         ("rbac.authorization.k8s.io/v1:ClusterRoleBinding", "monitoring-kube-state-metrics"),
         ("apps/v1:Deployment", "kube-state-metrics"),
         ("core/v1:Service", "kube-state-metrics"),
+        ("core/v1:ServiceAccount", "node-exporter"),
+        ("apps/v1:DaemonSet", "node-exporter"),
         ("core/v1:Service", "node-exporter"),
     }
     # two namespaces, each with its default deny and DNS: four baseline policies in all
@@ -83,10 +86,13 @@ def test_namespaces_pss_levels_and_the_recorded_exemption(
     assert pss_labels("privileged", version).items() <= labels["node-exporter"].items()
     assert set(PRIVILEGED_NAMESPACES) == {"node-exporter"}
     assert "host" in PRIVILEGED_NAMESPACES["node-exporter"]
+    # the policy pack's one list of node-agent namespaces is the program's privileged ones,
+    # and the stack's config does not list them a second time
+    assert set(NODE_AGENT_NAMESPACES) == set(PRIVILEGED_NAMESPACES)
+    assert all(NODE_AGENT_NAMESPACES.values())
     config = json.loads((REPO_ROOT / "policies" / "config" / f"{plan.stack}.json").read_text())
-    (exempt,) = config["k8s-namespace-pss"]["exempt"]
-    assert (exempt["namespace"], exempt["level"]) == ("node-exporter", "privileged")
-    assert exempt["reason"]
+    configured = {e["namespace"] for e in config["k8s-namespace-pss"]["exempt"]}
+    assert not configured & set(NODE_AGENT_NAMESPACES)
 
 
 def _rules(plan: Plan, role: str) -> list[dict[str, Any]]:
@@ -244,6 +250,8 @@ def test_prometheus_reaches_only_its_targets_and_its_targets_only_it(
         *{("null", "null", cidr, (443,)) for cidr in private},
         pods("kube-state-metrics", here, 8080),
         pods("node-exporter", '{"kubernetes.io/metadata.name": "node-exporter"}', 9100),
+        # node-exporter again, at the nodes' addresses (host network): nothing else there
+        *{("null", "null", cidr, (9100,)) for cidr in private},
         pods("alertmanager", here, 9093),
         pods("blackbox-exporter", here, 9115),
         pods("postgres-exporter", here, 9187),

@@ -19,6 +19,8 @@ from tools.plan import Plan
 from tools.reachability import Endpoint, Policies
 
 WORKLOAD_KINDS = ("Deployment", "Job", "StatefulSet", "DaemonSet", "CronJob")
+NODE_HOST = 150
+"""Where a node is in the first private subnet (host-network pods have its address)."""
 BACKUP_JOBS = ("backup-postgres", "backup-redis", "backup-media", "restore-test")
 
 
@@ -62,6 +64,12 @@ def endpoints(documents: list[dict[str, Any]], settings: StackSettings) -> dict[
             for port in container.get("ports", [])
             if "name" in port
         }
+        if template["spec"].get("hostNetwork"):
+            # a host-network pod has its node's address, and the VPC CNI's policy agent neither
+            # isolates it nor resolves it as a pod peer: to NetworkPolicies it is the node
+            address = _subnet_host(settings, Tier.PRIVATE, NODE_HOST)
+            found[name] = Endpoint(name, address, named_ports=ports)
+            continue
         found[name] = Endpoint(
             name,
             _subnet_host(settings, Tier.PRIVATE, pod_host),
@@ -112,6 +120,7 @@ PORTS: dict[str, tuple[tuple[int, str], ...]] = {
     "alertmanager": ((9093, "TCP"),),
     "blackbox-exporter": ((9115, "TCP"),),
     "grafana": ((3000, "TCP"),),
+    "node-exporter": ((9100, "TCP"),),
     "coredns": ((53, "UDP"), (53, "TCP")),
     "other-pod": ((8080, "TCP"),),
     "api-server": ((443, "TCP"),),
@@ -123,10 +132,11 @@ PORTS: dict[str, tuple[tuple[int, str], ...]] = {
 """The ports each destination listens on."""
 
 DNS = {("coredns", 53, "UDP"), ("coredns", 53, "TCP")}
-PRIVATE_SUBNET_SOURCES = {"coredns", "other-pod", "api-server"}
+PRIVATE_SUBNET_SOURCES = {"coredns", "other-pod", "api-server", "node-exporter"}
 """Sources with no egress policy of ours whose address is in the private subnets, where the
 control plane's network interfaces also are: they can reach the operator's webhook port (the
-webhook itself authenticates the API server with TLS)."""
+webhook itself authenticates the API server with TLS). node-exporter is one: on the host
+network, no NetworkPolicy applies to it (it opens no connection; its node could)."""
 HTTPS_ANYWHERE = {"internet", "api-server", "alb"}
 """What "HTTPS to anywhere" (AWS and Kubernetes APIs, whose addresses are not fixed) reaches:
 also the platform's own load balancer, which is public anyway."""
@@ -179,6 +189,10 @@ INTENDED = {
     # Grafana: Prometheus only; no pod reaches it (operators port-forward)
     *{("grafana", *dns) for dns in DNS},
     ("grafana", "prometheus", 9090, "TCP"),
+    # node-exporter (host network, the node's address): of our pods only Prometheus reaches it,
+    # through the nodes' subnets on 9100; NetworkPolicies cannot isolate it, the nodes' cluster
+    # security group does (its members only)
+    ("prometheus", "node-exporter", 9100, "TCP"),
 }
 
 

@@ -15,13 +15,19 @@ fixed, not derived. In ``monitoring``:
 * kube-state-metrics: a Deployment reporting only the resources its ClusterRole may list and
   watch, and Service ``kube-state-metrics`` (port ``http-metrics``, 8080).
 
-In ``node-exporter``: Service ``node-exporter`` (port ``metrics``, 9100). node-exporter's
-DaemonSet (host PID, read-only hostPath ``/proc``, ``/sys``, ``/``) is not created yet: the
-policy pack's ``k8s-pss-host-namespaces`` and ``k8s-pss-host-path`` refuse those fields and
-have no exemption to record it in.
+In ``node-exporter``: node-exporter's DaemonSet (``components.monitoring.node_exporter``: one
+pod on every node, host PID and network, read-only ``/proc``, ``/sys`` and ``/``; the policy
+pack accepts that only there and only for such a node agent, ``policies/rules/node_agents.py``),
+its ServiceAccount (no token, no role) and Service ``node-exporter`` (port ``metrics``, 9100).
 
 NetworkPolicies: Prometheus reaches only its scrape targets and the API server, and only
-Grafana reaches it; kube-state-metrics and node-exporter admit only Prometheus.
+Grafana reaches it; kube-state-metrics and node-exporter admit only Prometheus. node-exporter
+runs in the host's network namespace, so its address is the node's: the VPC CNI's policy agent
+neither enforces policies on such pods nor resolves them as pod peers, so Prometheus reaches
+them through the nodes' subnets (``node_cidrs``) on 9100 only, and what guards the port is the
+cluster security group the nodes share (EKS's rule admits traffic from its own members only:
+the nodes and their pods; no node has a public address). The node-exporter policy stays, for
+the coverage check and for a CNI that does enforce on host-network pods.
 
 ``namespace`` is what the other monitoring components (Alertmanager, Grafana, the exporters)
 run in: they list this component in ``depends_on``.
@@ -41,6 +47,7 @@ from components.lib.kube.network_policies import Allowance, Peer, Port, allow, n
 from components.lib.kube.pods import CHECKSUM_ANNOTATION, checksum
 from components.lib.naming import Naming
 from components.monitoring import monitoring_workloads as pods
+from components.monitoring import node_exporter
 from components.monitoring.prometheus import (
     APP_NAMESPACE,
     BLACKBOX_PORT,
@@ -109,6 +116,9 @@ class MonitoringArgs:
     api_server_cidrs: tuple[str, ...]
     """Where the API server's endpoints are (the control plane's network interfaces, in the
     private subnets): Prometheus and kube-state-metrics reach it there on 443, nowhere else."""
+    node_cidrs: tuple[str, ...]
+    """Where the nodes are (the private subnets of the node groups): node-exporter listens on
+    each node's own address (host network), which Prometheus reaches there on 9100 only."""
 
 
 class Monitoring(Component):
@@ -159,7 +169,7 @@ class Monitoring(Component):
         _network_policies(name, args, in_monitoring, in_node_exporter)
         self.config_checksum = _prometheus(name, args, in_monitoring)
         _kube_state_metrics(name, args, in_monitoring)
-        _node_exporter_service(name, args, in_node_exporter)
+        _node_exporter(name, args, in_node_exporter)
         self.register()
 
 
@@ -182,6 +192,9 @@ def _network_policies(
             pods={"app.kubernetes.io/name": NODE_EXPORTER},
             namespace=NODE_EXPORTER_NAMESPACE,
         ),
+        # node-exporter's pods have the node's address (host network): a CNI that leaves them
+        # out of pod peers, as the VPC CNI's does, still lets Prometheus reach them here
+        Peer((Port(NODE_EXPORTER_PORT),), cidrs=args.node_cidrs),
         *(
             Peer((Port(port),), pods={"app.kubernetes.io/name": target})
             for target, port in MONITORING_TARGETS.items()
@@ -424,15 +437,49 @@ def _kube_state_metrics(name: str, args: MonitoringArgs, opts: pulumi.ResourceOp
     )
 
 
-def _node_exporter_service(name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions) -> None:
-    """node-exporter's Service in its namespace. The DaemonSet itself is not created yet: it
-    needs the host's PID namespace and read-only hostPath mounts, which the policy pack's
-    ``k8s-pss-host-namespaces`` and ``k8s-pss-host-path`` refuse with no exemption (the
-    namespace's Pod Security exemption is recorded; the pack's per-object one is to come)."""
+def _node_exporter(name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions) -> None:
+    """node-exporter in its namespace: a ServiceAccount of its own (no token, bound to no role:
+    it never calls the Kubernetes API), the DaemonSet on every node, and the Service whose
+    endpoints Prometheus discovers."""
+    naming = args.naming
+    prefix = f"{name}-node-exporter"
+    account = k8s.core.v1.ServiceAccount(
+        f"{prefix}-service-account",
+        metadata=_meta(NODE_EXPORTER, NODE_EXPORTER, naming, NODE_EXPORTER_NAMESPACE),
+        automount_service_account_token=False,
+        opts=opts,
+    )
+    selector = naming.k8s_selector(NODE_EXPORTER)
+    k8s.apps.v1.DaemonSet(
+        f"{prefix}-daemonset",
+        metadata=_meta(NODE_EXPORTER, NODE_EXPORTER, naming, NODE_EXPORTER_NAMESPACE),
+        spec=k8s.apps.v1.DaemonSetSpecArgs(
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+            revision_history_limit=5,
+            # one node at a time; no surge: the new pod would need the port the old one holds
+            update_strategy=k8s.apps.v1.DaemonSetUpdateStrategyArgs(
+                type="RollingUpdate",
+                rolling_update=k8s.apps.v1.RollingUpdateDaemonSetArgs(
+                    max_unavailable=1, max_surge=0
+                ),
+            ),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    labels=naming.k8s_labels(NODE_EXPORTER, COMPONENT)
+                ),
+                spec=node_exporter.node_exporter_pod(
+                    service_account=account.metadata.name,
+                    port=NODE_EXPORTER_PORT,
+                    compute=pods.resources("25m", "48Mi", "250m", "128Mi"),
+                ),
+            ),
+        ),
+        opts=opts,
+    )
     _metrics_service(
         f"{name}-node-exporter-service",
         NODE_EXPORTER,
-        port_name="metrics",
+        port_name=node_exporter.PORT_NAME,
         port=NODE_EXPORTER_PORT,
         namespace=NODE_EXPORTER_NAMESPACE,
         naming=args.naming,

@@ -7,6 +7,10 @@ break out to its node); the ``restricted`` controls keep the ids of the catalogu
 (``k8s-no-priv-escalation``, ``k8s-non-root``, ``k8s-drop-all-caps``, ``k8s-seccomp``,
 ``k8s-volume-types``). As in the Pod Security admission checks, Windows pods
 (``spec.os.name: windows``) are exempt from the Linux-only restricted controls.
+
+The one exemption: ``k8s-pss-host-namespaces`` and ``k8s-pss-host-path`` accept a node agent
+(host PID and network, read-only ``/proc``, ``/sys`` and ``/``) in the namespaces of
+``node_agents.NODE_AGENT_NAMESPACES``, and only a pod that meets ``node_agents.agent_problems``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,16 @@ from typing import Any
 
 from pulumi_policy import ResourceValidationArgs
 
-from .kube import Container, PodTemplate, containers, labels_of, pod_security, pods_of
+from .kube import (
+    Container,
+    PodTemplate,
+    containers,
+    labels_of,
+    namespace_of,
+    pod_security,
+    pods_of,
+)
+from .node_agents import NODE_AGENT_NAMESPACES, exemption_problems
 from .policy_config import Config
 from .registry import CRITICAL, HIGH, MEDIUM, resource_policy
 from .resources import flag, get, maps, number, present, strings, text
@@ -53,19 +66,38 @@ def k8s_pss_privileged(args: ResourceValidationArgs, _: Config) -> Iterator[str]
                 yield f"{container.label} is privileged."
 
 
+def _not_covered(namespace: str, problems: list[str]) -> str:
+    """Why a pod in a node-agent namespace is still refused."""
+    return (
+        f"the node-agent exemption of namespace {namespace} does not cover this pod: "
+        f"{'; '.join(problems)}"
+    )
+
+
 @resource_policy(
     "k8s-pss-host-namespaces",
     severity=CRITICAL,
     domain=DOMAIN,
     description="Pods must not share the node's network, PID or IPC namespace (PSS baseline: "
-    "host namespaces).",
-    remediation="Remove hostNetwork, hostPID and hostIPC (expose ports through a Service).",
+    "host namespaces); only a node agent in a namespace of node_agents.NODE_AGENT_NAMESPACES "
+    f"({', '.join(sorted(NODE_AGENT_NAMESPACES))}) may use the host's PID and network "
+    "namespaces, never its IPC namespace.",
+    remediation="Remove hostNetwork, hostPID and hostIPC (expose ports through a Service). A "
+    "node agent runs in a namespace listed in policies/rules/node_agents.py, with no "
+    "privileged container, no privilege escalation, ALL capabilities dropped and read-only "
+    "hostPath mounts of /proc, /sys or / only.",
 )
 def k8s_pss_host_namespaces(args: ResourceValidationArgs, _: Config) -> Iterator[str]:
+    namespace = namespace_of(args.props)
     for pod in pods_of(args):
+        problems = exemption_problems(namespace, pod.spec)
         for field in ("hostNetwork", "hostPID", "hostIPC"):
-            if flag(pod.spec, field):
+            if not flag(pod.spec, field):
+                continue
+            if problems is None or field == "hostIPC":
                 yield f"{field} is true."
+            elif problems:
+                yield f"{field} is true, and {_not_covered(namespace, problems)}."
 
 
 @resource_policy(
@@ -86,15 +118,26 @@ def k8s_pss_host_process(args: ResourceValidationArgs, _: Config) -> Iterator[st
     "k8s-pss-host-path",
     severity=CRITICAL,
     domain=DOMAIN,
-    description="Pods must not mount hostPath volumes (PSS baseline: HostPath volumes).",
+    description="Pods must not mount hostPath volumes (PSS baseline: HostPath volumes); only a "
+    "node agent in a namespace of node_agents.NODE_AGENT_NAMESPACES "
+    f"({', '.join(sorted(NODE_AGENT_NAMESPACES))}) may mount /proc, /sys and /, read-only.",
     remediation="Use an emptyDir for scratch space, a ConfigMap/Secret for files, or a "
-    "PersistentVolumeClaim for data.",
+    "PersistentVolumeClaim for data. A node agent runs in a namespace listed in "
+    "policies/rules/node_agents.py and mounts only /proc, /sys or / with readOnly: true, with "
+    "no privileged container, no privilege escalation and ALL capabilities dropped.",
 )
 def k8s_pss_host_path(args: ResourceValidationArgs, _: Config) -> Iterator[str]:
+    namespace = namespace_of(args.props)
     for pod in pods_of(args):
+        problems = exemption_problems(namespace, pod.spec)
         for volume in maps(pod.spec, "volumes"):
-            if present(volume, "hostPath"):
-                yield f'volume "{text(volume, "name")}" is a hostPath volume.'
+            if not present(volume, "hostPath"):
+                continue
+            found = f'volume "{text(volume, "name")}" is a hostPath volume'
+            if problems is None:
+                yield f"{found}."
+            elif problems:
+                yield f"{found}, and {_not_covered(namespace, problems)}."
 
 
 @resource_policy(

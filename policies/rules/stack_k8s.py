@@ -14,6 +14,7 @@ from typing import Any
 from pulumi_policy import PolicyResource, StackValidationArgs
 
 from .kube import k8s_kind, labels_of, namespace_of, pod_templates, selector_matches, workload_kind
+from .node_agents import NODE_AGENT_NAMESPACES
 from .policy_config import Config, Setting, reasoned_list
 from .registry import HIGH, MEDIUM, Violation, stack_policy
 from .resources import each, get, known, number, text
@@ -168,12 +169,14 @@ PSS_ENFORCE = "pod-security.kubernetes.io/enforce"
     severity=HIGH,
     domain="kubernetes",
     description="Every namespace must enforce the Pod Security Standards 'restricted' level, "
-    "unless the configuration exempts it (with the level and the reason); workloads may run "
-    "only in namespaces of the stack or in external ones the configuration lists.",
+    "unless the configuration exempts it (with the level and the reason) or it is a node-agent "
+    "namespace (node_agents.NODE_AGENT_NAMESPACES, which enforce 'privileged'); workloads may "
+    "run only in namespaces of the stack or in external ones the configuration lists.",
     remediation="Create namespaces with components.lib.kube.namespaces.namespace (enforce, audit "
     "and "
-    "warn labels at the pinned version); record any exemption in k8s-namespace-pss.exempt, and "
-    "namespaces the stack does not own (kube-system) in externalNamespaces.",
+    "warn labels at the pinned version); record any exemption in k8s-namespace-pss.exempt (a "
+    "node agent's namespace in policies/rules/node_agents.py instead), and namespaces the "
+    "stack does not own (kube-system) in externalNamespaces.",
     settings=[
         Setting(
             "exempt",
@@ -197,6 +200,9 @@ PSS_ENFORCE = "pod-security.kubernetes.io/enforce"
 )
 def k8s_namespace_pss(args: StackValidationArgs, config: Config) -> Iterator[Violation]:
     levels = {text(e, "namespace"): text(e, "level") for e in config.entries("exempt")}
+    # the node-agent namespaces are privileged by the pack's own list (node_agents), whatever
+    # the configuration says of them
+    levels.update({namespace: "privileged" for namespace in NODE_AGENT_NAMESPACES})
     external = {text(e, "namespace") for e in config.entries("externalNamespaces")}
     namespaces = _of_kind(args.resources, "Namespace")
     created = {known(n.props, "metadata", "name") for n in namespaces} | external
