@@ -1110,3 +1110,66 @@ def test_mutation_count(outcomes: dict[str, Outcome], capsys: pytest.CaptureFixt
         print(f"\n{line}")
     missed = [o.describe() for o in outcomes.values() if not o.caught]
     assert caught == len(outcomes) == len(ALL_POLICIES), "\n".join(missed)
+
+
+# ---- the node-agent exemption, on the real node-exporter DaemonSet -------------------------
+
+DAEMON_SET = "kubernetes:apps/v1:DaemonSet"
+NODE_EXPORTER = "monitoring-node-exporter-daemonset"
+"""node-exporter's DaemonSet (namespace node-exporter, the one node-agent namespace)."""
+HOST_POLICIES = frozenset({"k8s-pss-host-namespaces", "k8s-pss-host-path"})
+
+
+@dataclass(frozen=True)
+class AgentMutation:
+    """A change that makes the real node agent more than one (or moves it out of its
+    namespace): the host policies refuse it again, with the policies that guard the changed
+    property anyway."""
+
+    what: str
+    apply: Callable[[Draft], None]
+    also: frozenset[str] = frozenset()
+
+
+def _agent_set(path: PropertyPath, value: Any) -> Callable[[Draft], None]:
+    return lambda d: d.set(DAEMON_SET, NODE_EXPORTER, path, value)
+
+
+AGENT_MUTATIONS = [
+    AgentMutation(
+        "the host root mounted writable",
+        _agent_set((*CONTAINER, "volumeMounts", 2, "readOnly"), False),
+    ),
+    AgentMutation(
+        "the node-exporter container privileged",
+        _agent_set((*SECURITY, "privileged"), True),
+        frozenset({"k8s-pss-privileged"}),
+    ),
+    AgentMutation("hostIPC on the pod", _agent_set((*POD, "hostIPC"), True)),
+    AgentMutation(
+        "the root volume pointed at /var/run instead of /",
+        _agent_set((*POD, "volumes", 2, "hostPath", "path"), "/var/run"),
+    ),
+    AgentMutation(
+        "SYS_ADMIN added to the container",
+        _agent_set((*SECURITY, "capabilities", "add"), ["SYS_ADMIN"]),
+        frozenset({"k8s-drop-all-caps"}),
+    ),
+    AgentMutation(
+        "the same DaemonSet moved to the monitoring namespace",
+        _agent_set(("metadata", "namespace"), "monitoring"),
+    ),
+]
+
+
+@pytest.mark.parametrize("mutation", AGENT_MUTATIONS, ids=[m.what for m in AGENT_MUTATIONS])
+def test_the_node_agent_exemption_covers_only_a_node_agent_in_its_namespace(
+    mutation: AgentMutation, sessions: dict[str, PolicySession], plans: dict[str, Plan]
+) -> None:
+    """Through the real analyzer with the stack's config: the unmutated DaemonSet is part of
+    the silent baseline; each mutation brings back the host policies' refusal, on it alone."""
+    draft = Draft(plans[STAGING])
+    mutation.apply(draft)
+    report = sessions[STAGING].check(draft.plan(), analyze=draft.touched)
+    assert {d.policy_name for d in report.diagnostics} == HOST_POLICIES | mutation.also
+    assert {d.resource_name for d in report.diagnostics} == {NODE_EXPORTER}
