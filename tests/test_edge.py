@@ -367,6 +367,19 @@ def test_limited_bots_get_a_stricter_rate(blocking: Edge) -> None:
     assert all(a.status == 200 for a in _burst(blocking.port, "/", "127.0.0.24", 10))
 
 
+@pytest.mark.parametrize(("agent", "source"), [(None, "127.0.0.29"), ("", "127.0.0.30")])
+def test_a_client_without_a_user_agent_is_a_limited_bot(
+    blocking: Edge, agent: str | None, source: str
+) -> None:
+    # browsers always send one: no header, or an empty one, is treated as a limited bot
+    first = request(blocking.port, "/", source=source, agent=agent,
+                    headers={"X-Request-ID": f"no-agent-{source}"})  # fmt: skip
+    assert first.status == 200
+    assert blocking.logged("access", f"no-agent-{source}")["decision"] == "limited-bot"
+    answers = [request(blocking.port, "/", source=source, agent=agent) for _ in range(9)]
+    assert answers[-1].status == 429
+
+
 def test_health_checks_are_never_limited(blocking: Edge) -> None:
     answers = _burst(blocking.port, "/healthz", "127.0.0.25", 200, agent="kube-probe/1.33")
     assert {a.status for a in answers} == {200}
