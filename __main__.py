@@ -23,6 +23,7 @@ from components.eks.nodes import NodeGroup, NodeGroupArgs, node_pools
 from components.lib.naming import Naming
 from components.lib.providers import aws_provider, docker_provider, kubernetes_provider
 from components.monitoring.alerting import Alerting, AlertingArgs
+from components.monitoring.exporters import DatabaseExporters, DatabaseExportersArgs
 from components.monitoring.grafana import Grafana, GrafanaArgs
 from components.monitoring.monitoring import Monitoring, MonitoringArgs
 from components.platform.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
@@ -347,6 +348,20 @@ Grafana(
         kubernetes=kubernetes,
     ),
     opts=on_cluster(monitoring),
+)
+# postgres_exporter and redis_exporter run beside the database credentials, on the app nodes
+DatabaseExporters(
+    "exporters",
+    DatabaseExportersArgs(
+        naming=naming,
+        kubernetes=kubernetes,
+        namespace=workloads.namespace,
+        database=database.connection,
+        cache=cache.connection,
+        client_image=images.ref("backup"),
+        data_cidrs=network.subnet_cidrs[Tier.ISOLATED],
+    ),
+    opts=on_cluster(secrets_operator, workloads),
 )
 
 # ── Exports ─────────────────────────────────────────────────────────────────────────────────

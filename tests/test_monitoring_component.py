@@ -254,8 +254,9 @@ def test_prometheus_reaches_only_its_targets_and_its_targets_only_it(
         *{("null", "null", cidr, (9100,)) for cidr in private},
         pods("alertmanager", here, 9093),
         pods("blackbox-exporter", here, 9115),
-        pods("postgres-exporter", here, 9187),
-        pods("redis-exporter", here, 9121),
+        # the database exporters run in the app's namespace, on the nodes the data stores admit
+        pods("postgres-exporter", app, 9187),
+        pods("redis-exporter", app, 9121),
         pods("server", app, 8001),
         pods("edge", app, 9113, 3903),
     }

@@ -105,6 +105,7 @@ OURS = {
     "edge", "server", "migrate", "cluster-autoscaler", "external-secrets", *BACKUP_JOBS,
     "prometheus", "kube-state-metrics",
     "alertmanager", "blackbox-exporter", "grafana",
+    "postgres-exporter", "redis-exporter", "postgres-monitor-role",
 }  # fmt: skip
 """Workloads the program runs (the charts' pods included): the matrix is every pair with one
 of these on at least one side."""
@@ -121,6 +122,9 @@ PORTS: dict[str, tuple[tuple[int, str], ...]] = {
     "blackbox-exporter": ((9115, "TCP"),),
     "grafana": ((3000, "TCP"),),
     "node-exporter": ((9100, "TCP"),),
+    "postgres-exporter": ((9187, "TCP"),),
+    "redis-exporter": ((9121, "TCP"),),
+    "postgres-monitor-role": ((8080, "TCP"),),  # listens on nothing
     "coredns": ((53, "UDP"), (53, "TCP")),
     "other-pod": ((8080, "TCP"),),
     "api-server": ((443, "TCP"),),
@@ -193,6 +197,16 @@ INTENDED = {
     # through the nodes' subnets on 9100; NetworkPolicies cannot isolate it, the nodes' cluster
     # security group does (its members only)
     ("prometheus", "node-exporter", 9100, "TCP"),
+    # the database exporters (in the app's namespace): scraped by Prometheus only, out to their
+    # data store only; the monitoring role's Job: the database only, nothing reaches it
+    ("prometheus", "postgres-exporter", 9187, "TCP"),
+    *{("postgres-exporter", *dns) for dns in DNS},
+    ("postgres-exporter", "database", 5432, "TCP"),
+    ("prometheus", "redis-exporter", 9121, "TCP"),
+    *{("redis-exporter", *dns) for dns in DNS},
+    ("redis-exporter", "cache", 6379, "TCP"),
+    *{("postgres-monitor-role", *dns) for dns in DNS},
+    ("postgres-monitor-role", "database", 5432, "TCP"),
 }
 
 

@@ -255,7 +255,7 @@ BAD_VALUES: list[tuple[str, str | None, str]] = [
     ("serverMemoryLimit", "1Ki", "at least 4Mi"),
     ("namespaceQuotaCpu", "4", "room for the workloads' limits at peak"),
     ("namespaceQuotaMemory", "4Gi", "room for the workloads' limits at peak"),
-    ("namespaceQuotaPods", "10", "at least 15: 6 server pods"),
+    ("namespaceQuotaPods", "10", "at least 20: 6 server pods"),
     ("edgeMinReplicas", "0", "from 1 to 100"),
     ("edgeMaxReplicas", "1", "at least edgeMinReplicas (2)"),
     ("edgeCpuLimit", "50m", "at least edgeCpuRequest (100m)"),

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.lib.kube.pods import CHECKSUM_ANNOTATION, pod_security_context, system_pool
+from components.lib.kube.pods import (
+    CHECKSUM_ANNOTATION,
+    app_pool,
+    pod_security_context,
+    system_pool,
+)
 from components.lib.naming import Naming
 
 core = k8s.core.v1
@@ -54,6 +59,11 @@ class Workload:
     container: core.ContainerArgs
     """The container (its ``security_context`` from ``container_security_context()``)."""
     volumes: Sequence[core.VolumeArgs]
+    init_containers: Sequence[core.ContainerArgs] = ()
+    """Run to completion before ``container`` (restricted likewise)."""
+    app_pool: bool = False
+    """On the application node group instead of the system pool: for the exporters of the data
+    stores, whose security groups admit only the application nodes."""
 
 
 def labels(naming: Naming, name: str) -> dict[str, str]:
@@ -79,7 +89,7 @@ def deployment(
     """One replica of ``workload`` (monitoring tolerates a short gap; two Alertmanagers would
     need a gossip cluster), replaced by surge first so a broken configuration leaves the old
     pod running."""
-    node_selector, tolerations = system_pool()
+    node_selector, tolerations = (app_pool(), None) if workload.app_pool else system_pool()
     return k8s.apps.v1.Deployment(
         resource_name,
         metadata=metadata(naming, workload.name, namespace),
@@ -106,6 +116,7 @@ def deployment(
                     security_context=pod_security_context(workload.uid),
                     node_selector=node_selector,
                     tolerations=tolerations,
+                    init_containers=list(workload.init_containers) or None,
                     containers=[workload.container],
                     volumes=list(workload.volumes),
                 ),

@@ -48,6 +48,12 @@ from components.lib.kube.pods import CHECKSUM_ANNOTATION, checksum
 from components.lib.naming import Naming
 from components.monitoring import monitoring_workloads as pods
 from components.monitoring import node_exporter
+from components.monitoring.exporters import (
+    POSTGRES_EXPORTER,
+    POSTGRES_EXPORTER_PORT,
+    REDIS_EXPORTER,
+    REDIS_EXPORTER_PORT,
+)
 from components.monitoring.prometheus import (
     APP_NAMESPACE,
     BLACKBOX_PORT,
@@ -71,8 +77,6 @@ API_SERVER_PORT = 443
 MONITORING_TARGETS = {
     "alertmanager": 9093,
     "blackbox-exporter": BLACKBOX_PORT,
-    "postgres-exporter": 9187,
-    "redis-exporter": 9121,
 }
 """Pods of the other monitoring components (``app.kubernetes.io/name``) Prometheus scrapes in
 ``monitoring``, with their metrics ports (the numbers ``prometheus.yml``'s Services name)."""
@@ -101,8 +105,12 @@ KUBE_STATE_METRICS_GROUPS = {
 APP_TARGETS = {
     "server": (METRICS_PORT,),
     "edge": (EDGE_NGINX_METRICS_PORT[1], EDGE_LOG_METRICS_PORT[1]),
+    POSTGRES_EXPORTER: (POSTGRES_EXPORTER_PORT,),
+    REDIS_EXPORTER: (REDIS_EXPORTER_PORT,),
 }
-"""Application pods Prometheus scrapes directly (the ``django`` and ``edge-*`` jobs)."""
+"""Pods Prometheus scrapes in the application's namespace: the server and the edge (the
+``django`` and ``edge-*`` jobs), and the database exporters, which run there beside the
+database credentials, on the nodes the data stores admit (``exporters``)."""
 
 
 @dataclass(frozen=True)

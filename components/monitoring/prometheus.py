@@ -18,7 +18,8 @@ What it scrapes, each under a fixed ``job`` label the alert rules and dashboards
 * ``edge-logs``: edge pods, sidecar port ``log-metrics`` (3903, the log-to-metrics exporter over
   the edge's JSON access log; mtail's default port);
 * ``postgres-exporter`` / ``redis-exporter``: endpoints of the Services of those names (port
-  ``metrics``, 9187 / 9121) in monitoring;
+  ``metrics``, 9187 / 9121) in ``exposcholar``, where they run beside the database credentials
+  on the nodes the data stores admit (``components.monitoring.exporters``);
 * ``blackbox-exporter``: endpoints of Service ``blackbox-exporter`` (port ``http``, 9115);
 * ``blackbox-https``: probe of the public URL ``https://<appHost>/healthz`` (module
   ``https_2xx``): DNS, the certificate, the load balancer and the edge, whatever the
@@ -74,8 +75,8 @@ maintenance answers, by status, from the JSON access log): port name and number.
 EXPORTER_SERVICES = {
     "node-exporter": (NODE_EXPORTER_NAMESPACE, "node-exporter", "metrics"),
     "kube-state-metrics": (MONITORING_NAMESPACE, "kube-state-metrics", "http-metrics"),
-    "postgres-exporter": (MONITORING_NAMESPACE, "postgres-exporter", "metrics"),
-    "redis-exporter": (MONITORING_NAMESPACE, "redis-exporter", "metrics"),
+    "postgres-exporter": (APP_NAMESPACE, "postgres-exporter", "metrics"),
+    "redis-exporter": (APP_NAMESPACE, "redis-exporter", "metrics"),
     "blackbox-exporter": (MONITORING_NAMESPACE, BLACKBOX_SERVICE, "http"),
 }
 """job -> (namespace, Service, port name) of the exporters found through their endpoints."""

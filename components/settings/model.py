@@ -246,6 +246,22 @@ JOBS_AT_ONCE = 1
 
 
 @dataclass(frozen=True)
+class Footprint:
+    """What a fixed set of pods holds of a namespace's quota at worst: pods, and the sum of
+    their CPU and memory limits."""
+
+    pods: int
+    cpu: Quantity
+    memory: Quantity
+
+
+DATABASE_EXPORTERS = Footprint(5, Quantity("1", 1000), Quantity("512Mi", 512 * 2**20))
+"""The database exporters in the application's namespace (``components.monitoring.exporters``)
+at worst: postgres-exporter and redis-exporter during a rolling update (two pods each) and the
+monitoring role's Job; their tests check their limits add up to no more."""
+
+
+@dataclass(frozen=True)
 class QuotaSettings:
     cpu: Quantity
     memory: Quantity

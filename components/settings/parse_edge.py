@@ -13,6 +13,7 @@ from __future__ import annotations
 from functools import partial
 
 from components.settings.model import (
+    DATABASE_EXPORTERS,
     BackupSettings,
     EdgeSettings,
     MaintenanceSettings,
@@ -83,8 +84,9 @@ def namespace_quota(
     r: Reader, workloads: WorkloadSettings, edge: EdgeSettings, backups: BackupSettings
 ) -> None:
     """The application namespace's quota holds the server (every replica, the surge and the
-    migration Job), the edge (every replica and the surge) and the backup CronJobs' pods (each
-    CronJob runs one at a time, and the four may overlap) at their peak."""
+    migration Job), the edge (every replica and the surge), the backup CronJobs' pods (each
+    CronJob runs one at a time, and the four may overlap) and the database exporters
+    (``DATABASE_EXPORTERS``) at their peak."""
     sizing = (
         "serverMaxReplicas", "serverCpuLimit", "serverMemoryLimit",
         "edgeMaxReplicas", "edgeCpuLimit", "edgeMemoryLimit",
@@ -95,17 +97,16 @@ def namespace_quota(
     quota: QuotaSettings = workloads.quota
     server_pods, edge_pods = workloads.peak_pods(), edge.peak_pods()
     backup_pods = backups.peak_pods()
+    exporters = DATABASE_EXPORTERS
     demand = (
         f"{server_pods} server pods (serverMaxReplicas {workloads.max_replicas} + "
         f"rolling-update surge + the migration Job), {edge_pods} edge pods "
-        f"(edgeMaxReplicas {edge.max_replicas} + surge) and {backup_pods} backup pods (three "
-        "daily backups and the restore test)"
+        f"(edgeMaxReplicas {edge.max_replicas} + surge), {backup_pods} backup pods (three "
+        f"daily backups and the restore test) and {exporters.pods} database exporter pods "
+        f"(limits {exporters.cpu.text} CPU, {exporters.memory.text} in all)"
     )
-    r.check(
-        "namespaceQuotaPods",
-        lambda: quota.pods >= server_pods + edge_pods + backup_pods,
-        f"at least {server_pods + edge_pods + backup_pods}: {demand}",
-    )
+    pods = server_pods + edge_pods + backup_pods + exporters.pods
+    r.check("namespaceQuotaPods", lambda: quota.pods >= pods, f"at least {pods}: {demand}")
     restore = backups.restore_test
     for key, used, kind, restore_size in (
         ("namespaceQuotaCpu", quota.cpu, "cpu_limit", restore.cpu),
@@ -115,10 +116,11 @@ def namespace_quota(
         limits = (
             getattr(server, kind), getattr(edge.resources, kind),
             getattr(backups.resources, kind), restore_size,
+            getattr(exporters, kind.removesuffix("_limit")),
         )  # fmt: skip
         r.check(
             key,
-            partial(covers, used, limits, (server_pods, edge_pods, backup_pods - 1, 1)),
+            partial(covers, used, limits, (server_pods, edge_pods, backup_pods - 1, 1, 1)),
             f"room for the workloads' limits at peak: {demand}, at "
             f"{', '.join(limit.text for limit in limits)} each",
         )

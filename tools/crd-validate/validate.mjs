@@ -60,6 +60,8 @@ const CUSTOM_RESOURCES = Object.freeze([
   // external-secrets.io: @kubernetes-models/external-secrets, External Secrets Operator API types
   ["external-secrets.io/v1", "SecretStore", "@kubernetes-models/external-secrets/external-secrets.io/v1/SecretStore"],
   ["external-secrets.io/v1", "ExternalSecret", "@kubernetes-models/external-secrets/external-secrets.io/v1/ExternalSecret"],
+  // generators.external-secrets.io: the same package, the operator's generators (a random password)
+  ["generators.external-secrets.io/v1alpha1", "Password", "@kubernetes-models/external-secrets/generators.external-secrets.io/v1alpha1/Password"],
   // autoscaling.k8s.io: @kubernetes-models/autoscaler, Vertical Pod Autoscaler API types
   ["autoscaling.k8s.io/v1", "VerticalPodAutoscaler", "@kubernetes-models/autoscaler/autoscaling.k8s.io/v1/VerticalPodAutoscaler"],
 ]);
