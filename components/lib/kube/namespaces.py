@@ -26,7 +26,9 @@ PRIVILEGED_NAMESPACES: Mapping[str, str] = {
         "and baseline forbid; nothing else runs in this namespace (components.monitoring)"
     ),
 }
-"""Namespace to the reason it cannot be ``restricted``."""
+"""Namespace to the reason it cannot be ``restricted``. A node agent's namespace is also in the
+policy pack's ``policies/rules/node_agents.py``, which alone lets its pods use the host (the pack
+cannot import the program; ``tests/test_monitoring_component.py`` checks the two agree)."""
 
 
 def pss_labels(level: Level, cluster_version: str) -> dict[str, str]:
