@@ -271,6 +271,7 @@ edge = Edge(
         settings=settings.edge,
         server=workloads.backend,
         image=images.ref("web"),
+        metrics_image=images.ref("edgemetrics"),
         trusted_proxy_cidrs=(settings.network.vpc_cidr,),
         load_balancer_cidrs=network.subnet_cidrs[Tier.PUBLIC],
         naming=naming,

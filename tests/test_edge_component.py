@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from components.app.edge.config import (
     LISTS_DIR,
@@ -58,7 +59,8 @@ def test_edge_pods_are_restricted_read_only_probed_and_spread(
     spec = _deployment(plan)["spec"]
     assert "replicas" not in spec  # the HPA owns them
     pod = spec["template"]["spec"]
-    (container,) = pod["containers"]
+    assert [c["name"] for c in pod["containers"]] == ["edge", "nginx-metrics", "log-metrics"]
+    container = pod["containers"][0]
     assert "-images-web:" in container["image"] and "@sha256:" in container["image"]
     assert (
         container["command"][:1] == ["nginx"]
@@ -83,6 +85,63 @@ def test_edge_pods_are_restricted_read_only_probed_and_spread(
     assert zones and zones[0]["whenUnsatisfiable"] == "DoNotSchedule"
     assert "sleep" in container["lifecycle"]["preStop"]["exec"]["command"][-1]
     assert "kill -QUIT 1" in container["lifecycle"]["preStop"]["exec"]["command"][-1]
+
+
+def test_the_metrics_sidecars_read_what_nginx_writes_and_serve_prometheus_jobs(plan: Plan) -> None:
+    pod = _deployment(plan)["spec"]["template"]["spec"]
+    edge, nginx_metrics, log_metrics = pod["containers"]
+    data = _one(plan, f"{K}core/v1:ConfigMap", "edge-config").inputs["data"]
+    # stub_status: the exporter reads the port and path the ConfigMap's status server listens on
+    status_port = re.fullmatch(r"listen 127\.0\.0\.1:(\d+);\n", data["status-listen.conf"])
+    assert status_port is not None and "location = /stub_status {" in data["status.conf"]
+    assert (
+        f"--nginx.scrape-uri=http://127.0.0.1:{status_port.group(1)}/stub_status"
+        in nginx_metrics["args"]
+    )
+    assert nginx_metrics["image"].startswith("docker.io/nginx/nginx-prometheus-exporter:")
+    # the metrics log: the file logging.conf names under nginx's logs/, the sidecar's env names
+    # the same file through the same emptyDir
+    logged = re.search(r"^access_log (\S+) edge_metrics buffer=", data["logging.conf"], re.M)
+    assert logged is not None and logged.group(1) == "logs/metrics.log"
+    by_path = {m["mountPath"]: m["name"] for m in edge["volumeMounts"]}
+    shared = by_path["/usr/share/nginx/logs"]
+    (sidecar_mount,) = log_metrics["volumeMounts"]
+    assert sidecar_mount["name"] == shared and not sidecar_mount.get("readOnly")
+    env = {e["name"]: e["value"] for e in log_metrics["env"]}
+    assert env["EDGE_METRICS_LOG"] == f"{sidecar_mount['mountPath']}/metrics.log"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[shared]["emptyDir"]["sizeLimit"] == "64Mi"
+    assert int(env["EDGE_METRICS_LOG_MAX_BYTES"]) * 4 <= 64 * 1024 * 1024
+    assert re.search(r"-images-edgemetrics[:@].*@?sha256:[0-9a-f]{64}$", log_metrics["image"])
+    # the ports Prometheus's edge jobs select by name (components.monitoring.prometheus)
+    ports = {c["name"]: c["ports"] for c in (nginx_metrics, log_metrics)}
+    assert ports["nginx-metrics"] == [
+        {"name": "nginx-metrics", "containerPort": 9113, "protocol": "TCP"}
+    ]
+    assert ports["log-metrics"] == [{"name": "log-metrics", "containerPort": 3903, "protocol": "TCP"}]
+    for sidecar in (nginx_metrics, log_metrics):
+        security = sidecar["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True and security["runAsNonRoot"] is True
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert sidecar["resources"]["limits"] and sidecar["resources"]["requests"]
+        assert sidecar["readinessProbe"]["httpGet"]["path"] == "/metrics"
+        assert "tcpSocket" in sidecar["livenessProbe"]
+
+
+def test_prometheus_scrapes_the_edge_sidecars_by_their_port_names(plan: Plan) -> None:
+    prometheus = _one(plan, f"{K}core/v1:ConfigMap", "prometheus-config").inputs["data"]
+    config = yaml.safe_load(prometheus["prometheus.yml"])
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    template = _deployment(plan)["spec"]["template"]
+    app = template["metadata"]["labels"]["app.kubernetes.io/name"]
+    targets = {
+        f"{app};{port['name']}"
+        for container in template["spec"]["containers"]
+        for port in container.get("ports", [])
+    }
+    for job in ("edge-nginx", "edge-logs"):
+        kept = [r["regex"] for r in jobs[job]["relabel_configs"] if r.get("action") == "keep"]
+        assert [t for t in targets if re.fullmatch(kept[0], t)], (job, kept, targets)
 
 
 def test_the_checksum_on_the_pods_is_that_of_the_configuration(plan: Plan) -> None:

@@ -26,8 +26,10 @@ IMAGE_SOURCES = {
     "server": IMAGES_DIR / "server",
     "web": IMAGES_DIR / "web",
     "backup": REPO_ROOT / "components" / "backups" / "program",
+    "edgemetrics": REPO_ROOT / "components" / "app" / "edge" / "metrics",
 }
-"""The canonical build context of each image (the backup image is built with its program)."""
+"""The canonical build context of each image (the backup image is built with its program, the
+edge's log-to-metrics sidecar with its mtail program)."""
 CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
 
 
@@ -35,7 +37,7 @@ def test_repositories(plan: Plan, stack_settings: dict[str, StackSettings]) -> N
     images = component_plan(plan, "exposcholar:images:Images")
     repositories = {r.inputs["name"]: r for r in images.of_type("aws:ecr/repository:Repository")}
     assert set(repositories) == {
-        f"exposcholar-{plan.stack}-images-{n}" for n in ("server", "web", "backup")
+        f"exposcholar-{plan.stack}-images-{n}" for n in ("server", "web", "backup", "edgemetrics")
     }
     for repository in repositories.values():
         assert repository.inputs["imageTagMutability"] == "IMMUTABLE"
@@ -52,13 +54,16 @@ def test_repositories(plan: Plan, stack_settings: dict[str, StackSettings]) -> N
             "countNumber": keep,
         }
         assert rules[0]["selection"]["tagStatus"] == "untagged"
-    assert len(images.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")) == 3
+    assert len(images.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")) == 4
 
 
 def test_stack_files_build_backup_and_reference_server_and_web(plan: Plan) -> None:
     images = component_plan(plan, "exposcholar:images:Images")
-    (built,) = images.of_type("docker:index/image:Image")
-    assert built.name == "images-backup-image"
+    built_by_name = {b.name: b for b in images.of_type("docker:index/image:Image")}
+    assert set(built_by_name) == {"images-backup-image", "images-edgemetrics-image"}
+    metrics = built_by_name["images-edgemetrics-image"].inputs["build"]
+    assert metrics["context"] == "components/app/edge/metrics" and not metrics.get("args")
+    built = built_by_name["images-backup-image"]
     build = built.inputs["build"]
     # relative to the project, so every checkout (a laptop, CI) builds with the same inputs
     assert build["context"] == "components/backups/program"

@@ -58,7 +58,7 @@ def test_preview_of_each_stack(tmp_path: Path, stack: str, nat_count: int, subne
     ):
         assert component in out, component
     assert "aws:eks/addon:Addon ×3" in out  # three before and three after the nodes
-    assert "docker:index/image:Image ×1" in out
+    assert "docker:index/image:Image ×2" in out  # backup and edgemetrics, built from source
     assert f"aws:ec2/natGateway:NatGateway ×{nat_count}" in out
     assert f"aws:ec2/subnet:Subnet ×{subnets}" in out
     secrets = (

@@ -215,6 +215,8 @@ BAD_VALUES: list[tuple[str, str | None, str]] = [
         "exactly one of backupImageSource",
     ),
     ("backupImageSource", "tools", "a folder with a Dockerfile"),
+    ("edgemetricsImage", "docker.io/someone/mtail:latest", "with a tag or digest"),
+    ("edgemetricsImageSource", "components/app/edge", "a folder with a Dockerfile"),
     ("appHost", "Staging.Exposcholar.org", "lower-case fully qualified host name"),
     ("appHost", "localhost", "lower-case fully qualified host name"),
     ("appHost", "-bad-.example.org", "lower-case fully qualified host name"),

@@ -45,6 +45,7 @@ from typing import Any
 import yaml
 
 from components.app.edge.config import HEALTH_PATH as EDGE_HEALTH_PATH
+from components.app.edge.config import LOG_METRICS_PORT, NGINX_METRICS_PORT
 from components.app.edge.config import PORT as EDGE_PORT
 from components.app.pod_spec import HEALTH, HTTP_PORT
 from components.app.scope import EDGE, NAMESPACE, SERVER
@@ -66,11 +67,11 @@ ALERTMANAGER_PORT_NAME = "http"
 BLACKBOX_SERVICE = "blackbox-exporter"
 BLACKBOX_PORT = 9115
 BLACKBOX_ADDRESS = f"{BLACKBOX_SERVICE}.{MONITORING_NAMESPACE}.svc:{BLACKBOX_PORT}"
-EDGE_NGINX_METRICS_PORT = ("nginx-metrics", 9113)
+EDGE_NGINX_METRICS_PORT = NGINX_METRICS_PORT
 """The edge's nginx-prometheus-exporter sidecar: container port name and number."""
-EDGE_LOG_METRICS_PORT = ("log-metrics", 3903)
+EDGE_LOG_METRICS_PORT = LOG_METRICS_PORT
 """The edge's log-to-metrics exporter sidecar (blocked bots, honeypot hits, rate-limited and
-maintenance answers, by status, from the JSON access log): port name and number."""
+maintenance answers, by status, from the edge's metrics log): port name and number."""
 
 EXPORTER_SERVICES = {
     "node-exporter": (NODE_EXPORTER_NAMESPACE, "node-exporter", "metrics"),

@@ -81,8 +81,8 @@ _DECLARED = """
     appNodeMinSize appNodeMaxSize appNodeDesiredSize nodeDiskSizeGb: integer
     # images
     imageRetentionCount: integer
-    serverImageSource webImageSource backupImageSource: string
-    serverImage webImage backupImage: string
+    serverImageSource webImageSource backupImageSource edgemetricsImageSource: string
+    serverImage webImage backupImage edgemetricsImage: string
     # workloads
     appHost appCertificateArn appHostedZoneId appWafAclArn appLogLevel: string
     serverMinReplicas serverMaxReplicas serverCpuTargetPercent serverMemoryTargetPercent: integer

@@ -174,7 +174,7 @@ CLUSTER_ADDONS = (
     "metrics-server",
 )
 """The EKS managed add-ons the cluster runs; each is pinned in ``clusterAddons``."""
-IMAGES = ("server", "web", "backup")
+IMAGES = ("server", "web", "backup", "edgemetrics")
 """The container images of the platform, each built from source or given prebuilt."""
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 """The repository root (this file is components/settings/model.py), where Pulumi.yaml is: image

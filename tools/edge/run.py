@@ -2,22 +2,25 @@
 
     python -m tools.edge STACK --port PORT --upstream HOST:PORT
         [--set KEY=VALUE]... [--trust CIDR]... [--site DIR] [--keep DIR]
-        [--config-dir DIR]
+        [--config-dir DIR] [--status-port PORT]
 
 Runs the program for the stack under the mock runtime (as the offline preview does; ``--set``
 changes a key of the stack file for this run only, e.g. ``--set maintenanceEnabled=true``),
 takes the edge ConfigMap's files exactly as rendered, and starts Debian's nginx on them in a
 temporary prefix: the prefix's ``html/`` holds ``--site`` (default: a stand-in laid out like
-the Flutter build), ``run/`` is nginx's only writable folder. Three files are local, the only
-differences from the pods: ``listen.conf`` (127.0.0.1:PORT), ``upstream.conf`` (``--upstream``
-instead of the server's Service) and ``trusted-proxies.conf`` (the stack's VPC plus each
-``--trust`` address, to act as the load balancer from loopback).
+the Flutter build), ``run/`` and ``logs/`` (the metrics log, ``logs/metrics.log``) are nginx's
+only writable folders. Four files are local, the only differences from the pods:
+``listen.conf`` (127.0.0.1:PORT), ``status-listen.conf`` (stub_status on 127.0.0.1:
+``--status-port``, a free port when not given), ``upstream.conf`` (``--upstream`` instead of
+the server's Service) and ``trusted-proxies.conf`` (the stack's VPC plus each ``--trust``
+address, to act as the load balancer from loopback).
 
 ``--config-dir`` runs the files of a folder instead of rendering them (``build/<stack>/edge``
-after ``make preview``, or the bench's variants with longer lists); the three local files are
-still replaced.
+after ``make preview``, or the bench's variants with longer lists); the local files are still
+replaced.
 
-Prints ``listening on http://127.0.0.1:PORT`` once nginx answers its health check; nginx's
+Prints ``stub_status on http://127.0.0.1:STATUS_PORT/stub_status``, then ``listening on
+http://127.0.0.1:PORT`` once nginx answers its health check; nginx's
 access log (JSON lines) goes to stdout, its error log to stderr. SIGTERM or SIGINT stops nginx
 gracefully and removes the prefix. Exit codes: 0 stopped cleanly, 1 nginx refused the
 configuration or died, 2 bad arguments or stack configuration.
@@ -32,6 +35,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +56,7 @@ NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
 STARTUP_SECONDS = 15.0
 HEALTH_PATH = "/healthz"
 LISTEN_FILE = "listen.conf"
+STATUS_LISTEN_FILE = "status-listen.conf"
 UPSTREAM_FILE = "upstream.conf"
 TRUSTED_FILE = "trusted-proxies.conf"
 _TRUSTED = re.compile(r"^set_real_ip_from\s+(\S+);", re.MULTILINE)
@@ -128,15 +133,22 @@ def read_folder(folder: Path) -> dict[str, str]:
 
 
 def localize(
-    files: dict[str, str], *, port: int, upstream: str, trust: Sequence[str]
+    files: dict[str, str],
+    *,
+    port: int,
+    upstream: str,
+    trust: Sequence[str],
+    status_port: int | None = None,
 ) -> dict[str, str]:
-    """The rendered files with the three local ones changed: listen on 127.0.0.1:``port``,
-    proxy to ``upstream``, and also trust ``trust`` as load balancers."""
-    for name in (LISTEN_FILE, UPSTREAM_FILE, TRUSTED_FILE):
+    """The rendered files with the local ones changed: listen on 127.0.0.1:``port`` (and
+    stub_status on 127.0.0.1:``status_port``, a free port when None), proxy to ``upstream``,
+    and also trust ``trust`` as load balancers."""
+    for name in (LISTEN_FILE, STATUS_LISTEN_FILE, UPSTREAM_FILE, TRUSTED_FILE):
         if name not in files:
             raise EdgeRunError(1, f"the rendered edge configuration has no {name}")
     local = dict(files)
     local[LISTEN_FILE] = f"listen 127.0.0.1:{port};\n"
+    local[STATUS_LISTEN_FILE] = f"listen 127.0.0.1:{status_port or free_port()};\n"
     local[UPSTREAM_FILE], count = _UPSTREAM_SERVER.subn(
         lambda m: f"{m.group(1)}{upstream}{m.group(2)}", files[UPSTREAM_FILE], count=1
     )
@@ -154,10 +166,26 @@ def localize(
     return local
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def status_port(files: dict[str, str]) -> int:
+    """The port of the stub_status server in the localized ``files``."""
+    found = re.search(r":(\d+);", files[STATUS_LISTEN_FILE])
+    if found is None:
+        raise EdgeRunError(1, f"{STATUS_LISTEN_FILE} names no port")
+    return int(found.group(1))
+
+
 def prepare(prefix: Path, files: dict[str, str], site: Path) -> None:
-    """``prefix``/edge (configuration), /html (the site), /run (writable), readable by the
-    worker processes (which run as ``nobody`` when nginx starts as root)."""
+    """``prefix``/edge (configuration), /html (the site), /run and /logs (writable), readable
+    by the worker processes (which run as ``nobody`` when nginx starts as root)."""
     (prefix / "run").mkdir(parents=True, exist_ok=True)
+    (prefix / "logs").mkdir(exist_ok=True)
     edge = prefix / "edge"
     edge.mkdir()
     for name, content in files.items():
@@ -167,8 +195,9 @@ def prepare(prefix: Path, files: dict[str, str], site: Path) -> None:
         os.chmod(root, 0o755)  # noqa: S103 - read by nginx's workers
         for name in names:
             os.chmod(Path(root) / name, 0o644)
-    # nginx's workers write their temp files here (as ``nobody`` under root)
-    os.chmod(prefix / "run", 0o777)  # noqa: S103 - a private temporary folder
+    # nginx's workers write their temp files and logs here (as ``nobody`` under root)
+    for writable in ("run", "logs"):
+        os.chmod(prefix / writable, 0o777)  # noqa: S103 - a private temporary folder
 
 
 def nginx_command(nginx: str, prefix: Path, *extra: str) -> list[str]:
@@ -243,6 +272,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--keep", type=Path, metavar="DIR", help="use DIR as the prefix and keep it afterwards"
     )
     parser.add_argument(
+        "--status-port", type=_port, help="stub_status's port on 127.0.0.1 (default: a free one)"
+    )
+    parser.add_argument(
         "--config-dir", type=Path, metavar="DIR",
         help="run the nginx files in DIR (e.g. build/STACK/edge) instead of rendering the stack",
     )  # fmt: skip
@@ -266,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             upstream=args.upstream,
             trust=args.trust,
+            status_port=args.status_port,
         )
         if args.keep is not None and args.keep.exists():
             raise EdgeRunError(2, f"--keep {args.keep}: already exists; name a new folder")
@@ -293,6 +326,7 @@ def serve(nginx: str, prefix: Path, files: dict[str, str], args: argparse.Namesp
     process = subprocess.Popen(nginx_command(nginx, prefix, "-g", "daemon off;"))  # noqa: S603
     try:
         wait_until_answering(process, args.port)
+        print(f"stub_status on http://127.0.0.1:{status_port(files)}/stub_status", flush=True)
         print(f"listening on http://127.0.0.1:{args.port}", flush=True)
         while not stopping and process.poll() is None:
             time.sleep(0.1)

@@ -31,12 +31,25 @@ PORT = 8080
 """Where nginx listens in the pod (unprivileged)."""
 HEALTH_PATH = "/healthz"
 """Answered by nginx itself: probes and the load balancer's health check."""
+STATUS_PORT = 8081
+"""nginx's stub_status server, on the pod's loopback only: the nginx-prometheus-exporter sidecar
+reads it (``status.conf``)."""
+STATUS_PATH = "/stub_status"
+NGINX_METRICS_PORT = ("nginx-metrics", 9113)
+"""The nginx-prometheus-exporter sidecar (stub_status): container port name and number."""
+LOG_METRICS_PORT = ("log-metrics", 3903)
+"""The log-to-metrics sidecar (mtail over the metrics log; mtail's default port): port name and
+number."""
+METRICS_LOG_DIR = "logs"
+"""The metrics log's folder under nginx's prefix (an emptyDir shared with the log-to-metrics
+sidecar); the file is ``METRICS_LOG`` in it (``logging.conf``)."""
+METRICS_LOG = "metrics.log"
 MAINTENANCE_PAGE = "maintenance.html"
 MAINTENANCE_RETRY_AFTER_SECONDS = 300
 RATE_LIMIT_RETRY_AFTER_SECONDS = 60
 """Retry-After on 429: the strictest zones refill a request a minute at most per pod."""
 TEMPLATE_SUFFIX = ".tmpl"
-LOCAL_FILES = ("listen.conf", "upstream.conf", "trusted-proxies.conf")
+LOCAL_FILES = ("listen.conf", "status-listen.conf", "upstream.conf", "trusted-proxies.conf")
 """The only files that differ between the pod and a local run (``tools.edge``)."""
 
 MAX_CONFIG_BYTES = 900 * 1024
@@ -246,6 +259,7 @@ def template_values(config: EdgeConfig) -> dict[str, dict[str, str]]:
     agents = config.agents
     return {
         "listen.conf": {"listen": config.listen},
+        "status-listen.conf": {"status_port": str(STATUS_PORT)},
         "workers.conf": {"workers": str(max(1, -(-edge.resources.cpu_limit.base // 1000)))},
         "upstream.conf": {"upstream": config.upstream},
         "trusted-proxies.conf": trusted_proxies_values(config.trusted_proxies),

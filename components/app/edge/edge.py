@@ -4,11 +4,13 @@ serving the Flutter web build.
 Creates, in the application's namespace: the ``edge-config`` ConfigMap (the nginx
 configuration rendered from the stack's settings by ``config``, with the maintenance page); the
 ``edge`` Deployment running the ``web`` image (unprivileged nginx with the Flutter build) with
-that configuration mounted, restricted and read-only with an emptyDir for nginx's writable
-paths, probed on nginx's own health location and spread over zones; its Service; its HPA, PDB
-and VPA; and the NetworkPolicy that lets only the load balancer reach the edge and the edge
-reach only the server. The pod template carries a checksum of the configuration, so a change
-of it (maintenance mode included) rolls the edge pods and nothing else.
+that configuration mounted, restricted and read-only with emptyDirs for nginx's writable
+paths, probed on nginx's own health location and spread over zones, with two metrics sidecars
+(``sidecars``: nginx's stub_status and the decisions of its metrics log, for Prometheus); its
+Service; its HPA, PDB and VPA; and the NetworkPolicy that lets only the load balancer reach the
+edge (and Prometheus its sidecars' metrics ports) and the edge reach only the server. The pod
+template carries a checksum of the configuration, so a change of it (maintenance mode included)
+rolls the edge pods and nothing else.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ import pulumi_kubernetes as k8s
 
 from components.app.edge.config import (
     HEALTH_PATH,
+    LOG_METRICS_PORT,
+    NGINX_METRICS_PORT,
     PORT,
     AgentLists,
     EdgeConfig,
     read_referrers,
     render,
 )
+from components.app.edge.sidecars import logs_volume, metrics_sidecars, nginx_logs_mount
 from components.app.rollout import rolling_deployment
 from components.app.scaling import Scaling, autoscale
 from components.app.scope import EDGE, AppScope
@@ -50,7 +55,7 @@ SERVICE_PORT = PORT
 to a ClusterIP only when the two are equal)."""
 PREFIX = "/usr/share/nginx/"
 """nginx's prefix in the image: ``html/`` is the Flutter build (the image's), ``edge/`` the
-ConfigMap, ``run/`` the only writable folder (an emptyDir)."""
+ConfigMap, ``run/`` and ``logs/`` the only writable folders (emptyDirs)."""
 CONFIG_DIR = f"{PREFIX}edge"
 RUN_DIR = f"{PREFIX}run"
 NGINX = ("nginx", "-p", PREFIX, "-c", f"{CONFIG_DIR}/nginx.conf", "-e", "stderr")
@@ -73,6 +78,8 @@ class EdgeArgs:
     """The server's Service (the upstream) in the namespace the edge runs in."""
     image: pulumi.Input[str]
     """The ``web`` image (nginx and the Flutter build), pinned by digest."""
+    metrics_image: pulumi.Input[str]
+    """The ``edgemetrics`` image (the log-to-metrics sidecar, ``sidecars``), pinned by digest."""
     trusted_proxy_cidrs: tuple[str, ...]
     """Where the load balancer is: X-Forwarded-For is believed from there only (the VPC)."""
     load_balancer_cidrs: tuple[str, ...]
@@ -168,6 +175,8 @@ class Edge(Component):
                 ingress=(
                     Peer((Port(PORT),), cidrs=args.load_balancer_cidrs),
                     Peer.probes(PORT),  # the health location, probed by the blackbox exporter
+                    Peer.monitoring(NGINX_METRICS_PORT[1]),  # the metrics sidecars
+                    Peer.monitoring(LOG_METRICS_PORT[1]),
                 ),
                 egress=(Peer((Port(args.server.pod_port),), pods=args.server.pods),),
             ),
@@ -235,8 +244,10 @@ def _pod_spec(scope: AppScope, args: EdgeArgs, config: core.ConfigMap) -> core.P
                 volume_mounts=[
                     core.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
                     run_mount,
+                    nginx_logs_mount(PREFIX),
                 ],
-            )
+            ),
+            *metrics_sidecars(args.metrics_image),
         ],
         volumes=[
             core.VolumeArgs(
@@ -246,5 +257,6 @@ def _pod_spec(scope: AppScope, args: EdgeArgs, config: core.ConfigMap) -> core.P
                 ),
             ),
             run_volume,
+            logs_volume(),
         ],
     )
