@@ -110,7 +110,8 @@ OURS = {
 """Workloads the program runs (the charts' pods included): the matrix is every pair with one
 of these on at least one side."""
 PORTS: dict[str, tuple[tuple[int, str], ...]] = {
-    "edge": ((8080, "TCP"),),
+    # the edge: nginx, its stub_status (loopback only: nobody may reach it), its metrics sidecars
+    "edge": ((8080, "TCP"), (8081, "TCP"), (9113, "TCP"), (3903, "TCP")),
     "server": ((8000, "TCP"), (8001, "TCP")),
     "migrate": ((8000, "TCP"),),
     "cluster-autoscaler": ((8085, "TCP"),),
@@ -151,6 +152,8 @@ INTENDED = {
     ("edge", "server", 8000, "TCP"),
     # the app: from the edge only, scraped by Prometheus, out to its data and AWS
     ("prometheus", "server", 8001, "TCP"),
+    ("prometheus", "edge", 9113, "TCP"),  # the edge's sidecars: nginx's and its log's metrics
+    ("prometheus", "edge", 3903, "TCP"),
     *{("server", *dns) for dns in DNS},
     ("server", "database", 5432, "TCP"),
     ("server", "cache", 6379, "TCP"),
