@@ -33,6 +33,7 @@ for folder in "${folders[@]}"; do
   echo "== $stack: nginx -t in $image"
   if ! docker run --rm --read-only --user "$UID_GID" \
       --tmpfs "/usr/share/nginx/run:uid=10001,gid=10001,mode=0700" \
+      --tmpfs "/usr/share/nginx/logs:uid=10001,gid=10001,mode=0700" \
       --volume "$(cd "$folder" && pwd):/usr/share/nginx/edge:ro" \
       --add-host "$UPSTREAM_HOST:127.0.0.1" \
       --entrypoint nginx "$image" \

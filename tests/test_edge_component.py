@@ -388,6 +388,18 @@ def test_the_pods_nginx_checks_every_rendered_stack_as_the_pod_runs_it(
         )
         assert args[args.index("--entrypoint") + 1 :][:2] == ["nginx", image]
         assert "-t" in args and "/usr/share/nginx/edge/nginx.conf" in args
+        # every folder the configuration writes in (nginx -t opens the logs) is writable there
+        files = edge_files(plans[stack])
+        written = {
+            path.split("/", 1)[0]
+            for text in files.values()
+            for path in re.findall(
+                r"^\s*(?:pid|access_log|\w+_temp_path)\s+([a-z]+/[^\s;]*)", text, re.M
+            )
+        }
+        assert written == {"run", "logs"}
+        tmpfs = {args[i + 1].split(":", 1)[0] for i, a in enumerate(args) if a == "--tmpfs"}
+        assert tmpfs == {f"/usr/share/nginx/{folder}" for folder in written}
 
 
 def test_the_pods_nginx_check_fails_when_nginx_refuses_or_nothing_was_rendered(

@@ -16,7 +16,7 @@ What it scrapes, each under a fixed ``job`` label the alert rules and dashboards
 * ``edge-nginx``: edge pods, sidecar port ``nginx-metrics`` (9113, nginx-prometheus-exporter
   reading stub_status);
 * ``edge-logs``: edge pods, sidecar port ``log-metrics`` (3903, the log-to-metrics exporter over
-  the edge's JSON access log; mtail's default port);
+  the edge's JSON metrics log, components.app.edge.sidecars; mtail's default port);
 * ``postgres-exporter`` / ``redis-exporter``: endpoints of the Services of those names (port
   ``metrics``, 9187 / 9121) in ``exposcholar``, where they run beside the database credentials
   on the nodes the data stores admit (``components.monitoring.exporters``);
