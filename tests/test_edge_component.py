@@ -118,7 +118,9 @@ def test_the_metrics_sidecars_read_what_nginx_writes_and_serve_prometheus_jobs(p
     assert ports["nginx-metrics"] == [
         {"name": "nginx-metrics", "containerPort": 9113, "protocol": "TCP"}
     ]
-    assert ports["log-metrics"] == [{"name": "log-metrics", "containerPort": 3903, "protocol": "TCP"}]
+    assert ports["log-metrics"] == [
+        {"name": "log-metrics", "containerPort": 3903, "protocol": "TCP"}
+    ]
     for sidecar in (nginx_metrics, log_metrics):
         security = sidecar["securityContext"]
         assert security["readOnlyRootFilesystem"] is True and security["runAsNonRoot"] is True
