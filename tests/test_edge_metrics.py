@@ -18,11 +18,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 import yaml
@@ -59,7 +61,9 @@ def _samples(port: int) -> list[tuple[str, dict[str, str], float]]:
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"{what} exited with {process.returncode}"
+        if process.poll() is not None:
+            errors = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise AssertionError(f"{what} exited with {process.returncode}:\n{errors[-3000:]}")
         try:
             _samples(port)
             return
@@ -74,23 +78,48 @@ def _exporter_names(exporter: str) -> set[str]:
 
 
 class LogMetrics:
-    """The entry script running over ``log``, serving on ``port``."""
+    """The entry script running over ``log``; mtail listens on a port it picks (port 0), read
+    from its log, so no other process can take the port between choosing and binding it."""
 
-    def __init__(self, log: Path, port: int, **env: str) -> None:
-        self.log, self.port = log, port
+    def __init__(self, log: Path, **env: str) -> None:
+        self.log = log
+        self.errors: list[str] = []
         self.process = subprocess.Popen(
             ["/bin/sh", str(ENTRY)],
             env={
                 **os.environ,
                 "EDGE_METRICS_LOG": str(log),
                 "EDGE_METRICS_PROGS": str(METRICS_DIR),
-                "EDGE_METRICS_PORT": str(port),
+                "EDGE_METRICS_PORT": "0",
                 **env,
             },
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            text=True,
         )
-        _wait_for_port(port, self.process, "edge-log-metrics")
+        assert self.process.stderr is not None
+        threading.Thread(target=self._pump, args=(self.process.stderr,), daemon=True).start()
+        self.port = self._listening_port()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.errors.append(line.rstrip("\n"))
+
+    def _listening_port(self) -> int:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for line in self.errors:
+                found = re.search(r"Listening on \S*:(\d+)$", line)
+                if found:
+                    return int(found.group(1))
+            if self.process.poll() is not None:
+                time.sleep(0.2)
+                break
+            time.sleep(0.05)
+        raise AssertionError(
+            f"edge-log-metrics did not listen (exit {self.process.poll()}):\n"
+            + "\n".join(self.errors[-40:])
+        )
 
     def counts(self) -> Counter[tuple[str, str]]:
         return Counter(
@@ -100,6 +129,16 @@ class LogMetrics:
                 if name == "edge_requests_total"
             }
         )
+
+    def settled(self) -> Counter[tuple[str, str]]:
+        """The counts once unchanged for a second (four of mtail's reads)."""
+        last, since = self.counts(), time.monotonic()
+        while time.monotonic() - since < 1.0:
+            time.sleep(0.1)
+            now = self.counts()
+            if now != last:
+                last, since = now, time.monotonic()
+        return last
 
     def honeypot_hits(self) -> int:
         (hits,) = [v for name, _, v in _samples(self.port) if name == "edge_honeypot_hits_total"]
@@ -167,7 +206,7 @@ def test_the_image_installs_the_mtail_the_tests_run() -> None:
 
 def test_the_decisions_of_every_request_reach_prometheus(running: Edge) -> None:
     log = _prefix(running) / METRICS_LOG_DIR / METRICS_LOG
-    sidecar = LogMetrics(log, free_port())
+    sidecar = LogMetrics(log)
     try:
         sent: Counter[tuple[str, str]] = Counter()
 
@@ -248,9 +287,8 @@ def test_the_log_is_emptied_past_its_size_and_counting_goes_on(tmp_path: Path) -
     log = tmp_path / "metrics.log"
     line = '{"decision":"pass","status":200}\n'
     sidecar = LogMetrics(
-        log, free_port(), EDGE_METRICS_LOG_MAX_BYTES=str(len(line) * 20),
-        EDGE_METRICS_CHECK_SECONDS="0.2",
-    )  # fmt: skip
+        log, EDGE_METRICS_LOG_MAX_BYTES=str(len(line) * 20), EDGE_METRICS_CHECK_SECONDS="0.2"
+    )
     try:
         assert log.exists() and log.stat().st_size == 0  # created empty, for nginx to append
         with log.open("a") as out:
@@ -262,7 +300,7 @@ def test_the_log_is_emptied_past_its_size_and_counting_goes_on(tmp_path: Path) -
         while log.stat().st_size:
             assert time.monotonic() < deadline, "the log was not emptied"
             time.sleep(0.05)
-        counted = sidecar.counts()[("pass", "200")]
+        counted = sidecar.settled()[("pass", "200")]
         assert 10 <= counted <= 25  # never counted twice
         with log.open("a") as out:  # what comes after is read from the file's new start
             out.write(line * 7 + '{"decision":"honeypot","status":403}\n')
