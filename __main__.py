@@ -33,7 +33,7 @@ from components.platform.load_balancer_controller import NAMESPACE as LB_NAMESPA
 from components.platform.load_balancer_controller import LoadBalancerController
 from components.platform.load_balancer_controller import LoadBalancerControllerArgs as LbArgs
 from components.platform.vpa import VerticalPodAutoscaler, VerticalPodAutoscalerArgs
-from components.settings import load_settings
+from components.settings import KUBERNETES_SERVICE_IP, load_settings
 from components.settings.subnets import Tier
 
 # ── Settings ────────────────────────────────────────────────────────────────────────────────
@@ -324,7 +324,7 @@ monitoring = Monitoring(
         settings=settings,
         naming=naming,
         kubernetes=kubernetes,
-        api_server_cidrs=network.subnet_cidrs[Tier.PRIVATE],
+        api_server_cidrs=(*network.subnet_cidrs[Tier.PRIVATE], f"{KUBERNETES_SERVICE_IP}/32"),
         node_cidrs=network.subnet_cidrs[Tier.PRIVATE],
     ),
     opts=on_cluster(),

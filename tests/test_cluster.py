@@ -3,6 +3,7 @@ stacks."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -13,7 +14,7 @@ from components.eks.addons import AFTER_COMPUTE, BEFORE_COMPUTE
 from components.eks.cluster import Cluster, ClusterArgs
 from components.lib.irsa import irsa_trust_policy
 from components.lib.naming import Naming
-from components.settings import StackSettings
+from components.settings import CLUSTER_SERVICE_CIDR, KUBERNETES_SERVICE_IP, StackSettings
 from tests.conftest import component_plan, key_arn, only
 from tools.mocks import MASK
 from tools.plan import Plan
@@ -52,6 +53,11 @@ def test_control_plane(cluster: Plan, plan: Plan, stack_settings: dict[str, Stac
     assert eks["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is False
     assert eks["bootstrapSelfManagedAddons"] is False
     assert eks["deletionProtection"] is True
+    # explicit, so NetworkPolicies can name the kubernetes Service (its first address)
+    network = eks["kubernetesNetworkConfig"]
+    assert network == {"ipFamily": "ipv4", "serviceIpv4Cidr": CLUSTER_SERVICE_CIDR}
+    first = next(ipaddress.ip_network(CLUSTER_SERVICE_CIDR).hosts())
+    assert str(first) == KUBERNETES_SERVICE_IP
 
 
 def test_control_plane_logs_are_retained(

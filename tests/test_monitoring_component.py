@@ -13,7 +13,7 @@ from components.lib.kube.pods import CHECKSUM_ANNOTATION
 from components.monitoring.alertmanager import SECRET_KEYS
 from components.monitoring.monitoring import config_map_key, prometheus_files
 from components.monitoring.render import render_all
-from components.settings import StackSettings
+from components.settings import KUBERNETES_SERVICE_IP, StackSettings
 from components.settings.subnets import Tier, plan_subnets
 from policies.rules.node_agents import NODE_AGENT_NAMESPACES
 from tests.conftest import component_plan
@@ -246,8 +246,10 @@ def test_prometheus_reaches_only_its_targets_and_its_targets_only_it(
         return (json.dumps({"app.kubernetes.io/name": name}), namespace, None, ports)
 
     assert egress == {
-        # the API server (discovery, its /metrics, the kubelets through its node proxy)
+        # the API server (discovery, its /metrics, the kubelets through its node proxy): its
+        # endpoints, and the kubernetes Service's address that in-cluster clients dial
         *{("null", "null", cidr, (443,)) for cidr in private},
+        ("null", "null", f"{KUBERNETES_SERVICE_IP}/32", (443,)),
         pods("kube-state-metrics", here, 8080),
         pods("node-exporter", '{"kubernetes.io/metadata.name": "node-exporter"}', 9100),
         # node-exporter again, at the nodes' addresses (host network): nothing else there

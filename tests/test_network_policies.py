@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from components.lib.kube.network_policies import Allowance, Peer, Port
-from components.settings import StackSettings
+from components.settings import KUBERNETES_SERVICE_IP, StackSettings
 from components.settings.subnets import Tier, plan_subnets
 from tools import render
 from tools.plan import Plan
@@ -94,6 +94,9 @@ def endpoints(documents: list[dict[str, Any]], settings: StackSettings) -> dict[
         "coredns": pod("coredns", "kube-system", {"k8s-app": "kube-dns"}),
         "other-pod": pod("other-pod", "default", {"app": "something-else"}),
         "api-server": Endpoint("api-server", _subnet_host(settings, Tier.PRIVATE, 200)),
+        # the kubernetes Service's address, which in-cluster clients dial: the VPC CNI's agent
+        # judges it untranslated (the Service has no selector to map it to the endpoints)
+        "api-service": Endpoint("api-service", KUBERNETES_SERVICE_IP),
         "alb": Endpoint("alb", _subnet_host(settings, Tier.PUBLIC, 20)),
         "database": Endpoint("database", _subnet_host(settings, Tier.ISOLATED, 20)),
         "cache": Endpoint("cache", _subnet_host(settings, Tier.ISOLATED, 21)),
@@ -129,6 +132,7 @@ PORTS: dict[str, tuple[tuple[int, str], ...]] = {
     "coredns": ((53, "UDP"), (53, "TCP")),
     "other-pod": ((8080, "TCP"),),
     "api-server": ((443, "TCP"),),
+    "api-service": ((443, "TCP"),),
     "alb": ((443, "TCP"),),
     "database": ((5432, "TCP"),),
     "cache": ((6379, "TCP"),),
@@ -142,7 +146,7 @@ PRIVATE_SUBNET_SOURCES = {"coredns", "other-pod", "api-server", "node-exporter"}
 control plane's network interfaces also are: they can reach the operator's webhook port (the
 webhook itself authenticates the API server with TLS). node-exporter is one: on the host
 network, no NetworkPolicy applies to it (it opens no connection; its node could)."""
-HTTPS_ANYWHERE = {"internet", "api-server", "alb"}
+HTTPS_ANYWHERE = {"internet", "api-server", "api-service", "alb"}
 """What "HTTPS to anywhere" (AWS and Kubernetes APIs, whose addresses are not fixed) reaches:
 also the platform's own load balancer, which is public anyway."""
 INTENDED = {
@@ -177,10 +181,12 @@ INTENDED = {
     # node proxy); nothing reaches it yet (Grafana, with its own egress allowance, will)
     *{("prometheus", *dns) for dns in DNS},
     ("prometheus", "api-server", 443, "TCP"),
+    ("prometheus", "api-service", 443, "TCP"),
     ("prometheus", "kube-state-metrics", 8080, "TCP"),
     # kube-state-metrics: the API server; scraped by Prometheus (above), its telemetry by none
     *{("kube-state-metrics", *dns) for dns in DNS},
     ("kube-state-metrics", "api-server", 443, "TCP"),
+    ("kube-state-metrics", "api-service", 443, "TCP"),
     # Alertmanager: asked by Prometheus only; out to the SMTP relay (587) and the webhooks
     ("prometheus", "alertmanager", 9093, "TCP"),
     *{("alertmanager", *dns) for dns in DNS},

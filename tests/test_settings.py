@@ -75,6 +75,7 @@ BAD_VALUES: list[tuple[str, str | None, str]] = [
     ("vpcCidr", "10.20.0.0/33", "IPv4 CIDR"),
     ("vpcCidr", "10.20.0.1/16", "host bits zero"),
     ("vpcCidr", "8.8.0.0/16", "private (RFC 1918)"),
+    ("vpcCidr", "172.20.0.0/16", "apart from the cluster's Service addresses 172.20.0.0/16"),
     ("vpcCidr", "10.0.0.0/8", "from /16 to /22"),
     ("vpcCidr", "10.20.0.0/23", "from /16 to /22"),
     ("vpcCidr", "10.20.0.0/20", "room for the subnet plan"),

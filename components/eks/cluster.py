@@ -20,7 +20,7 @@ from components.lib.aws import retained_log_group, service_role
 from components.lib.component import Component
 from components.lib.irsa import AUDIENCE, OidcIssuer
 from components.lib.naming import Naming
-from components.settings import ClusterSettings
+from components.settings import CLUSTER_SERVICE_CIDR, ClusterSettings
 
 COMPONENT = "cluster"
 LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
@@ -134,6 +134,10 @@ class Cluster(Component):
                 # off, or on only for the CIDRs in settings (which refuse 0.0.0.0/0)
                 endpoint_public_access=public,
                 public_access_cidrs=list(settings.public_access_cidrs) if public else None,
+            ),
+            # explicit, so the API server's Service address is known to NetworkPolicies
+            kubernetes_network_config=eks.ClusterKubernetesNetworkConfigArgs(
+                ip_family="ipv4", service_ipv4_cidr=CLUSTER_SERVICE_CIDR
             ),
             encryption_config=eks.ClusterEncryptionConfigArgs(
                 provider=eks.ClusterEncryptionConfigProviderArgs(key_arn=args.secrets_key_arn),

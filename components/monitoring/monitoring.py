@@ -122,8 +122,11 @@ class MonitoringArgs:
     kubernetes: k8s.Provider
     """The cluster's provider."""
     api_server_cidrs: tuple[str, ...]
-    """Where the API server's endpoints are (the control plane's network interfaces, in the
-    private subnets): Prometheus and kube-state-metrics reach it there on 443, nowhere else."""
+    """Where the API server is: its endpoints (the control plane's network interfaces, in the
+    private subnets) and the ``kubernetes`` Service's address (``KUBERNETES_SERVICE_IP``/32),
+    which in-cluster clients dial and the VPC CNI's policy agent judges before translating it
+    (the Service has no selector, so the agent cannot map it to the endpoints). Prometheus and
+    kube-state-metrics reach it there on 443, nowhere else."""
     node_cidrs: tuple[str, ...]
     """Where the nodes are (the private subnets of the node groups): node-exporter listens on
     each node's own address (host network), which Prometheus reaches there on 9100 only."""

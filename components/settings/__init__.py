@@ -19,8 +19,10 @@ from components.settings.keys import (
 )
 from components.settings.model import (
     CLUSTER_ADDONS,
+    CLUSTER_SERVICE_CIDR,
     IMAGES,
     JOBS_AT_ONCE,
+    KUBERNETES_SERVICE_IP,
     PROJECT_ROOT,
     ROLLOUT_SURGE_PERCENT,
     AccountSettings,
@@ -61,10 +63,12 @@ from components.settings.sdk import load_settings, raw_config_from_pulumi
 __all__ = [
     "ALLOWED_FOREIGN_KEYS",
     "CLUSTER_ADDONS",
+    "CLUSTER_SERVICE_CIDR",
     "IMAGES",
     "JOBS_AT_ONCE",
     "KEYS",
     "KEYS_BY_NAME",
+    "KUBERNETES_SERVICE_IP",
     "PROJECT",
     "PROJECT_ROOT",
     "ROLLOUT_SURGE_PERCENT",

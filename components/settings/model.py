@@ -174,6 +174,12 @@ CLUSTER_ADDONS = (
     "metrics-server",
 )
 """The EKS managed add-ons the cluster runs; each is pinned in ``clusterAddons``."""
+CLUSTER_SERVICE_CIDR = "172.20.0.0/16"
+"""The cluster's Service addresses (EKS's own choice for a VPC in 10.0.0.0/8), set explicitly
+so that policies can name the API server's Service address: the first of the range."""
+KUBERNETES_SERVICE_IP = "172.20.0.1"
+"""The ``kubernetes`` Service in ``default`` (in-cluster clients reach the API server there):
+the first address of ``CLUSTER_SERVICE_CIDR``."""
 IMAGES = ("server", "web", "backup", "edgemetrics")
 """The container images of the platform, each built from source or given prebuilt."""
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -8,9 +8,11 @@ floors (Multi-AZ, cache replicas, backup retention, Object Lock, the off-site re
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from components.settings.model import (
+    CLUSTER_SERVICE_CIDR,
     CacheEngine,
     CacheSettings,
     DatabaseSettings,
@@ -90,6 +92,14 @@ def network(r: Reader, stack_region: str | None) -> NetworkSettings:
                 f"isolatedSubnetPrefix): {exc}",
                 vpc_cidr,
             )
+    if r.ok("vpcCidr") and ipaddress.ip_network(vpc_cidr).overlaps(
+        ipaddress.ip_network(CLUSTER_SERVICE_CIDR)
+    ):
+        r.problem(
+            "vpcCidr",
+            f"a range apart from the cluster's Service addresses {CLUSTER_SERVICE_CIDR}",
+            vpc_cidr,
+        )
     return NetworkSettings(
         vpc_cidr=vpc_cidr,
         availability_zones=r.get("availabilityZones", _zones(stack_region)),
