@@ -334,13 +334,14 @@ the scraped pod; kube-state-metrics's own namespace and pod labels are those of 
 
 
 def django_series() -> list[Series]:
-    """django-prometheus's middleware and migration metrics."""
+    """django-prometheus's middleware and migration metrics, as exposed: the Python client
+    appends ``_total`` to a counter's name (the gauge keeps its own)."""
     found = []
     for view, method in (("api:papers", "GET"), ("api:login", "POST")):
         found.append(
             _counter(
                 "django",
-                "django_http_requests_total_by_view_transport_method",
+                "django_http_requests_total_by_view_transport_method_total",
                 20,
                 view=view,
                 transport="https",
@@ -351,7 +352,7 @@ def django_series() -> list[Series]:
             found.append(
                 _counter(
                     "django",
-                    "django_http_responses_total_by_status_view_method",
+                    "django_http_responses_total_by_status_view_method_total",
                     rate,
                     status=status,
                     view=view,
@@ -372,7 +373,7 @@ def django_series() -> list[Series]:
     found.append(
         _counter(
             "django",
-            "django_http_exceptions_total_by_type",
+            "django_http_exceptions_total_by_type_total",
             0.1,
             type="OperationalError",
         )
