@@ -563,3 +563,21 @@ def test_maintenance_lets_allowlisted_clients_and_the_health_check_through(
     via_lb = request(maintenance.port, "/", source=LOAD_BALANCER,
                      headers={"X-Forwarded-For": ALLOWED})  # fmt: skip
     assert via_lb.status == 200
+
+
+def test_maintenance_answers_are_logged_as_such_and_refusals_as_refusals(maintenance: Edge) -> None:
+    # the decision the access log and the metrics log carry: maintenance's 503s are told from
+    # the server's, refusals keep their own reason, allowlisted clients are not in maintenance
+    cases = (
+        ("/api/papers", BROWSER, "127.0.0.1", 503, "maintenance"),
+        ("/", BROWSER, ALLOWED, 200, "pass"),  # the maintenance allowlist is not edgeAllowedCidrs
+        ("/", "sqlmap/1.7.2", "127.0.0.1", 403, "blocked-agent"),
+        ("/wp-login.php", BROWSER, "127.0.0.1", 403, "honeypot"),
+    )
+    for path, agent, source, status, decision in cases:
+        given = f"maint-{_id()}"
+        answer = request(maintenance.port, path, source=source, agent=agent,
+                         headers={"X-Request-ID": given})  # fmt: skip
+        assert answer.status == status, (path, agent)
+        kind = "honeypot" if decision == "honeypot" else "access"
+        assert maintenance.logged(kind, given)["decision"] == decision, (path, agent)

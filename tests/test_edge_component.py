@@ -260,7 +260,10 @@ def test_a_switch_changes_the_edge_configuration_and_rolls_only_the_edge(
     # and in the configuration, only the file of the switch
     old_files, new_files = edge_files(before), edge_files(after)
     differing = {name for name in old_files if old_files[name] != new_files[name]}
-    expected = {"maintenance.conf", "gate.conf"} if "maintenance" in sets[0] else {"clients.conf"}
+    # (maintenance: its allowlist and gate, and the decision the logs take, "maintenance" for
+    # its answers)
+    maintenance = {"maintenance.conf", "gate.conf", "logging.conf"}
+    expected = maintenance if "maintenance" in sets[0] else {"clients.conf"}
     assert differing == expected
 
 

@@ -395,14 +395,14 @@ def edge_series() -> list[Series]:
     found.append(_counter("edge-nginx", "nginx_http_requests_total", 40))
     decisions = (
         ("pass", "200"),
-        ("pass", "503"),
+        ("pass", "503"),  # the server's
+        ("maintenance", "503"),
         ("good-bot", "200"),
         ("limited-bot", "429"),
         ("blocked-agent", "403"),
         ("blocked-ip", "403"),
         ("blocked-referrer", "403"),
         ("honeypot", "403"),
-        ("health", "200"),
         ("allowlisted", "200"),
     )
     found += [

@@ -268,6 +268,9 @@ def template_values(config: EdgeConfig) -> dict[str, dict[str, str]]:
             "state": "on" if maintenance.enabled else "off",
             "off": "" if maintenance.enabled else "# ",
         },
+        "logging.conf": {
+            "logged_decision": "edge_logged_decision" if maintenance.enabled else "edge_decision"
+        },
         "maintenance.conf": {
             "state": "on" if maintenance.enabled else "off",
             "enabled": "1" if maintenance.enabled else "0",
