@@ -27,9 +27,11 @@ import json
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -612,3 +614,109 @@ def test_blackbox_modules_probe_as_intended(rendered: dict[str, Path], tmp_path:
         assert _probe(port, "maintenance_plain", f"{base}/maintenance") == 1
         assert _probe(port, "maintenance_plain", f"{base}/ok") == 0
         assert _probe(port, "maintenance_plain", f"{base}/down") == 0
+
+
+# --- the metric names of Prometheus, Alertmanager and the blackbox exporter, from the real tools
+
+
+def _listed(exporter: str) -> set[str]:
+    """The names ``components/monitoring/metrics.yaml`` says ``exporter`` produces."""
+    mapping = _load(Path(prom.__file__).parent / "metrics.yaml")
+    return {name for name, source in mapping.items() if source == exporter}
+
+
+def _names(text: str) -> set[str]:
+    return {m.group(1) for m in re.finditer(r"^([a-zA-Z_:][\w:]*)(?:\{| )", text, re.M)}
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - loopback
+        return str(answer.read().decode())
+
+
+def test_alertmanager_and_prometheus_produce_their_listed_metrics(
+    rendered: dict[str, Path], tmp_path: Path
+) -> None:
+    """Alertmanager with the stack's configuration, and a Prometheus sending it alerts from a
+    rule file: every name metrics.yaml lists for them is on their /metrics (``up`` is made by
+    Prometheus for each target, so it is read from a query)."""
+    config = _load(rendered["prod"] / "alertmanager.yml")
+    config["global"]["smtp_smarthost"] = f"127.0.0.1:{_free_port()}"
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    with alertmanager(path, tmp_path / "am") as am_port:
+        assert _listed("alertmanager") <= _names(_get(f"http://127.0.0.1:{am_port}/metrics"))
+        port = _free_port()
+        rules = tmp_path / "rules.yml"
+        rules.write_text(
+            "groups:\n- name: self\n  interval: 1s\n  rules:\n"
+            "  - alert: Watchdog\n    expr: vector(1)\n    labels: {severity: none}\n"
+        )
+        (tmp_path / "prometheus.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(rules)],
+                    "alerting": {"alertmanagers": [
+                        {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}
+                    ]},
+                    "scrape_configs": [{"job_name": "prometheus",
+                                        "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}],
+                }
+            )
+        )  # fmt: skip
+        process = subprocess.Popen(
+            [tool("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline, missing = time.monotonic() + 30, {"?"}
+            while missing and time.monotonic() < deadline:
+                time.sleep(0.5)
+                with contextlib.suppress(OSError):
+                    names = _names(_get(f"http://127.0.0.1:{port}/metrics"))
+                    up = _get(f"http://127.0.0.1:{port}/api/v1/query?query=up")
+                    if '"__name__":"up"' in up:
+                        names.add("up")
+                    missing = _listed("prometheus") - names
+            assert not missing, f"prometheus does not produce {sorted(missing)}"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_the_blackbox_exporter_produces_its_listed_metrics(
+    rendered: dict[str, Path], tmp_path: Path
+) -> None:
+    """The HTTP module's probe of a site and the TLS module's of a TLS server (its certificate
+    trusted for the test only): every probe_* name metrics.yaml lists is in their answers."""
+    config = _load(rendered["staging"] / "blackbox.yml")
+    tls = dict(config["modules"]["tls_connect"])
+    tls["tcp"] = {**tls.get("tcp", {}), "tls_config": {"insecure_skip_verify": True}}
+    config["modules"]["tls_test"] = tls
+    path = tmp_path / "blackbox.yml"
+    path.write_text(yaml.safe_dump(config))
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    made = run(tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+               "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Site)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with _site() as site, _blackbox(path) as port:
+            seen = set()
+            for module, target in (
+                ("http_2xx", f"http://127.0.0.1:{site}/ok"),
+                ("tls_test", f"127.0.0.1:{server.server_address[1]}"),
+            ):
+                answer = _get(f"http://127.0.0.1:{port}/probe?module={module}&target={target}")
+                assert re.search(r"^probe_success 1$", answer, re.M), (module, answer[-1500:])
+                seen |= _names(answer)
+            assert _listed("blackbox-exporter") <= seen, sorted(_listed("blackbox-exporter") - seen)
+    finally:
+        server.shutdown()
+        server.server_close()
