@@ -5,7 +5,7 @@
 Measures, in fresh interpreters, interleaved, medians of ``--runs`` runs each:
 
 * **program**: interpreter start to every resource of the stack registered under the mock
-  runtime (``tools.preview.run_program``) and the process gone;
+  runtime (``tools.program.run_program``) and the process gone;
 * **SDK floor**: an interpreter that imports pulumi, pulumi_aws and pulumi_kubernetes and then
   every module of the Pulumi SDK packages that the program ends up loading (listed by running
   the program once and reading ``sys.modules``). pulumi_aws and pulumi_kubernetes load their
@@ -45,7 +45,7 @@ import sys
 import tempfile
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from tools.preview import run_program
+from tools.program import run_program
 from tools.project import load_stack_config
 plan = run_program(Path({root!r}), load_stack_config(Path({root!r}), {stack!r}))
 print(plan.resource_count)
@@ -55,7 +55,7 @@ LOADED_SDK_MODULES = """
 import json, sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from tools.preview import run_program
+from tools.program import run_program
 from tools.project import load_stack_config
 run_program(Path({root!r}), load_stack_config(Path({root!r}), {stack!r}))
 sdk = ("pulumi", "pulumi_aws", "pulumi_kubernetes", "pulumi_docker")

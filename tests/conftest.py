@@ -14,7 +14,8 @@ from components.settings import StackSettings, parse_settings
 from tests import STACKS
 from tools.mocks import CapturedResource
 from tools.plan import Plan
-from tools.preview import REPO_ROOT, run_program
+from tools.preview import REPO_ROOT
+from tools.program import run_program
 from tools.project import StackConfig, load_stack_config
 
 

@@ -35,16 +35,15 @@ from tools.analyzer.wire import SECRET_SIG, SECRET_VALUE, UNKNOWN_SENTINEL, enco
 from tools.mocks import MASK, UNKNOWN, CapturedResource
 from tools.plan import Plan
 from tools.preview import (
-    EXIT_CONFIG,
     EXIT_OK,
     EXIT_POLICY_VIOLATIONS,
     POLICY_PACK_DIR,
     REPO_ROOT,
     PreviewContext,
-    StageError,
     run_pipeline,
     stage_policy,
 )
+from tools.program import EXIT_CONFIG, StageError
 from tools.project import StackConfig, load_stack_config
 
 PACK_YAML = "runtime: python\nversion: 1.2.3\ndescription: the analyzer tests' fixture pack\n"

@@ -33,7 +33,7 @@ from tests import STACKS
 from tests.conftest import assert_valid_manifests, only
 from tools import render
 from tools.plan import Plan
-from tools.preview import StageError, capture
+from tools.program import StageError, capture
 from tools.project import StackConfig
 
 COMPONENT_TYPE = "exposcholar:cluster:ClusterAutoscaler"

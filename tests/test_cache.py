@@ -15,7 +15,7 @@ from components.settings import StackSettings
 from tests.conftest import component_plan, key_arn, node_security_group, only
 from tools.mocks import MASK
 from tools.plan import Plan
-from tools.preview import capture, run_program
+from tools.program import capture, run_program
 from tools.project import StackConfig
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"

@@ -33,7 +33,8 @@ import yaml
 from tools import checkov, render, tfplan
 from tools.mocks import MASK
 from tools.plan import Plan
-from tools.preview import PreviewContext, StageError, stage_checkov
+from tools.preview import PreviewContext, stage_checkov
+from tools.program import StageError
 from tools.project import StackConfig
 
 ROLES = {"staging": "staging", "prod": "production"}

@@ -18,7 +18,8 @@ from components.settings import CLUSTER_SERVICE_CIDR, KUBERNETES_SERVICE_IP, Sta
 from tests.conftest import component_plan, key_arn, only
 from tools.mocks import MASK
 from tools.plan import Plan
-from tools.preview import REPO_ROOT, capture, run_program
+from tools.preview import REPO_ROOT
+from tools.program import capture, run_program
 from tools.project import StackConfig
 
 EKS = "aws:eks/cluster:Cluster"

@@ -34,7 +34,8 @@ import components
 from components.lib.component import TOKEN_GROUPS, Component
 from tests import STACKS
 from tools.plan import Plan
-from tools.preview import REPO_ROOT, capture, run_program
+from tools.preview import REPO_ROOT
+from tools.program import capture, run_program
 from tools.project import load_stack_config
 
 PULUMI_ATTRIBUTES = frozenset({"urn", "id"})

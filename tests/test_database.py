@@ -14,7 +14,7 @@ from components.lib.naming import Naming
 from components.settings import StackSettings
 from tests.conftest import component_plan, key_arn, node_security_group, only
 from tools.plan import Plan
-from tools.preview import capture
+from tools.program import capture
 from tools.project import StackConfig
 
 INSTANCE = "aws:rds/instance:Instance"

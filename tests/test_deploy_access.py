@@ -23,7 +23,7 @@ from components.settings import DeploySettings, StackSettings
 from tests.conftest import component_plan, only
 from tools.mocks import CapturedResource
 from tools.plan import Plan
-from tools.preview import capture
+from tools.program import capture
 from tools.project import StackConfig
 
 COMPONENT = "exposcholar:deploy:GitHubDeployAccess"

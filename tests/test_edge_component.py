@@ -35,7 +35,8 @@ from tools.edge.rendered import edge_files
 from tools.edge.run import override
 from tools.mocks import CapturedResource
 from tools.plan import Plan
-from tools.preview import REPO_ROOT, run_program
+from tools.preview import REPO_ROOT
+from tools.program import run_program
 from tools.project import StackConfig
 from tools.render import replace_folder
 

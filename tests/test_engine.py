@@ -36,7 +36,8 @@ from tools.engine.inputs import CHECKED_PACKAGES, check_inputs, is_custom_kind
 from tools.engine.schema import SchemaCache, package_of
 from tools.mocks import CapturedResource
 from tools.plan import Plan
-from tools.preview import REPO_ROOT, capture
+from tools.preview import REPO_ROOT
+from tools.program import capture
 from tools.project import StackConfig
 
 STACK = StackConfig("staging", {}, (), ())

@@ -18,7 +18,8 @@ from components.lib.naming import Naming
 from components.settings import ImageSettings, ImagesSettings, NodeGroupSettings, StackSettings
 from tests.conftest import component_plan, key_arn
 from tools.plan import Plan
-from tools.preview import REPO_ROOT, capture
+from tools.preview import REPO_ROOT
+from tools.program import capture
 from tools.project import StackConfig
 
 IMAGES_DIR = REPO_ROOT / "components" / "aws" / "images"

@@ -21,7 +21,7 @@ from tests.conftest import assert_valid_manifests, only
 from tests.test_load_balancer_controller import build as build_controller
 from tools import render
 from tools.plan import Plan
-from tools.preview import StageError, capture
+from tools.program import StageError, capture
 from tools.project import StackConfig
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"

@@ -30,7 +30,7 @@ from components.settings import StackSettings
 from tests import STACKS
 from tests.conftest import only
 from tools.plan import Plan
-from tools.preview import capture
+from tools.program import capture
 from tools.project import StackConfig
 
 CHART = "kubernetes:helm.sh/v4:Chart"

@@ -20,7 +20,8 @@ from tests.conftest import component_plan
 from tools.edge.run import override
 from tools.mocks import CapturedResource
 from tools.plan import Plan
-from tools.preview import REPO_ROOT, run_program
+from tools.preview import REPO_ROOT
+from tools.program import run_program
 from tools.project import StackConfig
 
 K = "kubernetes:"

@@ -53,7 +53,8 @@ from components.monitoring.render import render_all
 from components.settings import StackSettings, parse_settings
 from tests import STACKS
 from tools.mocks import MASK
-from tools.preview import PreviewContext, capture, run_pipeline, stage_config, stage_monitoring
+from tools.preview import PreviewContext, run_pipeline, stage_config, stage_monitoring
+from tools.program import capture
 from tools.project import StackConfig
 
 INSTALL = "bash scripts/install-monitoring-tools.sh (a prerequisite of make unit)"

@@ -10,7 +10,8 @@ from components.settings import parse_settings
 from components.settings.subnets import plan_subnets
 from tools.mocks import CapturedResource
 from tools.plan import Plan
-from tools.preview import REPO_ROOT, run_program
+from tools.preview import REPO_ROOT
+from tools.program import run_program
 from tools.project import StackConfig
 
 SUBNET = "aws:ec2/subnet:Subnet"

@@ -14,7 +14,8 @@ import yaml
 
 from tools.mocks import MASK, SECRET_SIG, SECRET_VALUE, mask
 from tools.plan import Plan
-from tools.preview import EXIT_CONFIG, EXIT_OK, REPO_ROOT
+from tools.preview import EXIT_OK, REPO_ROOT
+from tools.program import EXIT_CONFIG
 
 
 def _preview(*args: str | Path) -> subprocess.CompletedProcess[str]:

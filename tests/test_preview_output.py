@@ -21,7 +21,8 @@ from tests.test_preview import _preview
 from tools.engine.charts import CHART_TYPES
 from tools.mocks import MASK, SECRET_SIG, SECRET_VALUE, UNKNOWN, CapturedResource, CapturingMonitor
 from tools.plan import CHART_NOTE, OUTPUT_WIDTH, STACK_TYPE, Plan, display
-from tools.preview import EXIT_OK, REPO_ROOT, run_program
+from tools.preview import EXIT_OK, REPO_ROOT
+from tools.program import run_program
 from tools.project import StackConfig, placeholder_for
 
 STACK = "staging"

@@ -14,7 +14,8 @@ import yaml
 
 from components.settings import StackRole
 from tests import STACKS
-from tools.preview import EXIT_CONFIG, EXIT_OK, REPO_ROOT
+from tools.preview import EXIT_OK, REPO_ROOT
+from tools.program import EXIT_CONFIG
 from tools.stacks import ROLE_POLICY_CONFIG, StackFileError, load_stack, load_stacks, main
 
 P = "exposcholar:"

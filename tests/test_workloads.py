@@ -14,7 +14,8 @@ from components.settings import StackSettings
 from tests.conftest import component_plan, key_arn, only
 from tools.mocks import MASK, CapturedResource
 from tools.plan import Plan
-from tools.preview import REPO_ROOT, run_program
+from tools.preview import REPO_ROOT
+from tools.program import run_program
 from tools.project import StackConfig
 
 WORKLOADS = "exposcholar:app:Workloads"

@@ -8,7 +8,8 @@ A pipeline of stages over one ``PreviewContext``:
    types, placeholders for secrets);
    ``policy-start`` — start the policy pack's process in a thread, so its interpreter starts
    while the program runs (the ``policy`` stage uses it; a failed stage stops it);
-2. ``program`` — run ``__main__.py`` under the Pulumi mock runtime, capturing every resource;
+2. ``program`` — run ``__main__.py`` under the Pulumi mock runtime, capturing every resource
+   (``tools.program``);
 3. ``plan``    — write ``build/<stack>/plan.json``;
 4. ``summary`` — print the plan as ``pulumi preview`` does: the resource tree (grouped per type,
    or every resource with ``--details``), ``Outputs:`` and ``Resources:``;
@@ -52,27 +53,18 @@ Later stages (rendered artifacts) append to ``STAGES``. Exit codes:
 from __future__ import annotations
 
 import argparse
-import contextvars
 import os
-import runpy
 import sys
 import threading
-import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-import pulumi
-from pulumi.runtime import config as runtime_config
-from pulumi.runtime import settings as runtime_settings
-from pulumi.runtime import stack as runtime_stack
-from pulumi.runtime.sync_await import _sync_await
-
 from components.monitoring.alertmanager import SECRET_KEYS as MONITORING_SECRET_KEYS
 from components.monitoring.render import render_all as render_monitoring
-from components.settings import PROJECT, SettingsError, SettingsProblem, parse_settings
+from components.settings import PROJECT, parse_settings
 from tools import checkov, render, tfplan
 from tools.analyzer.errors import PolicyInputError, PolicyPackError
 from tools.analyzer.report import PolicyReport
@@ -82,8 +74,15 @@ from tools.edge import rendered as edge
 from tools.engine import check as engine
 from tools.engine.charts import ChartTableError
 from tools.engine.schema import SchemaCache
-from tools.mocks import CapturedResource, CapturingMonitor, RealisticMocks
+from tools.mocks import CapturedResource
 from tools.plan import Plan
+from tools.program import (
+    EXIT_CONFIG,
+    EXIT_PROGRAM_FAILED,
+    StageError,
+    config_error,
+    run_program,
+)
 from tools.project import ConfigFileError, StackConfig, check_stack, placeholder_for
 from tools.stacks import ROLE_KEY, StackFileError, policy_config_for
 from tools.tfplan import ExportError
@@ -91,25 +90,14 @@ from tools.tfplan import ExportError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 EXIT_OK = 0
-EXIT_PROGRAM_FAILED = 1
 EXIT_POLICY_VIOLATIONS = 1
 """Mandatory policy violations fail the preview like a failed program."""
-EXIT_CONFIG = 2
 EXIT_ENGINE = 1
 """What the engine or a provider would refuse fails the preview like a failed program."""
 
 POLICY_PACK_DIR = "policies"
 """The policy pack's folder in the project; a stack's config is ``config/<stack>.json`` or, when
 there is none, its role's (``tools.stacks.ROLE_POLICY_CONFIG``)."""
-
-
-class StageError(Exception):
-    """Stops the pipeline with an exit code and the lines to print on stderr."""
-
-    def __init__(self, exit_code: int, lines: Sequence[str]) -> None:
-        super().__init__("\n".join(lines))
-        self.exit_code = exit_code
-        self.lines = list(lines)
 
 
 @dataclass
@@ -154,7 +142,6 @@ class PreviewContext:
 
 
 Stage = Callable[[PreviewContext], None]
-Listener = Callable[[CapturedResource], None]
 
 
 def stage_config(ctx: PreviewContext) -> None:
@@ -162,16 +149,7 @@ def stage_config(ctx: PreviewContext) -> None:
     try:
         ctx.config = check_stack(ctx.project_dir, ctx.stack)
     except ConfigFileError as exc:
-        raise _config_error(ctx.stack, exc.problems) from None
-
-
-def _config_error(stack: str, problems: Sequence[SettingsProblem]) -> StageError:
-    """One line per problem, each naming the key; no traceback."""
-    return StageError(
-        EXIT_CONFIG,
-        [f"error: stack {stack!r}: {len(problems)} configuration problem(s):"]
-        + [f"  - {problem}" for problem in problems],
-    )
+        raise config_error(ctx.stack, exc.problems) from None
 
 
 def stage_program(ctx: PreviewContext) -> None:
@@ -435,113 +413,6 @@ STAGES: list[tuple[str, Stage]] = [
     ("engine", stage_engine),
     ("policy", stage_policy),
 ]
-
-
-def run_program(
-    project_dir: Path,
-    config: StackConfig,
-    schemas: SchemaCache | None = None,
-    listener: Listener | None = None,
-) -> Plan:
-    """Run ``__main__.py`` for the stack under the mock runtime and return the captured plan."""
-    if str(project_dir) not in sys.path:
-        sys.path.insert(0, str(project_dir))
-    program = str(project_dir / "__main__.py")
-    return capture(config, lambda: _run_main(program), schemas, listener)
-
-
-def capture(
-    config: StackConfig,
-    program: Callable[[], None],
-    schemas: SchemaCache | None = None,
-    listener: Listener | None = None,
-) -> Plan:
-    """Run ``program`` as a Pulumi program of the stack under the mock runtime, capturing
-    everything it registers (tests use this to build one component with chosen arguments).
-
-    Each run happens in a fresh ``contextvars`` context, so the Pulumi runtime state of one run
-    (root stack, settings, config) never leaks into the next one in the same process.
-    """
-    return contextvars.Context().run(
-        _capture, config, program, schemas or SchemaCache(None), listener
-    )
-
-
-def _capture(
-    config: StackConfig,
-    program: Callable[[], None],
-    schemas: SchemaCache,
-    listener: Listener | None,
-) -> Plan:
-    mocks = RealisticMocks(config.stack, schemas=schemas)
-    monitor = CapturingMonitor(mocks, listener)
-    runtime_config.set_all_config(dict(config.values), list(config.secret_keys))
-    pulumi.runtime.set_mocks(
-        mocks, project=PROJECT, stack=config.stack, preview=True, monitor=monitor
-    )
-    # set_mocks registered a root stack and closed its outputs; run the program in a new root
-    # stack, as the Python language host does, so its exports are registered as stack outputs.
-    runtime_settings.ROOT.set(None)
-    sites: dict[tuple[str, str], list[str]] = {}
-
-    def recorded() -> None:
-        runtime_stack.register_stack_transformation(_site_recorder(sites))
-        program()
-
-    try:
-        _sync_await(runtime_stack.run_in_stack(recorded))
-    except SettingsError as exc:
-        raise _config_error(exc.stack, exc.problems) from None
-    except Exception:
-        raise StageError(
-            EXIT_PROGRAM_FAILED,
-            ["error: the program failed under the mock runtime:", traceback.format_exc()],
-        ) from None
-    if monitor.stack_urn is None:
-        raise StageError(EXIT_PROGRAM_FAILED, ["error: the program registered no stack"])
-    return Plan(
-        PROJECT,
-        config.stack,
-        monitor.stack_urn,
-        monitor.captured,
-        monitor.stack_outputs,
-        config.placeholders,
-        sites=sites,
-    )
-
-
-_TOOLS_DIR = str(Path(__file__).resolve().parent)
-
-
-def _site_recorder(
-    sites: dict[tuple[str, str], list[str]],
-) -> Callable[[pulumi.ResourceTransformationArgs], None]:
-    """A stack transformation that records where each resource is constructed (the first
-    frame outside the SDKs and these tools), so a duplicate URN can name both places."""
-
-    def record(args: pulumi.ResourceTransformationArgs) -> None:
-        frame = sys._getframe(1)
-        while frame is not None:
-            path = frame.f_code.co_filename
-            if "site-packages" not in path and not path.startswith(_TOOLS_DIR):
-                break
-            frame = frame.f_back  # type: ignore[assignment]
-        if frame is not None:
-            where = f"{_relative(frame.f_code.co_filename)}:{frame.f_lineno}"
-            sites.setdefault((args.type_, args.name), []).append(where)
-
-    return record
-
-
-def _relative(path: str) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return path
-
-
-def _run_main(path: str) -> None:
-    runpy.run_path(path, run_name="__main__")
 
 
 def run_pipeline(ctx: PreviewContext, stages: Sequence[tuple[str, Stage]] = STAGES) -> int:

@@ -108,7 +108,7 @@ def override(config: StackConfig, assignments: Sequence[str]) -> StackConfig:
 def render_stack(stack: str, assignments: Sequence[str] = ()) -> dict[str, str]:
     """The edge ConfigMap's files for the stack (with ``assignments``), as the preview renders
     them."""
-    from tools.preview import StageError, run_program  # noqa: PLC0415 - the SDKs load only here
+    from tools.program import StageError, run_program  # noqa: PLC0415 - the SDKs load only here
 
     try:
         config = override(check_stack(REPO_ROOT, stack), assignments)
