@@ -29,6 +29,7 @@ from components.app.edge.config import (
 )
 from components.lib.kube.pods import CHECKSUM_ANNOTATION, checksum
 from components.settings import StackSettings
+from components.settings.model import EDGE_SIDECARS
 from tests import STACKS
 from tests.edge_harness import BROWSERS, GOOD_BOTS
 from tools.edge.rendered import edge_files
@@ -122,6 +123,15 @@ def test_the_metrics_sidecars_read_what_nginx_writes_and_serve_prometheus_jobs(p
     assert ports["log-metrics"] == [
         {"name": "log-metrics", "containerPort": 3903, "protocol": "TCP"}
     ]
+    # the namespace quota check counts exactly these limits per edge pod
+    cpu = sum(
+        int(c["resources"]["limits"]["cpu"].removesuffix("m")) for c in (nginx_metrics, log_metrics)
+    )
+    memory = sum(
+        int(c["resources"]["limits"]["memory"].removesuffix("Mi"))
+        for c in (nginx_metrics, log_metrics)
+    )
+    assert (cpu, memory * 2**20) == (EDGE_SIDECARS.cpu.base, EDGE_SIDECARS.memory.base)
     for sidecar in (nginx_metrics, log_metrics):
         security = sidecar["securityContext"]
         assert security["readOnlyRootFilesystem"] is True and security["runAsNonRoot"] is True

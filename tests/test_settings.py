@@ -556,3 +556,16 @@ def test_edge_settings_of_both_stacks(stack_settings: dict[str, StackSettings]) 
             workloads.peak_pods() * workloads.server.cpu_limit.base
             + edge.peak_pods() * edge.resources.cpu_limit.base
         )
+
+
+def test_the_quota_counts_the_edge_pods_metrics_sidecars(
+    stack_configs: dict[str, StackConfig],
+) -> None:
+    """Staging's quota holds its peak exactly with the edge's sidecars counted: one more edge
+    replica (500m, and 400m of sidecars) no longer fits its CPU, though it would without them
+    (it had 2 CPUs spare before the sidecars)."""
+    with pytest.raises(SettingsError) as caught:
+        _parse(stack_configs["staging"], edgeMaxReplicas="5")
+    problems = {p.key: p.expected for p in caught.value.problems}
+    assert P + "namespaceQuotaCpu" in problems, caught.value
+    assert "metrics sidecars of 400m CPU, 128Mi" in problems[P + "namespaceQuotaCpu"]

@@ -261,6 +261,9 @@ class Footprint:
     memory: Quantity
 
 
+EDGE_SIDECARS = Footprint(0, Quantity("400m", 400), Quantity("128Mi", 128 * 2**20))
+"""What each edge pod's two metrics sidecars add to its limits (``components.app.edge.sidecars``,
+200m and 64Mi each; no pods of their own); a test checks they add up to this."""
 DATABASE_EXPORTERS = Footprint(5, Quantity("1", 1000), Quantity("512Mi", 512 * 2**20))
 """The database exporters in the application's namespace (``components.monitoring.exporters``)
 at worst: postgres-exporter and redis-exporter during a rolling update (two pods each) and the

@@ -14,6 +14,7 @@ from functools import partial
 
 from components.settings.model import (
     DATABASE_EXPORTERS,
+    EDGE_SIDECARS,
     BackupSettings,
     EdgeSettings,
     MaintenanceSettings,
@@ -84,7 +85,8 @@ def namespace_quota(
     r: Reader, workloads: WorkloadSettings, edge: EdgeSettings, backups: BackupSettings
 ) -> None:
     """The application namespace's quota holds the server (every replica, the surge and the
-    migration Job), the edge (every replica and the surge), the backup CronJobs' pods (each
+    migration Job), the edge (every replica and the surge, each with its metrics sidecars,
+    ``EDGE_SIDECARS``), the backup CronJobs' pods (each
     CronJob runs one at a time, and the four may overlap) and the database exporters
     (``DATABASE_EXPORTERS``) at their peak."""
     sizing = (
@@ -101,9 +103,10 @@ def namespace_quota(
     demand = (
         f"{server_pods} server pods (serverMaxReplicas {workloads.max_replicas} + "
         f"rolling-update surge + the migration Job), {edge_pods} edge pods "
-        f"(edgeMaxReplicas {edge.max_replicas} + surge), {backup_pods} backup pods (three "
-        f"daily backups and the restore test) and {exporters.pods} database exporter pods "
-        f"(limits {exporters.cpu.text} CPU, {exporters.memory.text} in all)"
+        f"(edgeMaxReplicas {edge.max_replicas} + surge; each with metrics sidecars of "
+        f"{EDGE_SIDECARS.cpu.text} CPU, {EDGE_SIDECARS.memory.text}), {backup_pods} backup "
+        f"pods (three daily backups and the restore test) and {exporters.pods} database "
+        f"exporter pods (limits {exporters.cpu.text} CPU, {exporters.memory.text} in all)"
     )
     pods = server_pods + edge_pods + backup_pods + exporters.pods
     r.check("namespaceQuotaPods", lambda: quota.pods >= pods, f"at least {pods}: {demand}")
@@ -117,10 +120,13 @@ def namespace_quota(
             getattr(server, kind), getattr(edge.resources, kind),
             getattr(backups.resources, kind), restore_size,
             getattr(exporters, kind.removesuffix("_limit")),
+            getattr(EDGE_SIDECARS, kind.removesuffix("_limit")),
         )  # fmt: skip
         r.check(
             key,
-            partial(covers, used, limits, (server_pods, edge_pods, backup_pods - 1, 1, 1)),
+            partial(
+                covers, used, limits, (server_pods, edge_pods, backup_pods - 1, 1, 1, edge_pods)
+            ),
             f"room for the workloads' limits at peak: {demand}, at "
             f"{', '.join(limit.text for limit in limits)} each",
         )
