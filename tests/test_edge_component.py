@@ -61,8 +61,8 @@ def test_edge_pods_are_restricted_read_only_probed_and_spread(
     spec = _deployment(plan)["spec"]
     assert "replicas" not in spec  # the HPA owns them
     pod = spec["template"]["spec"]
-    assert [c["name"] for c in pod["containers"]] == ["edge", "nginx-metrics", "log-metrics"]
-    container = pod["containers"][0]
+    (container,) = pod["containers"]
+    assert [c["name"] for c in pod["initContainers"]] == ["nginx-metrics", "log-metrics"]
     assert "-images-web:" in container["image"] and "@sha256:" in container["image"]
     assert (
         container["command"][:1] == ["nginx"]
@@ -91,7 +91,15 @@ def test_edge_pods_are_restricted_read_only_probed_and_spread(
 
 def test_the_metrics_sidecars_read_what_nginx_writes_and_serve_prometheus_jobs(plan: Plan) -> None:
     pod = _deployment(plan)["spec"]["template"]["spec"]
-    edge, nginx_metrics, log_metrics = pod["containers"]
+    (edge,) = pod["containers"]
+    nginx_metrics, log_metrics = pod["initContainers"]
+    # native sidecars: started before nginx, stopped after it, never gating its readiness
+    for sidecar in (nginx_metrics, log_metrics):
+        assert sidecar["restartPolicy"] == "Always"
+        assert "readinessProbe" not in sidecar and "startupProbe" not in sidecar
+        # one image for both, from the stack's ECR by digest: nothing from Docker Hub at run time
+        assert sidecar["image"] == log_metrics["image"]
+    assert nginx_metrics["command"] == ["/usr/local/bin/nginx-prometheus-exporter"]
     data = _one(plan, f"{K}core/v1:ConfigMap", "edge-config").inputs["data"]
     # stub_status: the exporter reads the port and path the ConfigMap's status server listens on
     status_port = re.fullmatch(r"listen 127\.0\.0\.1:(\d+);\n", data["status-listen.conf"])
@@ -100,7 +108,6 @@ def test_the_metrics_sidecars_read_what_nginx_writes_and_serve_prometheus_jobs(p
         f"--nginx.scrape-uri=http://127.0.0.1:{status_port.group(1)}/stub_status"
         in nginx_metrics["args"]
     )
-    assert nginx_metrics["image"].startswith("docker.io/nginx/nginx-prometheus-exporter:")
     # the metrics log: the file logging.conf names under nginx's logs/, the sidecar's env names
     # the same file through the same emptyDir
     logged = re.search(r"^access_log (\S+) edge_metrics buffer=", data["logging.conf"], re.M)
@@ -137,7 +144,6 @@ def test_the_metrics_sidecars_read_what_nginx_writes_and_serve_prometheus_jobs(p
         assert security["readOnlyRootFilesystem"] is True and security["runAsNonRoot"] is True
         assert security["capabilities"] == {"drop": ["ALL"]}
         assert sidecar["resources"]["limits"] and sidecar["resources"]["requests"]
-        assert sidecar["readinessProbe"]["httpGet"]["path"] == "/metrics"
         assert "tcpSocket" in sidecar["livenessProbe"]
 
 
@@ -149,7 +155,8 @@ def test_prometheus_scrapes_the_edge_sidecars_by_their_port_names(plan: Plan) ->
     app = template["metadata"]["labels"]["app.kubernetes.io/name"]
     targets = {
         f"{app};{port['name']}"
-        for container in template["spec"]["containers"]
+        for kind in ("containers", "initContainers")  # pod discovery lists both
+        for container in template["spec"].get(kind, [])
         for port in container.get("ports", [])
     }
     for job in ("edge-nginx", "edge-logs"):

@@ -197,6 +197,11 @@ def test_the_image_installs_the_mtail_the_tests_run() -> None:
     assert installed.stdout == pinned.group(1)
     assert 'ENTRYPOINT ["/usr/local/bin/edge-log-metrics"]' in dockerfile
     assert "COPY edge.mtail /etc/mtail/" in dockerfile
+    # the exporter the nginx-metrics sidecar runs, from its release image at build time
+    assert re.search(r"^ARG NGINX_EXPORTER_VERSION=1\.4\.2$", dockerfile, re.M)
+    assert "COPY --from=nginx-exporter /usr/bin/nginx-prometheus-exporter /usr/local/bin/" in (
+        dockerfile
+    )
     compiled = subprocess.run(
         [_tool("mtail"), "--compile_only", "--progs", str(METRICS_DIR)],
         capture_output=True, text=True, timeout=60, check=False,

@@ -247,8 +247,8 @@ def _pod_spec(scope: AppScope, args: EdgeArgs, config: core.ConfigMap) -> core.P
                     nginx_logs_mount(PREFIX),
                 ],
             ),
-            *metrics_sidecars(args.metrics_image),
         ],
+        init_containers=metrics_sidecars(args.metrics_image),
         volumes=[
             core.VolumeArgs(
                 name="config",
