@@ -180,6 +180,18 @@ def test_edge_scaling_objects_target_the_edge(
         settings.min_replicas,
         settings.max_replicas,
     )
+    # nginx's own CPU: the metrics sidecars' usage (per request, on small requests) would skew
+    # a pod-level utilization
+    assert hpa["metrics"] == [
+        {
+            "type": "ContainerResource",
+            "containerResource": {
+                "name": "cpu",
+                "container": "edge",
+                "target": {"type": "Utilization", "averageUtilization": 70},
+            },
+        }
+    ]
     pdb = _one(plan, f"{K}policy/v1:PodDisruptionBudget", "edge").inputs["spec"]
     assert pdb["maxUnavailable"] == 1
     vpas = [

@@ -34,6 +34,9 @@ class Scaling:
     scale_down_stabilization_seconds: int
     max_allowed: Mapping[str, str]
     """The VPA's recommendation ceiling: the container's limits."""
+    container: str | None = None
+    """None: utilization of the whole pod (one container); a name: of that container alone, for
+    a pod whose sidecars' usage says nothing of its load (the edge's metrics sidecars)."""
 
 
 def server_autoscaling(
@@ -60,9 +63,9 @@ def autoscale(scope: AppScope, scaling: Scaling, *, opts: pulumi.ResourceOptions
     """HPA (min and max replicas: it owns them), PDB when more than one replica runs, VPA
     recommending; ``opts`` must wait for the Deployment."""
     part = scaling.part
-    metrics = [_utilization("cpu", scaling.cpu_target_percent)]
+    metrics = [_utilization("cpu", scaling.cpu_target_percent, scaling.container)]
     if scaling.memory_target_percent is not None:
-        metrics.append(_utilization("memory", scaling.memory_target_percent))
+        metrics.append(_utilization("memory", scaling.memory_target_percent, scaling.container))
     autoscaling.HorizontalPodAutoscaler(
         f"{scaling.prefix}-hpa",
         metadata=scope.meta(part, part),
@@ -116,11 +119,16 @@ def _policy(kind: str, value: int) -> autoscaling.HPAScalingPolicyArgs:
     return autoscaling.HPAScalingPolicyArgs(type=kind, value=value, period_seconds=60)
 
 
-def _utilization(resource: str, percent: int) -> autoscaling.MetricSpecArgs:
+def _utilization(resource: str, percent: int, container: str | None) -> autoscaling.MetricSpecArgs:
+    target = autoscaling.MetricTargetArgs(type="Utilization", average_utilization=percent)
+    if container is not None:
+        return autoscaling.MetricSpecArgs(
+            type="ContainerResource",
+            container_resource=autoscaling.ContainerResourceMetricSourceArgs(
+                name=resource, container=container, target=target
+            ),
+        )
     return autoscaling.MetricSpecArgs(
         type="Resource",
-        resource=autoscaling.ResourceMetricSourceArgs(
-            name=resource,
-            target=autoscaling.MetricTargetArgs(type="Utilization", average_utilization=percent),
-        ),
+        resource=autoscaling.ResourceMetricSourceArgs(name=resource, target=target),
     )

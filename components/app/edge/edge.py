@@ -162,6 +162,7 @@ class Edge(Component):
                 memory_target_percent=None,
                 scale_down_stabilization_seconds=SCALE_DOWN_STABILIZATION_SECONDS,
                 max_allowed=settings.resources.limits(),
+                container=EDGE,  # nginx's load, not its metrics sidecars'
             ),
             opts=pulumi.ResourceOptions.merge(
                 k8s_opts, pulumi.ResourceOptions(depends_on=[deployment])
