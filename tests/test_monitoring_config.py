@@ -32,7 +32,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -434,29 +434,39 @@ def _api(port: int, path: str, body: Any = None) -> Any:
 
 
 @contextlib.contextmanager
-def alertmanager(config: Path, storage: Path) -> Iterator[int]:
-    """A throw-away Alertmanager on loopback (no cluster listener), yielding its port."""
-    port = _free_port()
+def _server(what: str, command: list[str], ready: Callable[[], object]) -> Iterator[None]:
+    """``command`` running until the block ends, once ``ready()`` stops raising ``OSError``
+    (within 15 s; a server that exits or never gets ready fails the test with its stderr)."""
     process = subprocess.Popen(
-        [tool("prometheus-alertmanager"), f"--config.file={config}", f"--storage.path={storage}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 15
         while True:
             try:
-                _api(port, "/status")
+                ready()
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     process.kill()
-                    pytest.fail(f"alertmanager did not start: {process.communicate()[1][-2000:]}")
+                    pytest.fail(f"{what} did not start: {process.communicate()[1][-2000:]}")
                 time.sleep(0.1)
-        yield port
+        yield
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def alertmanager(config: Path, storage: Path) -> Iterator[int]:
+    """A throw-away Alertmanager on loopback (no cluster listener), yielding its port."""
+    port = _free_port()
+    command = [
+        tool("prometheus-alertmanager"), f"--config.file={config}", f"--storage.path={storage}",
+        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+    ]  # fmt: skip
+    with _server("alertmanager", command, lambda: _api(port, "/status")):
+        yield port
 
 
 def test_critical_inhibits_the_warning_of_the_same_alert_and_namespace(
@@ -560,26 +570,12 @@ def _site() -> Iterator[int]:
 def _blackbox(config: Path) -> Iterator[int]:
     """A throw-away blackbox exporter on loopback, yielding its port."""
     port = _free_port()
-    process = subprocess.Popen(
-        [tool("prometheus-blackbox-exporter"), f"--config.file={config}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    pytest.fail(f"blackbox exporter did not start: {process.communicate()[1]}")
-                time.sleep(0.1)
+    command = [
+        tool("prometheus-blackbox-exporter"), f"--config.file={config}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]  # fmt: skip
+    with _server("blackbox exporter", command, lambda: _get(f"http://127.0.0.1:{port}/")):
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def _probe(port: int, module: str, target: str) -> float:
@@ -666,12 +662,11 @@ def test_alertmanager_and_prometheus_produce_their_listed_metrics(
                 }
             )
         )  # fmt: skip
-        process = subprocess.Popen(
-            [tool("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
-             f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        try:
+        command = [
+            tool("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+        ]  # fmt: skip
+        with _server("prometheus", command, lambda: _get(f"http://127.0.0.1:{port}/-/ready")):
             deadline, missing = time.monotonic() + 30, {"?"}
             while missing and time.monotonic() < deadline:
                 time.sleep(0.5)
@@ -682,9 +677,6 @@ def test_alertmanager_and_prometheus_produce_their_listed_metrics(
                         names.add("up")
                     missing = _listed("prometheus") - names
             assert not missing, f"prometheus does not produce {sorted(missing)}"
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 def test_the_blackbox_exporter_produces_its_listed_metrics(
