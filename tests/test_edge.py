@@ -11,6 +11,7 @@ that count requests (rate limits) each use an address of their own.
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -360,11 +361,16 @@ def test_authentication_paths_are_stricter(blocking: Edge) -> None:
     assert auth[0].status == 200 and auth[-1].status == 429
 
 
-def test_limited_bots_get_a_stricter_rate(blocking: Edge) -> None:
+@pytest.mark.parametrize(("path", "sources"), [("/", (23, 24)), ("/api/search", (31, 32))])
+def test_limited_bots_get_a_stricter_rate(
+    blocking: Edge, path: str, sources: tuple[int, int]
+) -> None:
     agent = AGENTS.limit[0]
-    answers = _burst(blocking.port, "/", "127.0.0.23", 10, agent=f"{agent}/1.0")
+    bot, browser = (f"127.0.0.{n}" for n in sources)
+    answers = _burst(blocking.port, path, bot, 10, agent=f"{agent}/1.0")
     assert answers[0].status == 200 and answers[-1].status == 429
-    assert all(a.status == 200 for a in _burst(blocking.port, "/", "127.0.0.24", 10))
+    assert answers[-1].header("Retry-After") == "60"
+    assert all(a.status == 200 for a in _burst(blocking.port, path, browser, 10))
 
 
 @pytest.mark.parametrize(("agent", "source"), [(None, "127.0.0.29"), ("", "127.0.0.30")])
@@ -378,6 +384,25 @@ def test_a_client_without_a_user_agent_is_a_limited_bot(
     assert blocking.logged("access", f"no-agent-{source}")["decision"] == "limited-bot"
     answers = [request(blocking.port, "/", source=source, agent=agent) for _ in range(9)]
     assert answers[-1].status == 429
+
+
+def test_a_malformed_request_is_logged_and_judged_by_the_lists(blocking: Edge) -> None:
+    # answered (400) before the server's rewrite phase, where a browser's user agent is set
+    # without a lookup (browsers.conf): its line still has an event and the lists' decision,
+    # and nothing is logged about an unset variable
+    with socket.create_connection(("127.0.0.1", blocking.port), timeout=5) as connection:
+        connection.sendall(
+            b"GET /malformed HTTP/1.1\r\nHost: expo.test\r\nUser-Agent: sqlmap/1.7\r\n"
+            b"Bad Header Line\r\n\r\n"
+        )
+        assert connection.recv(4096).startswith(b"HTTP/1.1 400")
+    deadline = time.monotonic() + 3
+    found: list[dict[str, object]] = []
+    while not found and time.monotonic() < deadline:
+        found = [e for e in blocking.events("access") if e["path"] == "/malformed"]
+        time.sleep(0.02)
+    assert found and found[0]["status"] == 400 and found[0]["decision"] == "blocked-agent"
+    assert not [line for line in blocking.errors if "uninitialized" in line]
 
 
 def test_health_checks_are_never_limited(blocking: Edge) -> None:
@@ -485,6 +510,10 @@ def test_the_servers_own_retry_after_and_request_id_are_not_doubled(blocking: Ed
     assert busy.header("X-Request-ID") != "upstream-id1"  # the edge's own, alone
     raw = request(blocking.port, "/api/x?status=429&h=Retry-After:9")
     assert raw.status == 429 and raw.header("Retry-After") == "9"
+    # the edge adds its own only to its own 429 and 503, not to the server's
+    for status in (429, 503):
+        bare = request(blocking.port, f"/api/x?status={status}")
+        assert bare.status == status and bare.header("Retry-After") is None
 
 
 def test_missing_files_are_404_not_the_app(blocking: Edge) -> None:
