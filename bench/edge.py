@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: requests per second through the full edge configuration against a plain proxy.
 
-    python bench/edge.py [--stack staging] [--duration 5] [--connections 32] [--threads 2]
-        [--rounds 3]
+    python bench/edge.py [--stack staging] [--duration 2] [--connections 32] [--threads 2]
+        [--rounds 10]
 
 What runs, all on loopback on this machine, at the same time (idle while not measured):
 
@@ -30,7 +30,11 @@ What runs, all on loopback on this machine, at the same time (idle while not mea
 Workloads: ``GET /api/bench`` (proxied to the upstream) and ``GET /`` (the site's index.html,
 served by nginx), each measured with ``wrk -t T -c C -d D --latency`` and a browser's
 User-Agent (no X-Forwarded-For), for every configuration, interleaved (the order rotates each
-round), ``--rounds`` rounds after an untimed warm-up; the median per configuration counts.
+round), ``--rounds`` rounds after an untimed warm-up. The ratio is paired: in each round the
+configurations run one after the other on each workload, so each round gives one edge / plain
+ratio measured a few seconds apart, and the median of those ratios counts, printed with its
+quartiles (this machine's speed drifts by more than the edge's cost between runs tens of
+seconds apart; a pair shares the drift). The median requests per second are printed too.
 Before measuring, one request per configuration and workload checks the answer (200, the
 upstream's body through the proxies, the edge's logged decision ``pass``); any non-2xx answer
 or socket error during a run fails the bench (a 403 or 429 would mean it measured refusals).
@@ -129,8 +133,9 @@ UPSTREAM_BODY = b'{"ok":true}'
 SYNTHETIC_AGENTS = 5_000
 SYNTHETIC_ADDRESSES = 50_000
 NOISE = 0.15
-"""Rounds of one configuration differing by more than this (of their median) are reported."""
+"""Paired ratios whose quartiles differ by more than this (of their median) are reported."""
 WARM_UP_SECONDS = 1
+MIN_ROUNDS = 4
 SERVERS = (EDGE, PLAIN, SYNTHETIC)
 VARIANT_FILES = ("user-agents.conf", "clients.conf")
 """The files the synthetic variant re-renders."""
@@ -281,10 +286,25 @@ class Results:
         """Median requests per second."""
         return statistics.median(run.rps for run in self.runs[workload][server])
 
+    def ratios(self, workload: str, server: str) -> list[float]:
+        """``server``'s requests per second over the plain proxy's, one per round (the runs of
+        a round are seconds apart)."""
+        pairs = zip(self.runs[workload][server], self.runs[workload][PLAIN], strict=True)
+        return [run.rps / plain.rps for run, plain in pairs]
+
+    def ratio(self, workload: str, server: str) -> float:
+        """Median of the paired ratios."""
+        return statistics.median(self.ratios(workload, server))
+
+    def quartiles(self, workload: str, server: str) -> tuple[float, float]:
+        """First and third quartiles of the paired ratios."""
+        first, _, third = statistics.quantiles(self.ratios(workload, server), n=4)
+        return first, third
+
     def spread(self, workload: str, server: str) -> float:
-        """(max - min) / median of the requests per second over the rounds."""
-        rps = [run.rps for run in self.runs[workload][server]]
-        return (max(rps) - min(rps)) / statistics.median(rps)
+        """Interquartile range of the paired ratios over their median."""
+        first, third = self.quartiles(workload, server)
+        return (third - first) / self.ratio(workload, server)
 
     def cpu(self, workload: str, server: str) -> float:
         """Median nginx CPU microseconds per request."""
@@ -327,19 +347,25 @@ def report(
     met = True
     print()
     print(
-        f"{'workload':22} {'plain rps':>10} {'edge rps':>10} {'ratio':>6}   "
+        f"{'workload':22} {'plain rps':>10} {'edge rps':>10} {'ratio':>6} {'quartiles':>12}   "
         f"{'nginx CPU us/request: plain':>27} {'edge':>6}"
     )
     for workload, path, _ in WORKLOADS:
         plain, edge = results.median(workload, PLAIN), results.median(workload, EDGE)
-        ratio = edge / plain
+        ratio = results.ratio(workload, EDGE)
+        first, third = results.quartiles(workload, EDGE)
         targeted = workload in TARGETED
         met = met and (ratio >= TARGET or not targeted)
         flag = ("" if ratio >= TARGET else f"  < {TARGET:.2f}") if targeted else "  (no target)"
         print(
-            f"{workload + ' GET ' + path:22} {plain:10.0f} {edge:10.0f} {ratio:6.3f}   "
+            f"{workload + ' GET ' + path:22} {plain:10.0f} {edge:10.0f} {ratio:6.3f} "
+            f"{first:5.3f}-{third:5.3f}   "
             f"{results.cpu(workload, PLAIN):27.1f} {results.cpu(workload, EDGE):6.1f}{flag}"
         )
+    print(
+        "  ratio: median over the rounds of edge rps / plain rps measured in the same round; "
+        "quartiles of those ratios"
+    )
     print()
     print(
         f"scaling: edge files with +{SYNTHETIC_AGENTS:,} blocked user agents and "
@@ -352,10 +378,10 @@ def report(
     for workload, path, _ in WORKLOADS:
         plain = results.median(workload, PLAIN)
         synthetic = results.median(workload, SYNTHETIC)
-        edge = results.median(workload, EDGE)
+        ratio = results.ratio(workload, SYNTHETIC)
         print(
             f"{workload + ' GET ' + path:22} {plain:10.0f} {synthetic:10.0f} "
-            f"{synthetic / plain:6.3f} {synthetic / edge:8.3f} "
+            f"{ratio:6.3f} {ratio / results.ratio(workload, EDGE):8.3f} "
             f"{results.cpu(workload, SYNTHETIC):27.1f}"
         )
     print()
@@ -375,13 +401,14 @@ def report(
     noisy = [
         f"{workload} {name} {results.spread(workload, name):.0%}"
         for workload, _, _ in WORKLOADS
-        for name in SERVERS
+        for name in (EDGE, SYNTHETIC)
         if results.spread(workload, name) > NOISE
     ]
     if noisy:
         print(
-            f"  noisy: rounds differ by more than {NOISE:.0%} ({', '.join(noisy)}): something else "
-            "used the CPUs; the CPU per request is the steadier number; rerun, or add --rounds"
+            f"  noisy: paired ratios' quartiles differ by more than {NOISE:.0%} "
+            f"({', '.join(noisy)}): something else used the CPUs; the CPU per request is the "
+            "steadier number; rerun, or add --rounds"
         )
     print()
     if met:
@@ -408,13 +435,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Requests per second through the full edge configuration vs a plain proxy.",
     )
     parser.add_argument("--stack", default="staging", help="stack to render (default: staging)")
-    parser.add_argument("--duration", type=_positive, default=5, help="seconds per wrk run")
+    parser.add_argument("--duration", type=_positive, default=2, help="seconds per wrk run")
     parser.add_argument("--connections", type=_positive, default=32, help="wrk connections")
     parser.add_argument("--threads", type=_positive, default=2, help="wrk threads")
-    parser.add_argument("--rounds", type=_positive, default=3, help="rounds (2 or more)")
+    parser.add_argument("--rounds", type=_positive, default=10, help="rounds (4 or more)")
     args = parser.parse_args(argv)
-    if args.rounds < 2:
-        parser.error("--rounds must be 2 or more")
+    if args.rounds < MIN_ROUNDS:
+        parser.error(f"--rounds must be {MIN_ROUNDS} or more (the ratios' quartiles)")
     if args.connections < args.threads:
         parser.error("--connections must be at least --threads")
     return args
