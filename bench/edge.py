@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: requests per second through the full edge configuration against a plain proxy.
 
-    python bench/edge.py [--stack staging] [--duration 2] [--connections 32] [--threads 2]
-        [--rounds 10]
+    python bench/edge.py [--stack staging] [--duration 1] [--connections 32] [--threads 2]
+        [--rounds 20]
 
 What runs, all on loopback on this machine, at the same time (idle while not measured):
 
@@ -435,10 +435,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Requests per second through the full edge configuration vs a plain proxy.",
     )
     parser.add_argument("--stack", default="staging", help="stack to render (default: staging)")
-    parser.add_argument("--duration", type=_positive, default=2, help="seconds per wrk run")
+    parser.add_argument("--duration", type=_positive, default=1, help="seconds per wrk run")
     parser.add_argument("--connections", type=_positive, default=32, help="wrk connections")
     parser.add_argument("--threads", type=_positive, default=2, help="wrk threads")
-    parser.add_argument("--rounds", type=_positive, default=10, help="rounds (4 or more)")
+    parser.add_argument("--rounds", type=_positive, default=20, help="rounds (4 or more)")
     args = parser.parse_args(argv)
     if args.rounds < MIN_ROUNDS:
         parser.error(f"--rounds must be {MIN_ROUNDS} or more (the ratios' quartiles)")
