@@ -29,12 +29,13 @@ What runs, all on loopback on this machine, at the same time (idle while not mea
 
 Workloads: ``GET /api/bench`` (proxied to the upstream) and ``GET /`` (the site's index.html,
 served by nginx), each measured with ``wrk -t T -c C -d D --latency`` and a browser's
-User-Agent (no X-Forwarded-For), for every configuration, interleaved (the order rotates each
-round), ``--rounds`` rounds after an untimed warm-up. The ratio is paired: in each round the
-configurations run one after the other on each workload, so each round gives one edge / plain
-ratio measured a few seconds apart, and the median of those ratios counts, printed with its
-quartiles (this machine's speed drifts by more than the edge's cost between runs tens of
-seconds apart; a pair shares the drift). The median requests per second are printed too.
+User-Agent (no X-Forwarded-For), for every configuration, interleaved (edge, plain, synthetic,
+reversed every other round), ``--rounds`` rounds after an untimed warm-up. The ratio is
+paired: in each round the configurations run back to back on each workload, so each round
+gives one edge / plain ratio measured a second apart, and the median of those ratios counts,
+printed with its quartiles (this machine's speed drifts by more than the edge's cost between
+runs tens of seconds apart; a pair shares the drift). The median requests per second are
+printed too, and the synthetic configuration's paired ratios to plain and to the edge.
 Before measuring, one request per configuration and workload checks the answer (200, the
 upstream's body through the proxies, the edge's logged decision ``pass``); any non-2xx answer
 or socket error during a run fails the bench (a 403 or 429 would mean it measured refusals).
@@ -286,15 +287,15 @@ class Results:
         """Median requests per second."""
         return statistics.median(run.rps for run in self.runs[workload][server])
 
-    def ratios(self, workload: str, server: str) -> list[float]:
-        """``server``'s requests per second over the plain proxy's, one per round (the runs of
-        a round are seconds apart)."""
-        pairs = zip(self.runs[workload][server], self.runs[workload][PLAIN], strict=True)
-        return [run.rps / plain.rps for run, plain in pairs]
+    def ratios(self, workload: str, server: str, base: str = PLAIN) -> list[float]:
+        """``server``'s requests per second over ``base``'s, one per round (the runs of a
+        round are seconds apart)."""
+        pairs = zip(self.runs[workload][server], self.runs[workload][base], strict=True)
+        return [run.rps / other.rps for run, other in pairs]
 
-    def ratio(self, workload: str, server: str) -> float:
+    def ratio(self, workload: str, server: str, base: str = PLAIN) -> float:
         """Median of the paired ratios."""
-        return statistics.median(self.ratios(workload, server))
+        return statistics.median(self.ratios(workload, server, base))
 
     def quartiles(self, workload: str, server: str) -> tuple[float, float]:
         """First and third quartiles of the paired ratios."""
@@ -314,19 +315,20 @@ class Results:
 def measure(
     servers: dict[str, Server], args: argparse.Namespace, say: Callable[[str], None]
 ) -> Results:
-    """Warm-up, then ``args.rounds`` rounds of every workload on every server, the order of
-    the servers rotating each round."""
+    """Warm-up, then ``args.rounds`` rounds of every workload on every server: the plain proxy
+    in the middle, so each configuration's pair with it is back to back, and the order reversed
+    every other round, so neither goes first more often (with an even round count)."""
     for workload, path, agent in WORKLOADS:
         for server in servers.values():
             check_answers(server, workload, path, agent)
             wrk(server.port, path, args, WARM_UP_SECONDS, agent)
             os.truncate(server.log, 0)
     results = Results()
-    order = list(servers)
+    order = [EDGE, PLAIN, SYNTHETIC]
     for round_number in range(args.rounds):
-        rotated = order[round_number % len(order) :] + order[: round_number % len(order)]
+        ordered = order if round_number % 2 == 0 else order[::-1]
         for workload, path, agent in WORKLOADS:
-            for name in rotated:
+            for name in ordered:
                 run = measured(servers[name], path, args, agent)
                 results.add(workload, name, run, log_bytes_per_request(servers[name], run.requests))
                 say(
@@ -363,8 +365,8 @@ def report(
             f"{results.cpu(workload, PLAIN):27.1f} {results.cpu(workload, EDGE):6.1f}{flag}"
         )
     print(
-        "  ratio: median over the rounds of edge rps / plain rps measured in the same round; "
-        "quartiles of those ratios"
+        "  ratio: median over the rounds of edge rps / plain rps measured in the same round, "
+        "and the quartiles of those ratios (rps: medians of the runs, unpaired)"
     )
     print()
     print(
@@ -381,7 +383,7 @@ def report(
         ratio = results.ratio(workload, SYNTHETIC)
         print(
             f"{workload + ' GET ' + path:22} {plain:10.0f} {synthetic:10.0f} "
-            f"{ratio:6.3f} {ratio / results.ratio(workload, EDGE):8.3f} "
+            f"{ratio:6.3f} {results.ratio(workload, SYNTHETIC, EDGE):8.3f} "
             f"{results.cpu(workload, SYNTHETIC):27.1f}"
         )
     print()
@@ -408,7 +410,7 @@ def report(
         print(
             f"  noisy: paired ratios' quartiles differ by more than {NOISE:.0%} "
             f"({', '.join(noisy)}): something else used the CPUs; the CPU per request is the "
-            "steadier number; rerun, or add --rounds"
+            "other figure to compare; rerun, or add --rounds"
         )
     print()
     if met:

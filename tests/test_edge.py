@@ -206,10 +206,12 @@ def test_a_bots_name_inside_a_browser_string_is_still_found(blocking: Edge) -> N
     """Browsers' exact strings skip the list scan (a fast path); anything added to one does
     not."""
     chrome = BROWSER
+    iphone = next(agent for agent in BROWSERS if "Mobile/15E148" in agent)
     for agent in (
         f"{chrome} sqlmap/1.7",
         chrome.replace("Win64; x64", "Win64; x64; Nikto"),
         chrome.replace("(KHTML, like Gecko)", "(KHTML, like Gecko; masscan)"),
+        iphone.replace("Mobile/15E148", "Mobile/sqlmap"),  # Safari's build code is not a word
     ):
         assert request(blocking.port, "/", agent=agent).status == 403, agent
     request_id = _id()
@@ -510,10 +512,36 @@ def test_the_servers_own_retry_after_and_request_id_are_not_doubled(blocking: Ed
     assert busy.header("X-Request-ID") != "upstream-id1"  # the edge's own, alone
     raw = request(blocking.port, "/api/x?status=429&h=Retry-After:9")
     assert raw.status == 429 and raw.header("Retry-After") == "9"
-    # the edge adds its own only to its own 429 and 503, not to the server's
+    # the edge adds its own only to its own 429 and 503, not to the server's; the server's
+    # passes through as it sent it
     for status in (429, 503):
         bare = request(blocking.port, f"/api/x?status={status}")
         assert bare.status == status and bare.header("Retry-After") is None
+    moved = request(blocking.port, "/api/x?status=301&h=Retry-After:5&h=Location:/api/y")
+    assert moved.status == 301 and moved.header("Retry-After") == "5"
+
+
+def test_each_class_of_429_has_its_header_set_and_retry_after(blocking: Edge) -> None:
+    # the rate limits' 429 comes from a named location per class (server.conf): each has the
+    # header set of the paths it refuses and Retry-After
+    admin = _burst(blocking.port, "/admin/papers/", "127.0.0.33", 120)
+    admin_limited = [a for a in admin if a.status == 429]
+    assert admin[0].status == 200 and admin_limited
+    for answer in admin_limited[:3]:
+        assert answer.header("Retry-After") == "60"
+        assert "script-src 'self'" in (answer.header("Content-Security-Policy") or "")
+        assert "wasm" not in (answer.header("Content-Security-Policy") or "")
+        assert answer.header("Referrer-Policy") == "strict-origin-when-cross-origin"
+        assert answer.header("Cache-Control") is None  # Django's paths: the server decides
+    bot = f"{AGENTS.limit[0]}/1.0"
+    site = _burst(blocking.port, "/papers/42", "127.0.0.34", 10, agent=bot)
+    site_limited = [a for a in site if a.status == 429]
+    assert site[0].status == 200 and site_limited
+    for answer in site_limited:
+        assert answer.header("Retry-After") == "60"
+        assert "'wasm-unsafe-eval'" in (answer.header("Content-Security-Policy") or "")
+        assert answer.header("Cache-Control") == "no-store"
+        assert b"429 Too Many Requests" in answer.body
 
 
 def test_missing_files_are_404_not_the_app(blocking: Edge) -> None:
@@ -569,7 +597,8 @@ def test_maintenance_answers_503_with_the_page(maintenance: Edge, method: str) -
         assert answer.header("Strict-Transport-Security")
         if method != "HEAD":
             assert b"down for maintenance" in answer.body, (method, path)
-    assert request(maintenance.port, "/maintenance.html", source=ALLOWED).status == 404
+    direct = request(maintenance.port, "/maintenance.html", source=ALLOWED)
+    assert direct.status == 404 and direct.header("Retry-After") is None
 
 
 def test_maintenance_judges_a_client_behind_the_load_balancer_by_its_address(

@@ -275,6 +275,7 @@ def template_values(config: EdgeConfig) -> dict[str, dict[str, str]]:
             "state": "on" if maintenance.enabled else "off",
             "enabled": "1" if maintenance.enabled else "0",
             "allowlist": _geo_lines(maintenance.allowlist, "0"),
+            "maintenance_retry_after": str(MAINTENANCE_RETRY_AFTER_SECONDS),
         },
         "limits.conf": {
             "replicas": str(edge.min_replicas),
@@ -289,7 +290,6 @@ def template_values(config: EdgeConfig) -> dict[str, dict[str, str]]:
             "auth_burst": str(auth_burst),
             "bot_burst": str(bot_burst),
             "rate_limit_retry_after": str(RATE_LIMIT_RETRY_AFTER_SECONDS),
-            "maintenance_retry_after": str(MAINTENANCE_RETRY_AFTER_SECONDS),
         },
         "user-agents.conf": {
             "allow_count": str(len(agents.allow)),
