@@ -153,13 +153,17 @@ class Edge:
 
     def logged(self, kind: str, request_id: str, timeout: float = 3.0) -> dict[str, Any]:
         """The log event of ``kind`` for one request id (nginx writes it after answering)."""
+        return self.first(kind, "request_id", request_id, timeout)
+
+    def first(self, kind: str, field: str, value: object, timeout: float = 3.0) -> dict[str, Any]:
+        """The first log event of ``kind`` whose ``field`` is ``value``, waiting for it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for event in self.events(kind):
-                if event.get("request_id") == request_id:
+                if event.get(field) == value:
                     return event
             time.sleep(0.02)
-        raise AssertionError(f"no {kind} log line with request_id {request_id}")
+        raise AssertionError(f"no {kind} log line with {field} {value}")
 
 
 def _pump(stream: Any, into: list[str]) -> None:

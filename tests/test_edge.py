@@ -398,12 +398,8 @@ def test_a_malformed_request_is_logged_and_judged_by_the_lists(blocking: Edge) -
             b"Bad Header Line\r\n\r\n"
         )
         assert connection.recv(4096).startswith(b"HTTP/1.1 400")
-    deadline = time.monotonic() + 3
-    found: list[dict[str, object]] = []
-    while not found and time.monotonic() < deadline:
-        found = [e for e in blocking.events("access") if e["path"] == "/malformed"]
-        time.sleep(0.02)
-    assert found and found[0]["status"] == 400 and found[0]["decision"] == "blocked-agent"
+    logged = blocking.first("access", "path", "/malformed")
+    assert logged["status"] == 400 and logged["decision"] == "blocked-agent"
     assert not [line for line in blocking.errors if "uninitialized" in line]
 
 
