@@ -2,7 +2,7 @@
 """Benchmark: requests per second through the full edge configuration against a plain proxy.
 
     python bench/edge.py [--stack staging] [--duration 1] [--connections 32] [--threads 2]
-        [--rounds 20]
+        [--rounds 20] [--no-pin]
 
 What runs, all on loopback on this machine, at the same time (idle while not measured):
 
@@ -27,6 +27,16 @@ What runs, all on loopback on this machine, at the same time (idle while not mea
   ``components.app.edge.config``), run with ``python -m tools.edge STACK
   --config-dir DIR``: what longer lists cost per request, at startup and in memory.
 
+Placement: with more CPUs than the edge has workers, each server under test (its nginx
+master and workers) is pinned to the first of them, one per worker, and the load, wrk and the
+upstream, to the others (``--no-pin`` leaves every process on every CPU). Otherwise four busy
+processes share the CPUs as the scheduler sees fit, which changes from one second to the next
+and moves a one-second rate by more than the edge costs; apart, a server's rate is its own CPU
+time per request, and the paired ratios agree to a percent or two. Pinned, both servers must
+keep their CPU at least 90% busy on the targeted workloads (``busy``, printed): a plain proxy
+held back by the load side would flatter the edge, and the run is then reported INCONCLUSIVE
+(exit 1).
+
 Workloads: ``GET /api/bench`` (proxied to the upstream) and ``GET /`` (the site's index.html,
 served by nginx), each measured with ``wrk -t T -c C -d D --latency`` and a browser's
 User-Agent (no X-Forwarded-For), for every configuration, interleaved (edge, plain, synthetic,
@@ -40,10 +50,11 @@ Before measuring, one request per configuration and workload checks the answer (
 upstream's body through the proxies, the edge's logged decision ``pass``); any non-2xx answer
 or socket error during a run fails the bench (a 403 or 429 would mean it measured refusals).
 Also printed: the CPU time of each server's nginx processes per request (from /proc, median):
-wrk, the upstream and the server under test share this machine's cores, so the rps ratio
-dilutes the edge's own cost, which this number shows undiluted; ``nginx -t`` time (median of
-3) and memory (PSS of nginx's master and workers) for the plain, shipped and synthetic
-configurations, their time from launch to answering, and the access log bytes per request.
+unpinned, wrk, the upstream and the server under test share this machine's cores, so the rps
+ratio may dilute the edge's own cost, which this number shows undiluted; ``nginx -t`` time
+(median of 3) and memory (PSS of nginx's master and workers) for the plain, shipped and
+synthetic configurations, their time from launch to answering, and the access log bytes per
+request.
 
 Target: edge / plain >= 0.90 for every workload with the shipped lists; exits 1 when missed
 (the synthetic rows are information, without a target), 2 when the bench itself cannot run.
@@ -78,14 +89,18 @@ from edge_servers import (  # noqa: E402 - bench/ is on sys.path when this runs
     PLAIN,
     SYNTHETIC,
     BenchError,
+    Placement,
     Server,
     config_test_seconds,
     edge_config_test_seconds,
+    edge_workers,
     get,
     logged_decision,
     nginx_cpu_seconds,
     nginx_memory_mib,
     nginx_pids,
+    pin,
+    placement,
     start_edge,
     start_plain,
     start_upstream,
@@ -137,6 +152,9 @@ NOISE = 0.15
 """Paired ratios whose quartiles differ by more than this (of their median) are reported."""
 WARM_UP_SECONDS = 1
 MIN_ROUNDS = 4
+SATURATED = 0.9
+"""Pinned, a server under test must be this busy (CPU time over wall time, per worker) for its
+rate to be its own: a plain proxy held back by the load side would flatter the edge."""
 SERVERS = (EDGE, PLAIN, SYNTHETIC)
 VARIANT_FILES = ("user-agents.conf", "clients.conf")
 """The files the synthetic variant re-renders."""
@@ -311,6 +329,11 @@ class Results:
         """Median nginx CPU microseconds per request."""
         return statistics.median(run.cpu_us for run in self.runs[workload][server])
 
+    def busy(self, workload: str, server: str) -> float:
+        """Median share of the run the server's nginx spent on the CPU (CPU seconds per
+        second: 1.0 is one CPU kept busy)."""
+        return statistics.median(run.cpu_us * run.rps / 1e6 for run in self.runs[workload][server])
+
 
 def measure(
     servers: dict[str, Server], args: argparse.Namespace, say: Callable[[str], None]
@@ -340,14 +363,19 @@ def measure(
 
 def report(
     results: Results,
+    *,
     config_tests: dict[str, float],
     memory: dict[str, float],
     ready: dict[str, float],
     sizes: dict[str, int],
+    pinned: Placement | None,
+    workers: int,
 ) -> bool:
-    """Print the table; True when every shipped ratio meets the target."""
+    """Print the table; True when every shipped ratio meets the target (and, pinned, both
+    servers kept their CPUs busy on the targeted workloads)."""
     met = True
     print()
+    print(f"placement: {pinned.describe() if pinned else 'not pinned (every process, every CPU)'}")
     print(
         f"{'workload':22} {'plain rps':>10} {'edge rps':>10} {'ratio':>6} {'quartiles':>12}   "
         f"{'nginx CPU us/request: plain':>27} {'edge':>6}"
@@ -368,6 +396,22 @@ def report(
         "  ratio: median over the rounds of edge rps / plain rps measured in the same round, "
         "and the quartiles of those ratios (rps: medians of the runs, unpaired)"
     )
+    busy = {
+        (workload, name): results.busy(workload, name) / workers
+        for workload, _, _ in WORKLOADS
+        for name in (PLAIN, EDGE)
+    }
+    print(
+        "  busy (nginx CPU time / wall time per worker): "
+        + ", ".join(f"{w} {n} {value:.2f}" for (w, n), value in busy.items())
+    )
+    idle = [f"{w} {n}" for (w, n), value in busy.items() if w in TARGETED and value < SATURATED]
+    if pinned and idle:
+        met = False
+        print(
+            f"  INCONCLUSIVE: {', '.join(idle)} below {SATURATED:.0%} busy on its own CPU: the "
+            "load side (wrk, the upstream) set the pace, not the server; rerun on a quiet machine"
+        )
     print()
     print(
         f"scaling: edge files with +{SYNTHETIC_AGENTS:,} blocked user agents and "
@@ -441,6 +485,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=_positive, default=32, help="wrk connections")
     parser.add_argument("--threads", type=_positive, default=2, help="wrk threads")
     parser.add_argument("--rounds", type=_positive, default=20, help="rounds (4 or more)")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="leave every process on every CPU (default: servers under test apart from the load)",
+    )
     args = parser.parse_args(argv)
     if args.rounds < MIN_ROUNDS:
         parser.error(f"--rounds must be {MIN_ROUNDS} or more (the ratios' quartiles)")
@@ -483,6 +532,15 @@ def run(args: argparse.Namespace) -> bool:
         wait_for_edge(edge)
         wait_for_edge(synthetic)
         servers = {EDGE: edge, PLAIN: plain, SYNTHETIC: synthetic}
+        workers = edge_workers(rendered)
+        pinned = None if args.no_pin else placement(workers)
+        if pinned is not None:
+            # the bench's own children from now on (wrk) start on the load's CPUs
+            os.sched_setaffinity(0, pinned.load)
+            pin(upstream, pinned.load)
+            for server in servers.values():
+                pin(server, pinned.servers)
+        say(f"placement: {pinned.describe() if pinned else 'not pinned'}")
         say("measuring ...")
         results = measure(servers, args, say)
         memory = {name: nginx_memory_mib(server) for name, server in servers.items()}
@@ -500,7 +558,16 @@ def run(args: argparse.Namespace) -> bool:
             stop(server)
             if server.process.returncode != 0:
                 say(f"warning: tools.edge ({server.name}) exited {server.process.returncode}")
-        return report(results, config_tests, memory, ready, sizes)
+        count = int(workers) if workers.isdigit() else 1
+        return report(
+            results,
+            config_tests=config_tests,
+            memory=memory,
+            ready=ready,
+            sizes=sizes,
+            pinned=pinned,
+            workers=count,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -414,6 +414,47 @@ def nginx_memory_mib(server: Server) -> float:
     return total / 1024
 
 
+@dataclass(frozen=True)
+class Placement:
+    """The CPUs the bench's processes run on: the servers under test on ``servers`` (one per
+    nginx worker), and the load, wrk and the upstream (and the bench itself, idle while wrk
+    runs), on ``load``. Apart, a server under test has its CPUs to itself: its requests per
+    second measure its own work per request, not how the scheduler shared the CPUs among
+    four busy processes this time."""
+
+    servers: frozenset[int]
+    load: frozenset[int]
+
+    def describe(self) -> str:
+        def cpus(which: frozenset[int]) -> str:
+            return ", ".join(str(cpu) for cpu in sorted(which))
+
+        return (
+            f"nginx under test on CPU {cpus(self.servers)}; "
+            f"wrk and the upstream on CPU {cpus(self.load)}"
+        )
+
+
+def placement(workers: str, allowed: set[int] | None = None) -> Placement | None:
+    """Where to run what: the first ``workers`` of the CPUs this process may use for the
+    servers under test, the rest for the load; None when there are not more CPUs than
+    workers (or the worker count is not a number), and nothing is pinned."""
+    cpus = sorted(os.sched_getaffinity(0) if allowed is None else allowed)
+    if not workers.isdigit() or not 0 < int(workers) < len(cpus):
+        return None
+    count = int(workers)
+    return Placement(frozenset(cpus[:count]), frozenset(cpus[count:]))
+
+
+def pin(server: Server, cpus: frozenset[int]) -> None:
+    """Every nginx process of ``server`` (master and workers) onto ``cpus``."""
+    pids = nginx_pids(server)
+    if not pids:
+        raise BenchError(f"{server.name}: no nginx process to pin\n{server.tail()}")
+    for pid in pids:
+        os.sched_setaffinity(pid, cpus)
+
+
 def nginx_cpu_seconds(pids: Sequence[int]) -> float:
     """User and system CPU time of ``pids`` so far."""
     ticks = 0
