@@ -59,6 +59,9 @@ HONEYPOT = (
     # bypass forms: path info, parameters, a trailing space, depth, Django's own folders
     "/index.php/x", "/x.php;.js", "/x.php%20", "/foo/backup.sql", "/static/.env",
     "/media/.git/config", "//wp-login.php", "/%2e%65nv", "/.ENV", "/index.html/../.env",
+    # each of the server's paths and /.well-known/ has its own decoy location
+    "/admin/.git/config", "/api/v1/users.php", "/admin/login.asp", "/api/auth/.env",
+    "/admin/login/x.php", "/.well-known/.env", "/.well-known/x.php", "/.well-known/backup.sql",
 )  # fmt: skip
 NOT_HONEYPOT = (
     "/.well-known/acme-challenge/x", "/.well-known/security.txt", "/static/app.php.css",
@@ -66,6 +69,8 @@ NOT_HONEYPOT = (
     # look-alikes of decoys among real paths
     "/pmanager", "/api/v1/pmax/stats", "/api/v1/users/dbadministrator",
     "/api/v1/export/papers.zip", "/api/v1/wp/stats", "/papers/actuators",
+    # user uploads and Django's files may have any name but a dot-file's
+    "/media/uploads/report.php", "/static/admin/backup.sql",
 )  # fmt: skip
 
 
@@ -255,7 +260,7 @@ def test_the_allowlist_beats_every_block_list(blocking: Edge) -> None:
     bad_agent = "sqlmap/1.7.2"
     bad_referrer = f"https://{read_referrers()[0]}/"
     # 127.0.0.2 is on both lists, sends a bad agent and a bad referrer, probes a decoy path
-    for path in ("/", "/api/x", "/wp-login.php"):
+    for path in ("/", "/api/x", "/wp-login.php", "/api/.env"):
         request_id = _id()
         answer = request(
             blocking.port, path, source=ALLOWED, agent=bad_agent,
@@ -328,6 +333,28 @@ def test_every_honeypot_path_is_refused_and_logged_as_its_own_event(blocking: Ed
         assert event["client"] == "127.0.0.8" and event["user_agent"] == agent
         assert event["path"] == path and event["time"].startswith("20")
         assert not [e for e in blocking.events("access") if e["request_id"] == request_id]
+
+
+def test_a_decoy_is_a_honeypot_hit_whatever_else_refuses_the_client(blocking: Edge) -> None:
+    # decoys come before every list but the allowlist: a blocked address or a blocked user
+    # agent probing one is counted as a honeypot hit, under every kind of path
+    for path, source, agent in (
+        ("/api/.env", BLOCKED, BROWSER),
+        ("/static/.git/config", "127.0.0.8", "sqlmap/1.7.2"),
+        ("/wp-login.php", BLOCKED, "sqlmap/1.7.2"),
+        ("/.well-known/x.php", "127.0.0.8", "Googlebot/2.1"),
+    ):
+        request_id = _id()
+        answer = request(blocking.port, path, source=source, agent=agent,
+                         headers={"X-Request-ID": request_id})  # fmt: skip
+        assert answer.status == 403, path
+        assert blocking.logged("honeypot", request_id)["decision"] == "honeypot", path
+    # and the lists still refuse that client elsewhere, for their own reason
+    request_id = _id()
+    answer = request(blocking.port, "/api/papers", source=BLOCKED,
+                     headers={"X-Request-ID": request_id})  # fmt: skip
+    assert answer.status == 403
+    assert blocking.logged("access", request_id)["decision"] == "blocked-ip"
 
 
 def test_well_known_and_look_alike_paths_are_not_decoys(blocking: Edge) -> None:

@@ -450,6 +450,18 @@ def test_the_pods_nginx_check_fails_when_nginx_refuses_or_nothing_was_rendered(
     assert refused.returncode == 1 and "staging: the pods' nginx refuses" in refused.stderr
 
 
+def test_the_edge_listens_on_plain_http_only(plans: dict[str, Plan]) -> None:
+    """TLS ends at the load balancer: the edge's X-Forwarded-Proto for a request the load
+    balancer did not vouch for is the constant ``http`` (responses.conf), true only while every
+    listener is plain HTTP."""
+    for stack, plan in plans.items():
+        files = edge_files(plan)
+        listens = [line for text in files.values() for line in text.splitlines()
+                   if line.strip().startswith("listen ")]  # fmt: skip
+        assert listens, stack
+        assert all(re.fullmatch(r"\s*listen [0-9.:]*\d+;", line) for line in listens), listens
+
+
 def test_the_decisions_exact_keys_have_the_shape_of_its_source() -> None:
     """The common decisions are exact keys of the decision map (a hash lookup) so that no
     request pays for its patterns: a key with the wrong number of fields never matches, and
@@ -459,5 +471,6 @@ def test_the_decisions_exact_keys_have_the_shape_of_its_source() -> None:
     assert source, "decision.conf has the decision map"
     fields = source.group(1).count("|") + 1
     exact = re.findall(r'^\s*"([^~"][^"]*)"\s+[\w-]+;', source.group(2), re.M)
-    assert "|||0" in exact, "a request nothing singles out is an exact key"
+    # nothing singles it out: every list's field empty, the referrer's 0 (the last field)
+    assert "|" * (fields - 1) + "0" in exact, "a request nothing singles out is an exact key"
     assert exact and all(key.count("|") + 1 == fields for key in exact), exact
