@@ -35,7 +35,7 @@ and moves a one-second rate by more than the edge costs; apart, a server's rate 
 time per request, and the paired ratios agree to a percent or two. Pinned, both servers must
 keep their CPU at least 90% busy on the targeted workloads (``busy``, printed): a plain proxy
 held back by the load side would flatter the edge, and the run is then reported INCONCLUSIVE
-(exit 1).
+(exit 3), whatever the ratios.
 
 Workloads: ``GET /api/bench`` (proxied to the upstream) and ``GET /`` (the site's index.html,
 served by nginx), each measured with ``wrk -t T -c C -d D --latency`` and a browser's
@@ -57,7 +57,8 @@ synthetic configurations, their time from launch to answering, and the access lo
 request.
 
 Target: edge / plain >= 0.90 for every workload with the shipped lists; exits 1 when missed
-(the synthetic rows are information, without a target), 2 when the bench itself cannot run.
+(the synthetic rows are information, without a target), 2 when the bench itself cannot run, 3
+when the run is INCONCLUSIVE (pinned, a server was not kept busy).
 """
 
 from __future__ import annotations
@@ -152,6 +153,8 @@ NOISE = 0.15
 """Paired ratios whose quartiles differ by more than this (of their median) are reported."""
 WARM_UP_SECONDS = 1
 MIN_ROUNDS = 4
+MET, MISSED, INCONCLUSIVE = 0, 1, 3
+"""The bench's exit codes for its verdict (2: it could not run)."""
 SATURATED = 0.9
 """Pinned, a server under test must be this busy (CPU time over wall time, per worker) for its
 rate to be its own: a plain proxy held back by the load side would flatter the edge."""
@@ -370,9 +373,10 @@ def report(
     sizes: dict[str, int],
     pinned: Placement | None,
     workers: int,
-) -> bool:
-    """Print the table; True when every shipped ratio meets the target (and, pinned, both
-    servers kept their CPUs busy on the targeted workloads)."""
+) -> int:
+    """Print the table; the verdict: MET when every shipped ratio meets the target, MISSED
+    when one does not, INCONCLUSIVE when, pinned, a server did not keep its CPUs busy on a
+    targeted workload (its rate was not its own)."""
     met = True
     print()
     print(f"placement: {pinned.describe() if pinned else 'not pinned (every process, every CPU)'}")
@@ -406,8 +410,8 @@ def report(
         + ", ".join(f"{w} {n} {value:.2f}" for (w, n), value in busy.items())
     )
     idle = [f"{w} {n}" for (w, n), value in busy.items() if w in TARGETED and value < SATURATED]
-    if pinned and idle:
-        met = False
+    conclusive = not (pinned and idle)
+    if not conclusive:
         print(
             f"  INCONCLUSIVE: {', '.join(idle)} below {SATURATED:.0%} busy on its own CPU: the "
             "load side (wrk, the upstream) set the pace, not the server; rerun on a quiet machine"
@@ -457,11 +461,14 @@ def report(
             "other figure to compare; rerun, or add --rounds"
         )
     print()
+    if not conclusive:
+        print(f"INCONCLUSIVE: the servers under test were not kept busy ({', '.join(idle)})")
+        return INCONCLUSIVE
     if met:
         print(f"target met: edge / plain >= {TARGET:.2f} for {' and '.join(TARGETED)}")
-    else:
-        print(f"TARGET MISSED: edge / plain < {TARGET:.2f} for {' or '.join(TARGETED)}")
-    return met
+        return MET
+    print(f"TARGET MISSED: edge / plain < {TARGET:.2f} for {' or '.join(TARGETED)}")
+    return MISSED
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> NoReturn:
@@ -498,8 +505,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace) -> bool:
-    """Start everything, measure, print, stop everything; True when the target is met."""
+def run(args: argparse.Namespace) -> int:
+    """Start everything, measure, print, stop everything; the verdict (``report``)."""
     nginx = find_nginx()
     if shutil.which("wrk") is None:
         raise BenchError("wrk not found: install it with `bash scripts/install-edge-tools.sh`")
@@ -575,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     start = time.perf_counter()
     try:
-        met = run(args)
+        verdict = run(args)
     except BenchError as exc:
         print(f"error: {str(exc).removeprefix('error: ')}", file=sys.stderr)
         return exc.code
@@ -586,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted: every process stopped, temporary files removed", file=sys.stderr)
         return 130
     print(f"total time: {time.perf_counter() - start:.0f} s")
-    return 0 if met else 1
+    return verdict
 
 
 if __name__ == "__main__":

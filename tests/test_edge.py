@@ -248,6 +248,24 @@ def test_bad_referrers_are_refused_by_domain_and_subdomain_only(blocking: Edge) 
         assert request(blocking.port, "/", headers={"Referer": look_alike}).status == 200
 
 
+def test_the_lists_refuse_before_nginx_answers_anything_itself(blocking: Edge) -> None:
+    # paths nginx would answer while choosing the location (a folder's redirect), a case
+    # variant of the health check (not the health check), and decoys, whatever the body
+    for path in ("/static", "/media", "/admin", "/api", "/HEALTHZ", "/healthz/"):
+        request_id = _id()
+        answer = request(blocking.port, path, source=BLOCKED, headers={"X-Request-ID": request_id})
+        assert answer.status == 403, path
+        assert blocking.logged("access", request_id)["decision"] == "blocked-ip", path
+    for path in ("/wp-login.php", "/api/.env", "/static/.env"):
+        request_id = _id()
+        # over any edgeMaxBodyMb the settings accept (1,024 MiB at most)
+        declared = {"X-Request-ID": request_id, "Content-Length": str(1025 * 2**20)}
+        answer = request(blocking.port, path, method="POST", headers=declared)
+        assert answer.status == 403, path
+        assert blocking.logged("honeypot", request_id)["decision"] == "honeypot", path
+    assert request(blocking.port, "/healthz", source=BLOCKED).status == 200
+
+
 def test_blocked_addresses_are_refused(blocking: Edge) -> None:
     request_id = _id()
     answer = request(blocking.port, "/", source=BLOCKED, headers={"X-Request-ID": request_id})
@@ -266,7 +284,10 @@ def test_the_allowlist_beats_every_block_list(blocking: Edge) -> None:
             blocking.port, path, source=ALLOWED, agent=bad_agent,
             headers={"Referer": bad_referrer, "X-Request-ID": request_id},
         )  # fmt: skip
-        assert answer.status != 403, path
+        # a decoy exists nowhere: 404, not the honeypot's 403 (nor the server's answer)
+        decoy = path in HONEYPOT
+        assert answer.status == (404 if decoy else 200), path
+        assert decoy or not path.startswith("/api/") or answer.json()["path"] == path
         assert blocking.logged("access", request_id)["decision"] == "allowlisted"
     # and is never rate-limited
     statuses = {request(blocking.port, "/api/auth/login", source=ALLOWED).status for _ in range(60)}

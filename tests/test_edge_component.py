@@ -459,7 +459,8 @@ def test_the_edge_listens_on_plain_http_only(plans: dict[str, Plan]) -> None:
         listens = [line for text in files.values() for line in text.splitlines()
                    if line.strip().startswith("listen ")]  # fmt: skip
         assert listens, stack
-        assert all(re.fullmatch(r"\s*listen [0-9.:]*\d+;", line) for line in listens), listens
+        plain = re.compile(r"\s*listen (?:[0-9.]+:|\[[0-9a-fA-F:]+\]:)?\d+;")
+        assert all(plain.fullmatch(line) for line in listens), listens
 
 
 def test_the_decisions_exact_keys_have_the_shape_of_its_source() -> None:
