@@ -2,7 +2,7 @@
 """Benchmark: requests per second through the full edge configuration against a plain proxy.
 
     python bench/edge.py [--stack staging] [--duration 1] [--connections 32] [--threads 2]
-        [--rounds 20] [--no-pin]
+        [--rounds 20] [--launches 4] [--no-pin]
 
 What runs, all on loopback on this machine, at the same time (idle while not measured):
 
@@ -40,7 +40,10 @@ held back by the load side would flatter the edge, and the run is then reported 
 Workloads: ``GET /api/bench`` (proxied to the upstream) and ``GET /`` (the site's index.html,
 served by nginx), each measured with ``wrk -t T -c C -d D --latency`` and a browser's
 User-Agent (no X-Forwarded-For), for every configuration, interleaved (edge, plain, synthetic,
-reversed every other round), ``--rounds`` rounds after an untimed warm-up. The ratio is
+reversed every other round), ``--rounds`` rounds split over ``--launches`` launches of the
+three servers under test (each started afresh, checked and warmed up untimed; the first edge
+as an operator starts it, rendering the stack, later ones from the same rendered files with
+``--config-dir``, as the synthetic variant always is). The ratio is
 paired: in each round the configurations run back to back on each workload, so each round
 gives one edge / plain ratio measured a second apart, and the median of those ratios counts,
 printed with its quartiles (this machine's speed drifts by more than the edge's cost between
@@ -65,6 +68,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -338,20 +342,29 @@ class Results:
         return statistics.median(run.cpu_us * run.rps / 1e6 for run in self.runs[workload][server])
 
 
+def launch_rounds(rounds: int, launches: int) -> list[range]:
+    """The round numbers of each launch: ``rounds`` split as evenly as it goes."""
+    bounds = [rounds * number // launches for number in range(launches + 1)]
+    return [range(start, end) for start, end in itertools.pairwise(bounds)]
+
+
 def measure(
-    servers: dict[str, Server], args: argparse.Namespace, say: Callable[[str], None]
-) -> Results:
-    """Warm-up, then ``args.rounds`` rounds of every workload on every server: the plain proxy
-    in the middle, so each configuration's pair with it is back to back, and the order reversed
+    servers: dict[str, Server],
+    args: argparse.Namespace,
+    numbers: range,
+    results: Results,
+    say: Callable[[str], None],
+) -> None:
+    """Warm-up, then rounds ``numbers`` of every workload on every server: the plain proxy in
+    the middle, so each configuration's pair with it is back to back, and the order reversed
     every other round, so neither goes first more often (with an even round count)."""
     for workload, path, agent in WORKLOADS:
         for server in servers.values():
             check_answers(server, workload, path, agent)
             wrk(server.port, path, args, WARM_UP_SECONDS, agent)
             os.truncate(server.log, 0)
-    results = Results()
     order = [EDGE, PLAIN, SYNTHETIC]
-    for round_number in range(args.rounds):
+    for round_number in numbers:
         ordered = order if round_number % 2 == 0 else order[::-1]
         for workload, path, agent in WORKLOADS:
             for name in ordered:
@@ -361,7 +374,6 @@ def measure(
                     f"round {round_number + 1}/{args.rounds} {workload:6} {name:9} "
                     f"{run.rps:10.0f} rps  p99 {run.p99:>7}  nginx CPU {run.cpu_us:5.1f} us/request"
                 )
-    return results
 
 
 def report(
@@ -373,6 +385,7 @@ def report(
     sizes: dict[str, int],
     pinned: Placement | None,
     workers: int,
+    launches: Sequence[range],
 ) -> int:
     """Print the table; the verdict: MET when every shipped ratio meets the target, MISSED
     when one does not, INCONCLUSIVE when, pinned, a server did not keep its CPUs busy on a
@@ -400,6 +413,18 @@ def report(
         "  ratio: median over the rounds of edge rps / plain rps measured in the same round, "
         "and the quartiles of those ratios (rps: medians of the runs, unpaired)"
     )
+    if len(launches) > 1:
+        print(
+            "  per launch (median of its rounds): "
+            + "; ".join(
+                f"{workload} "
+                + " ".join(
+                    f"{statistics.median(results.ratios(workload, EDGE)[r.start : r.stop]):.3f}"
+                    for r in launches
+                )
+                for workload in TARGETED
+            )
+        )
     busy = {
         (workload, name): results.busy(workload, name) / workers
         for workload, _, _ in WORKLOADS
@@ -493,6 +518,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=_positive, default=2, help="wrk threads")
     parser.add_argument("--rounds", type=_positive, default=20, help="rounds (4 or more)")
     parser.add_argument(
+        "--launches",
+        type=_positive,
+        default=4,
+        help="times the servers are started afresh, the rounds split among them (default 4)",
+    )
+    parser.add_argument(
         "--no-pin",
         action="store_true",
         help="leave every process on every CPU (default: servers under test apart from the load)",
@@ -500,13 +531,68 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rounds < MIN_ROUNDS:
         parser.error(f"--rounds must be {MIN_ROUNDS} or more (the ratios' quartiles)")
+    if args.launches > args.rounds:
+        parser.error("--launches must be at most --rounds")
     if args.connections < args.threads:
         parser.error("--connections must be at least --threads")
     return args
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What every launch of the servers under test shares: the nginx binary, the upstream,
+    the folder, the rendered edge files (``edge-config`` in it) and the synthetic ones
+    (``synthetic-config``), and where the processes run."""
+
+    args: argparse.Namespace
+    nginx: str
+    upstream: Server
+    folder: Path
+    rendered: dict[str, str]
+    pinned: Placement | None
+
+
+def start_servers(setup: Setup, number: int, stack: contextlib.ExitStack) -> dict[str, Server]:
+    """Launch ``number`` of the edge, the plain proxy and the synthetic variant, in their own
+    folder, answering and pinned. The first edge starts as an operator starts it (rendering the
+    stack with the bench's ``--set``s); later ones from the same rendered files
+    (``--config-dir``), as the synthetic variant always does."""
+    where = setup.folder / f"launch-{number + 1}"
+    where.mkdir()
+    os.chmod(where, 0o755)  # noqa: S103 - readable test files, as the folder
+    stack_name = setup.args.stack
+    edge_args = (
+        [stack_name, *(f"--set={assignment}" for assignment in SETS)]
+        if number == 0
+        else [stack_name, "--config-dir", str(setup.folder / "edge-config")]
+    )
+    edge = start_edge(EDGE, edge_args, setup.upstream, where, stack)
+    synthetic_args = [stack_name, "--config-dir", str(setup.folder / "synthetic-config")]
+    synthetic = start_edge(SYNTHETIC, synthetic_args, setup.upstream, where, stack)
+    plain = start_plain(where, setup.nginx, setup.upstream, setup.rendered, stack)
+    wait_for_edge(edge)
+    wait_for_edge(synthetic)
+    servers = {EDGE: edge, PLAIN: plain, SYNTHETIC: synthetic}
+    if setup.pinned is not None:
+        for server in servers.values():
+            pin(server, setup.pinned.servers)
+    return servers
+
+
+def stop_servers(servers: dict[str, Server], say: Callable[[str], None]) -> None:
+    """Stop the two tools.edge runs of a launch, saying so when one did not exit cleanly (the
+    plain proxy stops with the launch's stack)."""
+    for name in (EDGE, SYNTHETIC):
+        stop(servers[name])
+        if servers[name].process.returncode != 0:
+            say(f"warning: tools.edge ({name}) exited {servers[name].process.returncode}")
+
+
 def run(args: argparse.Namespace) -> int:
-    """Start everything, measure, print, stop everything; the verdict (``report``)."""
+    """Render, start the upstream, then measure over ``args.launches`` launches of the servers
+    under test, print, stop everything; the verdict (``report``). (Single-launch runs of one
+    configuration gave medians a percent or two apart, more than their rounds' spread
+    explains; whatever a launch brings, several average it out.)"""
     nginx = find_nginx()
     if shutil.which("wrk") is None:
         raise BenchError("wrk not found: install it with `bash scripts/install-edge-tools.sh`")
@@ -518,42 +604,36 @@ def run(args: argparse.Namespace) -> int:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-edge-")))
         # nginx's workers (nobody, when started as root) read the prefixes inside
         os.chmod(folder, 0o755)  # noqa: S103 - a folder of readable test files
-        sets = [f"--set={assignment}" for assignment in SETS]
-        upstream = start_upstream(folder, nginx, stack)
-        edge = start_edge(EDGE, [args.stack, *sets], upstream, folder, stack)
-        say(f"rendering {args.stack} (twice: tools.edge, and the bench for its variant) ...")
+        say(f"rendering {args.stack} (the bench's copy, and its synthetic variant) ...")
         try:
             rendered = render_stack(args.stack, SETS)
         except EdgeRunError as exc:
             raise BenchError(str(exc)) from None
         variant = synthetic_files(args.stack, rendered)
+        write_folder(folder / "edge-config", rendered)
         write_folder(folder / "synthetic-config", variant)
-        synthetic = start_edge(
-            SYNTHETIC,
-            [args.stack, "--config-dir", str(folder / "synthetic-config")],
-            upstream,
-            folder,
-            stack,
-        )
-        plain = start_plain(folder, nginx, upstream, rendered, stack)
-        wait_for_edge(edge)
-        wait_for_edge(synthetic)
-        servers = {EDGE: edge, PLAIN: plain, SYNTHETIC: synthetic}
+        upstream = start_upstream(folder, nginx, stack)
         workers = edge_workers(rendered)
         pinned = None if args.no_pin else placement(workers)
         if pinned is not None:
             # the bench's own children from now on (wrk) start on the load's CPUs
             os.sched_setaffinity(0, pinned.load)
             pin(upstream, pinned.load)
-            for server in servers.values():
-                pin(server, pinned.servers)
         say(f"placement: {pinned.describe() if pinned else 'not pinned'}")
-        say("measuring ...")
-        results = measure(servers, args, say)
-        memory = {name: nginx_memory_mib(server) for name, server in servers.items()}
-        ready = {name: server.ready_seconds for name, server in servers.items()}
+        setup = Setup(args, nginx, upstream, folder, rendered, pinned)
+        results = Results()
+        ready: dict[str, float] = {}
+        memory: dict[str, float] = {}
+        for number, rounds in enumerate(launch_rounds(args.rounds, args.launches)):
+            with contextlib.ExitStack() as launch:
+                say(f"launch {number + 1}/{args.launches}: starting the servers ...")
+                servers = start_servers(setup, number, launch)
+                ready = ready or {name: server.ready_seconds for name, server in servers.items()}
+                measure(servers, args, rounds, results, say)
+                memory = {name: nginx_memory_mib(server) for name, server in servers.items()}
+                stop_servers(servers, say)
         config_tests = {
-            PLAIN: config_test_seconds(nginx, folder / PLAIN),
+            PLAIN: config_test_seconds(nginx, folder / "launch-1" / PLAIN),
             EDGE: edge_config_test_seconds(nginx, rendered, folder),
             SYNTHETIC: edge_config_test_seconds(nginx, variant, folder),
         }
@@ -561,11 +641,6 @@ def run(args: argparse.Namespace) -> int:
             EDGE: sum(len(rendered[name].encode()) for name in VARIANT_FILES),
             SYNTHETIC: sum(len(variant[name].encode()) for name in VARIANT_FILES),
         }
-        for server in (edge, synthetic):
-            stop(server)
-            if server.process.returncode != 0:
-                say(f"warning: tools.edge ({server.name}) exited {server.process.returncode}")
-        count = int(workers) if workers.isdigit() else 1
         return report(
             results,
             config_tests=config_tests,
@@ -573,7 +648,8 @@ def run(args: argparse.Namespace) -> int:
             ready=ready,
             sizes=sizes,
             pinned=pinned,
-            workers=count,
+            workers=int(workers) if workers.isdigit() else 1,
+            launches=launch_rounds(args.rounds, args.launches),
         )
 
 
