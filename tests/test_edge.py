@@ -594,8 +594,12 @@ def test_missing_files_are_404_not_the_app(blocking: Edge) -> None:
         assert answer.status == 404, path
         assert answer.header("Cache-Control") == "no-store"
     assert request(blocking.port, "/api").status == 404
-    moved = request(blocking.port, "/admin")
-    assert moved.status == 301 and moved.header("Location") == "/admin/"
+    # the server's folders without their slash: to the folder, the query kept
+    for folder in ("admin", "static", "media"):
+        moved = request(blocking.port, f"/{folder}")
+        assert moved.status == 301 and moved.header("Location") == f"/{folder}/", folder
+        moved = request(blocking.port, f"/{folder}?page=2")
+        assert moved.header("Location") == f"/{folder}/?page=2", folder
 
 
 def test_server_paths_are_proxied_and_the_rest_is_the_site(blocking: Edge, stub: Upstream) -> None:
